@@ -1,0 +1,54 @@
+// One build for every bundle: the extension host, the compute worker, the CLI
+// (all Node, CommonJS) and the webview (browser, IIFE). The wasm binaries of
+// @tensorflow/tfjs-backend-wasm are copied next to the bundles because, once
+// bundled, the backend cannot find them by itself (see src/engine/backend.ts).
+import * as esbuild from 'esbuild';
+import { copyFileSync, mkdirSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+const watch = process.argv.includes('--watch');
+const production = process.argv.includes('--production');
+
+const node = {
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'cjs',
+  sourcemap: !production,
+  minify: production,
+  logLevel: 'info',
+  // tfjs-node is optional: it is required at run time only if installed.
+  external: ['vscode', '@tensorflow/tfjs-node'],
+};
+
+const builds = [
+  { ...node, entryPoints: { extension: 'src/extension.ts' }, outdir: 'dist' },
+  { ...node, entryPoints: { worker: 'src/worker/worker.ts' }, outdir: 'dist' },
+  { ...node, entryPoints: { cli: 'src/cli/main.ts' }, outdir: 'dist', banner: { js: '#!/usr/bin/env node' } },
+  {
+    bundle: true,
+    platform: 'browser',
+    target: 'chrome120',
+    format: 'iife',
+    sourcemap: !production,
+    minify: production,
+    logLevel: 'info',
+    entryPoints: { webview: 'webview/main.ts' },
+    outdir: 'dist',
+  },
+];
+
+function copyWasm() {
+  const from = 'node_modules/@tensorflow/tfjs-backend-wasm/dist';
+  mkdirSync('dist', { recursive: true });
+  for (const f of readdirSync(from)) {
+    if (f.endsWith('.wasm')) copyFileSync(join(from, f), join('dist', f));
+  }
+}
+
+copyWasm();
+if (watch) {
+  for (const b of builds) await (await esbuild.context(b)).watch();
+} else {
+  await Promise.all(builds.map((b) => esbuild.build(b)));
+}
