@@ -91,6 +91,8 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
   const start = performance.now();
   const prefer = options.prefer ?? 'auto';
   const notes: string[] = [];
+  // Production mode: no debug checks, and no "install tfjs-node" banner on stdout.
+  tf.env().set('PROD', true);
   let name: BackendName = 'cpu';
   if ((prefer === 'auto' || prefer === 'tensorflow') && (await tryTensorflow(notes))) {
     name = 'tensorflow';

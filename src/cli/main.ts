@@ -1,0 +1,100 @@
+/**
+ * layer-lens: the command-line front end over the same engine as the
+ * extension. Runs the engine in-process (a terminal has no UI thread to
+ * protect). Every failure ends in one clear line on stderr and a non-zero exit.
+ */
+import { parseArgs } from 'node:util';
+import { initBackend, type BackendPreference } from '../engine/backend';
+import { isEngineError, messageOf } from '../engine/errors';
+import { loadModel } from '../engine/model';
+import { formatCount, formatShape, type ModelSummary } from '../protocol/model';
+
+export const usage = `Usage: layer-lens <command> [options]
+
+Commands:
+  summary <model.json> [--json]   Print the layer table of a TF.js model.
+
+Options:
+  --backend auto|tensorflow|wasm|cpu   Compute backend (default auto).
+  --help                               Show this help.
+`;
+
+export class UsageError extends Error {}
+
+function out(s: string): void {
+  process.stdout.write(s + '\n');
+}
+
+export function formatSummaryTable(s: ModelSummary): string {
+  const header = ['Layer', 'Class', 'Output shape', 'Params', 'Trainable'];
+  const rows = s.layers.map((r) => [
+    '  '.repeat(r.depth) + r.name,
+    r.className,
+    formatShape(r.outputShape),
+    formatCount(r.params),
+    r.isContainer ? '' : r.trainable ? 'yes' : 'no',
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 3 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
+  const lines = [
+    `${s.name} (${s.format} model) — ${s.modelPath}`,
+    line(header),
+    widths.map((w) => '-'.repeat(w)).join('  '),
+    ...rows.map(line),
+    '',
+    `Total params: ${formatCount(s.totalParams)}   Trainable: ${formatCount(s.trainableParams)}   Non-trainable: ${formatCount(s.totalParams - s.trainableParams)}`,
+    `Input ${formatShape(s.inputShape)} → output ${formatShape(s.outputShape)}${s.labels ? `   Labels: ${s.labels.join(', ')}` : ''}`,
+  ];
+  for (const w of s.warnings) lines.push(`Warning: ${w}`);
+  return lines.join('\n');
+}
+
+async function summary(args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { json: { type: 'boolean' }, backend: { type: 'string' } },
+  });
+  if (positionals.length !== 1) throw new UsageError('summary takes exactly one model.json path.');
+  await initBackend({ prefer: backendOption(values.backend) });
+  const model = await loadModel(positionals[0]);
+  out(values.json ? JSON.stringify(model.summary, null, 2) : formatSummaryTable(model.summary));
+}
+
+function backendOption(v: string | undefined): BackendPreference {
+  if (v === undefined) return 'auto';
+  if (v === 'auto' || v === 'tensorflow' || v === 'wasm' || v === 'cpu') return v;
+  throw new UsageError(`--backend must be auto, tensorflow, wasm or cpu (got "${v}").`);
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'summary':
+        await summary(rest);
+        return 0;
+      case undefined:
+      case '--help':
+      case '-h':
+      case 'help':
+        out(usage);
+        return command === undefined ? 2 : 0;
+      default:
+        throw new UsageError(`Unknown command "${command}".`);
+    }
+  } catch (e) {
+    if (e instanceof UsageError || (e instanceof TypeError && (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS'))) {
+      process.stderr.write(`layer-lens: ${e.message}\n\n${usage}`);
+      return 2;
+    }
+    process.stderr.write(`layer-lens: ${isEngineError(e) ? e.message : `unexpected error: ${messageOf(e)}`}\n`);
+    return 1;
+  }
+}
+
+if (require.main === module) {
+  void main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

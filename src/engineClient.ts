@@ -1,0 +1,127 @@
+/**
+ * The extension host's handle on the compute worker. The worker starts on the
+ * first request (so activation stays fast), is terminated on dispose, and is
+ * replaced by a fresh one on the next request if it dies (out of memory, a
+ * crash). A cancelled request that the worker does not give up within a grace
+ * period gets the worker terminated. No vscode import: tests and the CLI can
+ * use it too.
+ */
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { isRpcMessage, RemoteError, RpcClient, type CallOptions } from './protocol/rpc';
+import type { BackendPreference, BackendReport, WorkerApi } from './protocol/workerApi';
+
+export interface EngineClientOptions {
+  /** Folder holding worker.js and the wasm binaries. */
+  distDir: string;
+  backend: () => BackendPreference;
+  /** Folder that paths in error messages are shown relative to. */
+  displayRoot?: () => string | undefined;
+  log: { info(m: string): void; warn(m: string): void; error(m: string): void };
+  onBackend?: (report: BackendReport) => void;
+  onBusy?: (busy: boolean) => void;
+  /** Heap limit of the worker, so a huge model kills the worker, not the editor. */
+  maxHeapMb?: number;
+  cancelGraceMs?: number;
+}
+
+interface Running {
+  worker: Worker;
+  rpc: RpcClient<WorkerApi>;
+  ready: Promise<BackendReport>;
+}
+
+export class EngineClient {
+  private running: Running | undefined;
+  private disposed = false;
+  private busy = 0;
+
+  constructor(private readonly options: EngineClientOptions) {}
+
+  get started(): boolean {
+    return this.running !== undefined;
+  }
+
+  private start(): Running {
+    if (this.running) return this.running;
+    if (this.disposed) throw new RemoteError('disposed', 'Layer Lens is shutting down.');
+    const worker = new Worker(path.join(this.options.distDir, 'worker.js'), {
+      resourceLimits: { maxOldGenerationSizeMb: this.options.maxHeapMb ?? 8192 },
+      stdout: false,
+      stderr: true,
+    });
+    const rpc = new RpcClient<WorkerApi>({ post: (m, t) => worker.postMessage(m, t ?? []) });
+    worker.on('message', (m: unknown) => {
+      if (isRpcMessage(m)) rpc.handle(m);
+    });
+    worker.stderr?.on('data', (d: Buffer) => this.options.log.warn(`worker: ${d.toString().trimEnd()}`));
+    worker.on('error', (e) => this.options.log.error(`The compute worker failed: ${e.message}`));
+    worker.on('exit', (code) => {
+      if (this.running?.worker !== worker) return;
+      this.running = undefined;
+      const why = code === 0 ? 'stopped' : `stopped unexpectedly (exit code ${code}; out of memory or a crash)`;
+      if (!this.disposed) this.options.log.warn(`The compute worker ${why}; a fresh one starts with the next request.`);
+      rpc.failAll(new RemoteError('worker-exit', `The compute worker ${why}. Try again; a fresh worker will start.`));
+    });
+    const ready = rpc.call('init', { prefer: this.options.backend(), wasmDir: this.options.distDir, displayRoot: this.options.displayRoot?.() }).then((report) => {
+      this.options.onBackend?.(report);
+      return report;
+    });
+    ready.catch(() => undefined);
+    this.running = { worker, rpc, ready };
+    return this.running;
+  }
+
+  async backend(): Promise<BackendReport> {
+    return this.start().ready;
+  }
+
+  async call<K extends keyof WorkerApi & string>(
+    method: K,
+    params: WorkerApi[K]['params'],
+    options: CallOptions<WorkerApi[K]['progress']> = {},
+  ): Promise<WorkerApi[K]['result']> {
+    const running = this.start();
+    this.setBusy(+1);
+    let timer: NodeJS.Timeout | undefined;
+    const onAbort = () => {
+      // The worker checks its cancel flag between batches; if it does not
+      // answer within the grace period it is stuck in one long kernel.
+      timer = setTimeout(() => {
+        if (this.running === running) {
+          this.options.log.warn(`The compute worker did not stop ${method} within ${this.options.cancelGraceMs ?? 5000} ms; restarting it.`);
+          void this.restart();
+        }
+      }, this.options.cancelGraceMs ?? 5000);
+    };
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      await running.ready;
+      return await running.rpc.call(method, params, options);
+    } finally {
+      if (timer) clearTimeout(timer);
+      options.signal?.removeEventListener('abort', onAbort);
+      this.setBusy(-1);
+    }
+  }
+
+  /** Terminates the worker; the next call starts a fresh one. */
+  async restart(): Promise<void> {
+    const r = this.running;
+    if (!r) return;
+    this.running = undefined;
+    r.rpc.failAll(new RemoteError('cancelled', 'The compute worker was restarted.'));
+    await r.worker.terminate();
+  }
+
+  private setBusy(delta: number): void {
+    const was = this.busy > 0;
+    this.busy += delta;
+    if (was !== this.busy > 0) this.options.onBusy?.(this.busy > 0);
+  }
+
+  dispose(): void {
+    this.disposed = true;
+    void this.restart();
+  }
+}

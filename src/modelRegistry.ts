@@ -1,0 +1,135 @@
+/**
+ * Which models the workspace holds and what each one looks like: the list of
+ * model.json files (kept current by a file watcher), plus any the user opened
+ * from elsewhere, and their summaries loaded through the worker on demand.
+ * The Models view, the inspector and the commands all read from here, so they
+ * agree.
+ */
+import * as vscode from 'vscode';
+import type { EngineClient } from './engineClient';
+import type { Logger } from './logger';
+import type { ModelSummary } from './protocol/model';
+import { formatCount } from './protocol/model';
+
+export type ModelState =
+  | { kind: 'unloaded' }
+  | { kind: 'loading'; promise: Promise<ModelSummary> }
+  | { kind: 'loaded'; summary: ModelSummary }
+  | { kind: 'failed'; message: string };
+
+const exclude = '{**/node_modules/**,**/.git/**,**/.cache/**}';
+
+export class ModelRegistry implements vscode.Disposable {
+  private readonly found = new Map<string, vscode.Uri>();
+  private readonly states = new Map<string, ModelState>();
+  private readonly changed = new vscode.EventEmitter<vscode.Uri | undefined>();
+  readonly onDidChange = this.changed.event;
+  private readonly disposables: vscode.Disposable[] = [this.changed];
+  private scanned: Promise<void> | undefined;
+
+  constructor(
+    private readonly engine: EngineClient,
+    private readonly log: Logger,
+    private readonly memento: vscode.Memento,
+  ) {
+    const watcher = vscode.workspace.createFileSystemWatcher('**/model.json');
+    this.disposables.push(
+      watcher,
+      watcher.onDidCreate((uri) => this.add(uri)),
+      watcher.onDidDelete((uri) => this.remove(uri)),
+      watcher.onDidChange((uri) => this.invalidate(uri)),
+      vscode.workspace.onDidChangeWorkspaceFolders(() => this.rescan()),
+    );
+    for (const p of memento.get<string[]>('layerLens.openedModels', [])) this.found.set(p, vscode.Uri.file(p));
+  }
+
+  /** All known models, sorted by path. */
+  async list(): Promise<vscode.Uri[]> {
+    this.scanned ??= this.scan();
+    await this.scanned;
+    return [...this.found.values()].sort((a, b) => a.fsPath.localeCompare(b.fsPath));
+  }
+
+  private async scan(): Promise<void> {
+    const uris = await vscode.workspace.findFiles('**/model.json', exclude);
+    for (const u of uris) this.found.set(u.fsPath, u);
+  }
+
+  rescan(): void {
+    this.scanned = undefined;
+    this.changed.fire(undefined);
+  }
+
+  /** Adds a model opened from anywhere (also outside the workspace). */
+  async open(uri: vscode.Uri): Promise<ModelSummary> {
+    if (!this.found.has(uri.fsPath)) {
+      this.found.set(uri.fsPath, uri);
+      const kept = new Set(this.memento.get<string[]>('layerLens.openedModels', []));
+      if (!vscode.workspace.getWorkspaceFolder(uri)) {
+        kept.add(uri.fsPath);
+        await this.memento.update('layerLens.openedModels', [...kept]);
+      }
+      this.changed.fire(undefined);
+    }
+    return this.summary(uri);
+  }
+
+  private add(uri: vscode.Uri): void {
+    if (/[\\/](node_modules|\.git|\.cache)[\\/]/.test(uri.fsPath)) return;
+    this.found.set(uri.fsPath, uri);
+    this.changed.fire(undefined);
+  }
+
+  private remove(uri: vscode.Uri): void {
+    this.found.delete(uri.fsPath);
+    this.states.delete(uri.fsPath);
+    this.changed.fire(undefined);
+  }
+
+  invalidate(uri: vscode.Uri): void {
+    if (!this.states.has(uri.fsPath)) return;
+    this.states.delete(uri.fsPath);
+    this.changed.fire(uri);
+  }
+
+  state(uri: vscode.Uri): ModelState {
+    return this.states.get(uri.fsPath) ?? { kind: 'unloaded' };
+  }
+
+  /** The model's summary, loading it in the worker once; rejects with the user-facing message. */
+  summary(uri: vscode.Uri): Promise<ModelSummary> {
+    const s = this.state(uri);
+    if (s.kind === 'loaded') return Promise.resolve(s.summary);
+    if (s.kind === 'loading') return s.promise;
+    const rel = vscode.workspace.asRelativePath(uri);
+    const promise = this.engine.call('loadModel', { path: uri.fsPath }).then(
+      (summary) => {
+        this.states.set(uri.fsPath, { kind: 'loaded', summary });
+        const trainable = summary.format === 'layers' ? `, ${formatCount(summary.trainableParams)} trainable` : ', graph model (inference only)';
+        this.log.info(`Loaded ${rel}: ${summary.layers.length} layers, ${formatCount(summary.totalParams)} params${trainable} (${summary.loadMs} ms)`);
+        for (const w of summary.warnings) this.log.warn(`${rel}: ${w}`);
+        this.changed.fire(uri);
+        return summary;
+      },
+      (e: unknown) => {
+        const message = e instanceof Error ? e.message : String(e);
+        this.states.set(uri.fsPath, { kind: 'failed', message });
+        this.log.error(message);
+        this.changed.fire(uri);
+        throw e;
+      },
+    );
+    this.states.set(uri.fsPath, { kind: 'loading', promise });
+    return promise;
+  }
+
+  /** Replaces a loaded summary (after a freeze change, a reload). */
+  update(uri: vscode.Uri, summary: ModelSummary): void {
+    this.states.set(uri.fsPath, { kind: 'loaded', summary });
+    this.changed.fire(uri);
+  }
+
+  dispose(): void {
+    for (const d of this.disposables) d.dispose();
+  }
+}

@@ -1,0 +1,51 @@
+/**
+ * Plain data describing a loaded model, shared by the engine, the extension
+ * host, the webview and the CLI. No tfjs, no vscode, no DOM.
+ */
+export type Shape = (number | null)[];
+
+export interface LayerRow {
+  /** Unique path through nested models, e.g. "sequential_5/model2/Conv1". */
+  path: string;
+  name: string;
+  className: string;
+  /** One shape, or several for multi-output layers. */
+  outputShape: Shape | Shape[];
+  params: number;
+  trainableParams: number;
+  trainable: boolean;
+  /** 0 for top-level layers, 1 inside a nested model, and so on. */
+  depth: number;
+  /** True for a nested model (its layers follow it with depth + 1). */
+  isContainer: boolean;
+  /** Path of the enclosing nested model, absent at top level. */
+  parent?: string;
+}
+
+export type Normalization = 'zeroOne' | 'minusOneOne' | 'imagenet' | 'raw';
+
+export interface ModelSummary {
+  modelPath: string;
+  name: string;
+  format: 'layers' | 'graph';
+  inputShape: Shape;
+  outputShape: Shape;
+  layers: LayerRow[];
+  totalParams: number;
+  trainableParams: number;
+  /** Class labels from metadata.json (Teachable Machine) or labels.txt. */
+  labels?: string[];
+  /** Preprocessing the model's own metadata asks for, if it says. */
+  normalization?: Normalization;
+  warnings: string[];
+  loadMs: number;
+}
+
+export function formatShape(shape: Shape | Shape[]): string {
+  const one = (s: Shape) => `[${s.map((d) => (d === null ? '?' : String(d))).join(', ')}]`;
+  return Array.isArray(shape[0]) ? (shape as Shape[]).map(one).join(' ') : one(shape as Shape);
+}
+
+export function formatCount(n: number): string {
+  return n.toLocaleString('en-US');
+}

@@ -1,0 +1,42 @@
+/**
+ * The compute worker: a worker_threads entry that owns tfjs and every loaded
+ * model, and serves the WorkerApi over the rpc helper. Nothing here blocks the
+ * extension host; the host terminates this thread if it stops answering.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { parentPort } from 'node:worker_threads';
+import { initBackend } from '../engine/backend';
+import { EngineError, messageOf } from '../engine/errors';
+import { setDisplayRoot } from '../engine/io/modelFiles';
+import { EngineSession } from '../engine/session';
+import { isRpcMessage, RpcServer, type Handlers, type Port, type RpcError } from '../protocol/rpc';
+import type { WorkerApi } from '../protocol/workerApi';
+
+const port = parentPort;
+if (!port) throw new Error('worker.js must run in a worker thread');
+
+const session = new EngineSession();
+
+const handlers: Handlers<WorkerApi> = {
+  init: async ({ prefer, wasmDir, displayRoot }) => {
+    if (displayRoot) setDisplayRoot(displayRoot);
+    return initBackend({ prefer, wasmDir: wasmDir ?? __dirname });
+  },
+  loadModel: async ({ path }) => (await session.model(path, { reload: true })).summary,
+  unloadModel: ({ path }) => session.unload(path),
+  memory: () => {
+    const m = tf.memory();
+    return { numTensors: m.numTensors, numBytes: m.numBytes };
+  },
+};
+
+function toError(e: unknown): RpcError {
+  if (e instanceof EngineError) return { code: e.code, message: e.message };
+  return { code: 'internal', message: `Internal error in the compute worker: ${messageOf(e)}` };
+}
+
+const rpcPort: Port = { post: (m, transfer) => port.postMessage(m, transfer ?? []) };
+const server = new RpcServer<WorkerApi>(rpcPort, handlers, toError);
+port.on('message', (m: unknown) => {
+  if (isRpcMessage(m)) void server.handle(m);
+});
