@@ -1,0 +1,73 @@
+/**
+ * The recipe file next to a model (layerlens.json): the freeze plan and the
+ * fine-tune settings, human-editable, validated here with zod (the same rules
+ * as the JSON schema media/layerlens.schema.json that package.json contributes
+ * for completion in the editor).
+ */
+import { z } from 'zod';
+
+export const recipeFileName = 'layerlens.json';
+
+const strength = (max: number, def: number) => z.number().min(0).max(max).default(def);
+
+export const augmentSchema = z
+  .object({
+    flip: z.object({ enabled: z.boolean().default(true) }).strict().default({ enabled: true }),
+    rotate: z.object({ enabled: z.boolean().default(false), degrees: strength(180, 15) }).strict().default({ enabled: false, degrees: 15 }),
+    zoom: z.object({ enabled: z.boolean().default(false), amount: strength(0.5, 0.1) }).strict().default({ enabled: false, amount: 0.1 }),
+    brightness: z.object({ enabled: z.boolean().default(false), amount: strength(1, 0.2) }).strict().default({ enabled: false, amount: 0.2 }),
+    contrast: z.object({ enabled: z.boolean().default(false), amount: strength(1, 0.2) }).strict().default({ enabled: false, amount: 0.2 }),
+  })
+  .strict();
+
+export const finetuneSchema = z
+  .object({
+    epochs: z.number().int().min(1).max(10000).default(10),
+    batchSize: z.number().int().min(1).max(4096).default(32),
+    learningRate: z.number().positive().max(10).default(0.001),
+    optimizer: z.enum(['adam', 'sgd', 'rmsprop']).default('adam'),
+    validationFraction: z.number().min(0).max(0.9).default(0.2),
+    seed: z.number().int().min(0).max(2 ** 31 - 1).default(7),
+    /** [height, width]; defaults to the model's input size. */
+    imageSize: z.tuple([z.number().int().min(8).max(2048), z.number().int().min(8).max(2048)]).optional(),
+    normalization: z.enum(['zeroOne', 'minusOneOne', 'imagenet', 'raw']).optional(),
+    /** Layer path after which the new head goes; defaults to the last feature layer. */
+    cutLayer: z.string().min(1).optional(),
+    augment: augmentSchema.default({
+      flip: { enabled: true },
+      rotate: { enabled: false, degrees: 15 },
+      zoom: { enabled: false, amount: 0.1 },
+      brightness: { enabled: false, amount: 0.2 },
+      contrast: { enabled: false, amount: 0.2 },
+    }),
+    earlyStopping: z
+      .object({
+        monitor: z.enum(['val_loss', 'val_acc', 'loss', 'acc']).default('val_loss'),
+        patience: z.number().int().min(1).max(1000).default(3),
+        restoreBestWeights: z.boolean().default(true),
+      })
+      .strict()
+      .optional(),
+    lrSchedule: z
+      .discriminatedUnion('kind', [
+        z.object({ kind: z.literal('step'), every: z.number().int().min(1), factor: z.number().positive().max(1) }).strict(),
+        z.object({ kind: z.literal('cosine'), minLearningRate: z.number().min(0).default(0) }).strict(),
+      ])
+      .optional(),
+  })
+  .strict();
+
+export const recipeSchema = z
+  .object({
+    $schema: z.string().optional(),
+    /** Paths of frozen layers (nested ones as "outer/inner/layer"). */
+    freeze: z.array(z.string().min(1)).default([]),
+    finetune: finetuneSchema.default(finetuneSchema.parse({})),
+  })
+  .strict();
+
+export type Recipe = z.infer<typeof recipeSchema>;
+export type FinetuneSettings = z.infer<typeof finetuneSchema>;
+export type AugmentSettings = z.infer<typeof augmentSchema>;
+
+export const defaultRecipe = (): Recipe => recipeSchema.parse({});
