@@ -1,0 +1,336 @@
+/**
+ * Images in and out of the engine: PNG and JPEG decoding into plain RGB bytes,
+ * preprocessing into the tensor a model expects, and PNG encoding for exports.
+ *
+ * Images come from the user's workspace and datasets from strangers, so the
+ * container is checked before a decoder sees it: the format is told by its
+ * magic bytes (never by the extension), the dimensions are read from the PNG
+ * IHDR or the JPEG SOF header and refused above `imageLimits.maxPixels`
+ * (a 100 KB PNG can claim 30000x30000 pixels and inflate to 3.6 GB), and the
+ * file's structure is walked to its end so that a truncated file gets its own
+ * message instead of the decoder's ("There are some read requests waitng on
+ * finished stream", "unknown JPEG marker 0").
+ *
+ * Alpha: transparent pixels are composited over black, i.e. RGB * alpha. This
+ * is what a browser hands tfjs for fully transparent pixels (canvas
+ * getImageData returns 0,0,0,0 there), so Teachable Machine and other tfjs web
+ * apps see the same pixels; for opaque pixels every pipeline agrees.
+ */
+import * as tf from '@tensorflow/tfjs';
+import * as jpeg from 'jpeg-js';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { PNG } from 'pngjs';
+import { EngineError } from './errors';
+import { rel } from './io/modelFiles';
+import type { Normalization } from '../protocol/model';
+
+/** An image as RGB bytes, 3 per pixel, row-major, no padding. */
+export interface DecodedImage {
+  width: number;
+  height: number;
+  data: Uint8Array;
+}
+
+export type ImageFormat = 'png' | 'jpeg';
+
+export const imageLimits = {
+  /** Pixels we agree to decode: a 48 MP camera photo fits, a bomb does not. */
+  maxPixels: 50_000_000,
+  /** Bytes of an image file we agree to read. */
+  maxFileBytes: 100 * 1024 * 1024,
+};
+
+const PNG_MAGIC = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+
+function startsWith(bytes: Uint8Array, magic: number[]): boolean {
+  return bytes.length >= magic.length && magic.every((b, i) => bytes[i] === b);
+}
+
+/** PNG or JPEG by magic bytes, else undefined. */
+export function sniffImageFormat(bytes: Uint8Array): ImageFormat | undefined {
+  if (startsWith(bytes, PNG_MAGIC)) return 'png';
+  if (startsWith(bytes, [0xff, 0xd8, 0xff])) return 'jpeg';
+  return undefined;
+}
+
+/** The first bytes as the user would recognise them: printable text, else hex. */
+function describeStart(bytes: Uint8Array): string {
+  const head = bytes.subarray(0, 16);
+  const printable = head.every((b) => (b >= 0x20 && b < 0x7f) || b === 0x09 || b === 0x0a || b === 0x0d);
+  if (printable) return `"${Buffer.from(head).toString('latin1').replace(/\s+/g, ' ').trim()}"`;
+  return `bytes ${Array.from(head.subarray(0, 8), (b) => b.toString(16).padStart(2, '0')).join(' ')}`;
+}
+
+function u32(b: Uint8Array, o: number): number {
+  return ((b[o] << 24) >>> 0) + (b[o + 1] << 16) + (b[o + 2] << 8) + b[o + 3];
+}
+
+function u16(b: Uint8Array, o: number): number {
+  return (b[o] << 8) + b[o + 1];
+}
+
+function truncated(name: string, what: string): EngineError {
+  return new EngineError('bad-image', `${name} is truncated (${what}); the copy or download was probably interrupted. Copy the image again or re-export it.`);
+}
+
+function checkPixels(name: string, width: number, height: number): void {
+  if (width === 0 || height === 0) throw new EngineError('bad-image', `${name} claims a size of ${width}x${height} pixels; the file is corrupt.`);
+  const mp = (width * height) / 1e6;
+  if (width * height > imageLimits.maxPixels) {
+    throw new EngineError(
+      'bad-image',
+      `${name} claims ${width}x${height} pixels (${mp.toFixed(0)} megapixels), over the ${imageLimits.maxPixels / 1e6} megapixel limit; refused before decoding (a decompression bomb, or a scan far larger than a model needs). Resize it first.`,
+    );
+  }
+}
+
+/**
+ * Reads the PNG header and walks the chunk list to IEND without inflating
+ * anything: dimensions for the bomb check, truncation for a clear message.
+ */
+function checkPng(bytes: Uint8Array, name: string): { width: number; height: number } {
+  // Signature (8), IHDR length (4), "IHDR" (4), width (4), height (4), depth, colour type...
+  if (bytes.length < 8 + 8 + 13 + 4) throw truncated(name, `only ${bytes.length} bytes, not even a PNG header`);
+  if (u32(bytes, 8) !== 13 || Buffer.from(bytes.subarray(12, 16)).toString('latin1') !== 'IHDR') {
+    throw new EngineError('bad-image', `${name} starts like a PNG but has no IHDR header; the file is corrupt.`);
+  }
+  const width = u32(bytes, 16);
+  const height = u32(bytes, 20);
+  checkPixels(name, width, height);
+  let o = 8;
+  let sawData = false;
+  for (;;) {
+    if (o + 8 > bytes.length) throw truncated(name, sawData ? 'it ends inside its image data' : 'it ends before any image data');
+    const len = u32(bytes, o);
+    const type = Buffer.from(bytes.subarray(o + 4, o + 8)).toString('latin1');
+    if (o + 12 + len > bytes.length) throw truncated(name, `it ends inside its ${type} chunk`);
+    if (type === 'IDAT') sawData = true;
+    if (type === 'IEND') break;
+    o += 12 + len;
+  }
+  if (!sawData) throw new EngineError('bad-image', `${name} is a PNG without image data (no IDAT chunk); the file is corrupt.`);
+  return { width, height };
+}
+
+/** SOF markers: C0-CF except DHT (C4), JPG (C8) and DAC (CC). */
+function isSof(marker: number): boolean {
+  return marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc;
+}
+
+/**
+ * Reads the JPEG markers up to the first scan: dimensions from SOF for the bomb
+ * check. Then looks for the end-of-image marker after the scan: inside
+ * entropy-coded data 0xFF is always followed by 0x00 or a restart marker, so an
+ * FF D9 after the first SOS can only be the real end (an EXIF thumbnail's EOI
+ * comes before it).
+ */
+function checkJpeg(bytes: Uint8Array, name: string): { width: number; height: number } {
+  let o = 2;
+  let size: { width: number; height: number } | undefined;
+  for (;;) {
+    while (o < bytes.length && bytes[o] === 0xff && bytes[o + 1] === 0xff) o++; // fill bytes
+    if (o + 4 > bytes.length) throw truncated(name, size ? 'it ends before its image data' : 'it ends before its frame header');
+    if (bytes[o] !== 0xff) throw new EngineError('bad-image', `${name}: the JPEG marker at byte ${o} is missing; the file is corrupt.`);
+    const marker = bytes[o + 1];
+    if ((marker >= 0xd0 && marker <= 0xd7) || marker === 0x01) {
+      o += 2;
+      continue;
+    }
+    const len = u16(bytes, o + 2);
+    if (o + 2 + len > bytes.length) throw truncated(name, 'it ends inside a header segment');
+    if (isSof(marker)) {
+      if (len < 8) throw new EngineError('bad-image', `${name}: the JPEG frame header is too short; the file is corrupt.`);
+      const height = u16(bytes, o + 5);
+      const width = u16(bytes, o + 7);
+      if (height === 0) throw new EngineError('bad-image', `${name} leaves its height to a DNL marker, which Layer Lens does not read; re-save the image with a common editor.`);
+      checkPixels(name, width, height);
+      size = { width, height };
+    }
+    if (marker === 0xda) {
+      if (!size) throw new EngineError('bad-image', `${name} has image data before its frame header; the file is corrupt.`);
+      break;
+    }
+    if (marker === 0xd9) throw truncated(name, 'it ends before its image data');
+    o += 2 + len;
+  }
+  for (let i = bytes.length - 2; i > o; i--) {
+    if (bytes[i] === 0xff && bytes[i + 1] === 0xd9) return size;
+  }
+  throw truncated(name, 'it has no end-of-image marker after its image data');
+}
+
+/** RGBA (straight alpha) to RGB composited over black. */
+function rgbaToRgb(rgba: Uint8Array, width: number, height: number): Uint8Array {
+  const n = width * height;
+  const out = new Uint8Array(n * 3);
+  for (let i = 0, j = 0; i < n; i++, j += 4) {
+    const a = rgba[j + 3];
+    if (a === 255) {
+      out[i * 3] = rgba[j];
+      out[i * 3 + 1] = rgba[j + 1];
+      out[i * 3 + 2] = rgba[j + 2];
+    } else {
+      out[i * 3] = Math.round((rgba[j] * a) / 255);
+      out[i * 3 + 1] = Math.round((rgba[j + 1] * a) / 255);
+      out[i * 3 + 2] = Math.round((rgba[j + 2] * a) / 255);
+    }
+  }
+  return out;
+}
+
+/** Width and height from the header, after the same checks decodeImage makes. */
+export function probeImage(bytes: Uint8Array, name: string): { format: ImageFormat; width: number; height: number } {
+  if (bytes.length === 0) throw new EngineError('bad-image', `${name} is empty (0 bytes); the copy or download may have failed.`);
+  const format = sniffImageFormat(bytes);
+  if (!format) throw new EngineError('bad-image', `${name} is not a PNG or JPEG image (it starts with ${describeStart(bytes)}); Layer Lens reads PNG and JPEG files.`);
+  return { format, ...(format === 'png' ? checkPng(bytes, name) : checkJpeg(bytes, name)) };
+}
+
+/**
+ * Decodes a PNG (any bit depth, grey, palette, alpha; 16-bit scaled to 8 by
+ * rounding v * 255 / 65535) or a baseline/progressive JPEG into RGB bytes.
+ * `name` is how messages refer to the file.
+ */
+export function decodeImage(bytes: Uint8Array, name: string): DecodedImage {
+  const { format, width, height } = probeImage(bytes, name);
+  let rgba: Uint8Array;
+  let w: number;
+  let h: number;
+  try {
+    if (format === 'png') {
+      const png = PNG.sync.read(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), { checkCRC: false });
+      rgba = png.data;
+      w = png.width;
+      h = png.height;
+    } else {
+      const img = jpeg.decode(bytes, {
+        useTArray: true,
+        formatAsRGBA: true,
+        // Tolerant (jpeg-js's default): real cameras write small deviations
+        // that browsers accept; truncation was ruled out above.
+        tolerantDecoding: true,
+        maxResolutionInMP: imageLimits.maxPixels / 1e6,
+        maxMemoryUsageInMB: 1024,
+      });
+      rgba = img.data;
+      w = img.width;
+      h = img.height;
+    }
+  } catch (e) {
+    const why = e instanceof Error ? e.message : String(e);
+    throw new EngineError('bad-image', `${name} could not be decoded as ${format === 'png' ? 'PNG' : 'JPEG'} (${why}); the file is corrupt or uses a variant Layer Lens cannot read. Re-save it as an 8-bit PNG or a baseline JPEG.`);
+  }
+  if (w !== width || h !== height || rgba.length !== w * h * 4) {
+    throw new EngineError('bad-image', `${name}: the decoder returned ${w}x${h} pixels for a header of ${width}x${height}; the file is corrupt.`);
+  }
+  return { width: w, height: h, data: rgbaToRgb(rgba, w, h) };
+}
+
+/** Reads and decodes an image file; messages show the path relative to the workspace. */
+export async function readImageFile(file: string): Promise<DecodedImage> {
+  const abs = path.resolve(file);
+  const shown = rel(abs);
+  let st: fs.Stats;
+  try {
+    st = await fs.promises.stat(abs);
+  } catch {
+    throw new EngineError('not-found', `image ${shown} does not exist.`);
+  }
+  if (!st.isFile()) throw new EngineError('bad-image', `${shown} is not a file; pick a PNG or JPEG image.`);
+  if (st.size > imageLimits.maxFileBytes) {
+    throw new EngineError('bad-image', `${shown} is ${(st.size / 1048576).toFixed(0)} MB, over the ${imageLimits.maxFileBytes / 1048576} MB limit for an image; resize or re-compress it.`);
+  }
+  const bytes = await fs.promises.readFile(abs);
+  return decodeImage(bytes, shown);
+}
+
+const IMAGENET_MEAN = [0.485, 0.456, 0.406];
+const IMAGENET_STD = [0.229, 0.224, 0.225];
+/** ITU-R BT.601 luma, the weights tf.image.rgbToGrayscale and PIL use. */
+const LUMA = [0.2989, 0.587, 0.114];
+
+/**
+ * The tensor a model sees for `img`: [height, width, channels] float32.
+ *
+ * Resizing: when the image is 2x or more larger than the target along an axis,
+ * it is first reduced by the integer factor with an area average (avgPool),
+ * then resized with bilinear interpolation and half-pixel centres (as TF2's
+ * tf.image.resize and PIL do). Plain bilinear from a 4000 px photo to 224 px
+ * samples 4 of every ~300 pixels and aliases; the area step keeps every
+ * pixel's contribution.
+ *
+ * Normalisation: zeroOne x/255, minusOneOne x/127.5-1, imagenet (x/255-mean)/std
+ * per channel, raw x. One-channel models get luma; their imagenet mean/std are
+ * the luma-weighted averages of the RGB ones.
+ */
+export function toInputTensor(img: DecodedImage, height: number, width: number, normalization: Normalization, channels = 3): tf.Tensor3D {
+  if (channels !== 1 && channels !== 3) {
+    throw new EngineError('bad-input', `the model expects ${channels} input channels; Layer Lens feeds images as RGB (3 channels) or greyscale (1 channel) only.`);
+  }
+  if (!(height > 0 && width > 0)) throw new EngineError('bad-input', `the model input size ${height}x${width} is not a valid image size.`);
+  return tf.tidy(() => {
+    let x: tf.Tensor3D = tf.tensor3d(img.data, [img.height, img.width, 3], 'int32').toFloat();
+    const kh = Math.floor(img.height / height);
+    const kw = Math.floor(img.width / width);
+    if (kh >= 2 || kw >= 2) {
+      const fh = Math.max(1, kh);
+      const fw = Math.max(1, kw);
+      x = tf.avgPool(x, [fh, fw], [fh, fw], 'valid');
+    }
+    if (x.shape[0] !== height || x.shape[1] !== width) x = tf.image.resizeBilinear(x, [height, width], false, true);
+    let mean = [0, 0, 0];
+    let std = [1, 1, 1];
+    let scale = 1;
+    switch (normalization) {
+      case 'zeroOne':
+        scale = 1 / 255;
+        break;
+      case 'minusOneOne':
+        scale = 1 / 127.5;
+        mean = [1, 1, 1];
+        break;
+      case 'imagenet':
+        scale = 1 / 255;
+        mean = IMAGENET_MEAN;
+        std = IMAGENET_STD;
+        break;
+      case 'raw':
+        break;
+    }
+    if (channels === 1) {
+      x = tf.sum(tf.mul(x, tf.tensor1d(LUMA)), -1, true) as tf.Tensor3D;
+      // Weighted averages: the luma weights sum to 0.9999, not 1.
+      const lumaSum = LUMA[0] + LUMA[1] + LUMA[2];
+      const dot = (v: number[]) => v.reduce((a, b, i) => a + b * LUMA[i], 0) / lumaSum;
+      mean = [dot(mean)];
+      std = [dot(std)];
+    }
+    // (x * scale - mean) / std in two ops.
+    const a = tf.tensor1d(std.map((s) => scale / s));
+    const b = tf.tensor1d(mean.map((m, i) => -m / std[i]));
+    return tf.add(tf.mul(x, a), b) as tf.Tensor3D;
+  });
+}
+
+/**
+ * The RGB bytes of `t` ([h, w, 3] or [h, w, 1], values 0-255 after resizing,
+ * before normalisation) as a DecodedImage: the picture the model saw.
+ */
+export function resizeImage(img: DecodedImage, height: number, width: number): DecodedImage {
+  const t = toInputTensor(img, height, width, 'raw', 3);
+  const data = Uint8Array.from(t.dataSync(), (v) => Math.min(255, Math.max(0, Math.round(v))));
+  t.dispose();
+  return { width, height, data };
+}
+
+/** Encodes RGB (channels 3) or RGBA (channels 4) bytes as an 8-bit PNG. */
+export function encodePng(width: number, height: number, pixels: Uint8Array, channels: 3 | 4): Uint8Array {
+  if (pixels.length !== width * height * channels) {
+    throw new EngineError('internal', `encodePng: ${pixels.length} bytes for ${width}x${height}x${channels}.`);
+  }
+  const png = new PNG({ width, height, colorType: channels === 4 ? 6 : 2, inputColorType: channels === 4 ? 6 : 2, inputHasAlpha: channels === 4 });
+  png.data = Buffer.from(pixels.buffer, pixels.byteOffset, pixels.byteLength);
+  const out = PNG.sync.write(png, { colorType: channels === 4 ? 6 : 2, inputColorType: channels === 4 ? 6 : 2, inputHasAlpha: channels === 4 });
+  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+}
