@@ -97,6 +97,17 @@ function weightCount(ws: tf.LayerVariable[]): number {
   return n;
 }
 
+/**
+ * Params in the weights that training updates unless the layer is frozen. The
+ * public `trainableWeights` is empty for a frozen layer, so this reads the
+ * list tfjs keeps whatever `trainable` says (`_trainableWeights`, protected;
+ * a nested model keeps its weights in its layers).
+ */
+function freezableCount(layer: tf.layers.Layer): number {
+  if (isContainer(layer)) return layer.layers.reduce((n, l) => n + freezableCount(l), 0);
+  return weightCount((layer as unknown as { _trainableWeights: tf.LayerVariable[] })._trainableWeights);
+}
+
 /** The layer table, nested models flattened depth-first after their own row. */
 export function layerRows(model: tf.LayersModel, prefix = '', depth = 0): LayerRow[] {
   const rows: LayerRow[] = [];
@@ -110,6 +121,7 @@ export function layerRows(model: tf.LayersModel, prefix = '', depth = 0): LayerR
       outputShape: layer.outputShape as Shape | Shape[],
       params: layer.countParams(),
       trainableParams: weightCount(layer.trainableWeights),
+      freezableParams: freezableCount(layer),
       trainable: layer.trainable,
       depth,
       isContainer: container,

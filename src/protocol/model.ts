@@ -13,6 +13,12 @@ export interface LayerRow {
   outputShape: Shape | Shape[];
   params: number;
   trainableParams: number;
+  /**
+   * Params that training updates unless the layer is frozen, whatever its
+   * trainable flag says now (BatchNormalization's moving statistics are not
+   * among them). Lets the host count "N of M trainable" for any freeze plan.
+   */
+  freezableParams?: number;
   trainable: boolean;
   /** 0 for top-level layers, 1 inside a nested model, and so on. */
   depth: number;
