@@ -74,6 +74,8 @@ export interface InspectResult {
   /** True when the output is a probability distribution (softmax-like). */
   probabilities: boolean;
   ms: number;
+  /** What the user should know about this result (e.g. "no layer outputs a feature map"). */
+  notes?: string[];
 }
 
 export interface GradCamResult {

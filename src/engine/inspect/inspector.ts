@@ -1,0 +1,197 @@
+/**
+ * The inspector's engine side: one forward pass per (model, image) keeps every
+ * layer's output in the backend; the layer list, predictions, one layer's maps
+ * and Grad-CAM are all served from it. One Inspector per process (the worker
+ * or the CLI); it holds the last inspection of each model until the next one
+ * (which disposes it), `release(model)` or `dispose()`.
+ *
+ * Calls are serialised: tfjs is single-threaded anyway, and a second request
+ * arriving while the first awaits a download must not dispose the tensors the
+ * first is still reading.
+ */
+import * as tf from '@tensorflow/tfjs';
+import * as path from 'node:path';
+import { EngineError } from '../errors';
+import { readImageFile, resizeImage, toInputTensor, type DecodedImage } from '../image';
+import type { LoadedModel } from '../model';
+import type { GradCamResult, InspectResult, LayerMaps } from '../../protocol/inspect';
+import type { Normalization, Shape } from '../../protocol/model';
+import { computeActivations, disposeActivations, layerInfos, quantiseLayer, topPredictions, type Activations } from './activations';
+import { computeGradCam } from './gradCam';
+
+export interface InspectOptions {
+  /** How many predictions to return (default 5). */
+  topK?: number;
+}
+
+interface State {
+  loaded: LoadedModel;
+  input: tf.Tensor;
+  acts: Activations;
+  result: InspectResult;
+}
+
+/** Longest side used when a model accepts any input size. */
+const FREE_SIZE_MAX = 1024;
+
+/** Input height, width and channels from the model's input shape, for this image. */
+export function inputGeometry(summary: { name: string; inputShape: Shape }, img: { width: number; height: number }): { height: number; width: number; channels: number; rank: number } {
+  const s = summary.inputShape;
+  if (s.length !== 4 && s.length !== 3) {
+    throw new EngineError(
+      'bad-input',
+      `${summary.name} takes input [${s.map((d) => d ?? '?').join(', ')}], not an image; inspecting with an image needs an input of [height, width, channels] (or [height, width] for greyscale).`,
+    );
+  }
+  const channels = s.length === 4 ? (s[3] ?? 3) : 1;
+  if (channels !== 1 && channels !== 3) {
+    throw new EngineError('bad-input', `${summary.name} expects ${channels}-channel input; Layer Lens feeds images as RGB (3 channels) or greyscale (1), so it cannot inspect this model with an image.`);
+  }
+  let height = s[1];
+  let width = s[2];
+  if (height === null || width === null) {
+    const k = Math.min(1, FREE_SIZE_MAX / Math.max(img.width, img.height));
+    height ??= Math.max(1, Math.round(img.height * k));
+    width ??= Math.max(1, Math.round(img.width * k));
+  }
+  return { height, width, channels, rank: s.length };
+}
+
+/** A model as messages name it: its folder for a model.json, else the file. */
+function shownModel(modelPath: string): string {
+  const file = path.basename(modelPath);
+  return file === 'model.json' ? path.basename(path.dirname(path.resolve(modelPath))) : file;
+}
+
+export class Inspector {
+  private readonly states = new Map<string, State>();
+  private chain: Promise<unknown> = Promise.resolve();
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.chain.then(fn, fn);
+    this.chain = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Reads `imagePath` and inspects `loaded` with it. */
+  inspect(loaded: LoadedModel, imagePath: string, normalization: Normalization, options: InspectOptions = {}): Promise<InspectResult> {
+    return this.serial(async () => this.run(loaded, await readImageFile(imagePath), imagePath, normalization, options));
+  }
+
+  /** Inspects with an already decoded image (`imagePath` is only reported). */
+  inspectImage(loaded: LoadedModel, image: DecodedImage, imagePath: string, normalization: Normalization, options: InspectOptions = {}): Promise<InspectResult> {
+    return this.serial(() => this.run(loaded, image, imagePath, normalization, options));
+  }
+
+  private async run(loaded: LoadedModel, image: DecodedImage, imagePath: string, normalization: Normalization, options: InspectOptions): Promise<InspectResult> {
+    const key = path.resolve(loaded.summary.modelPath);
+    const geo = inputGeometry(loaded.summary, image);
+    const start = performance.now();
+    const input = tf.tidy(() => {
+      const x = toInputTensor(image, geo.height, geo.width, normalization, geo.channels);
+      return geo.rank === 4 ? tf.expandDims(x, 0) : tf.reshape(x, [1, geo.height, geo.width]);
+    });
+    let acts: Activations;
+    try {
+      acts = computeActivations(loaded, input);
+    } catch (e) {
+      input.dispose();
+      if (e instanceof EngineError) throw e;
+      throw new EngineError('internal', `${loaded.summary.name}: the forward pass failed (${e instanceof Error ? e.message.split('\n')[0] : String(e)}).`);
+    }
+    try {
+      const layers = await layerInfos(loaded, acts);
+      const { predictions, probabilities } = await topPredictions(acts.output, loaded.summary.labels, options.topK ?? 5);
+      const ms = Math.round(performance.now() - start);
+      const notes: string[] = [];
+      if (!layers.some((l) => l.kind === 'map')) notes.push(`No layer of ${loaded.summary.name} outputs a feature map [h, w, c], so there are no channel grids to show; the layer statistics and predictions still apply.`);
+      if (!loaded.summary.labels) notes.push('The model has no labels (no metadata.json or labels.txt next to model.json); classes are shown by index.');
+      const seen = resizeImage(image, geo.height, geo.width);
+      const result: InspectResult = {
+        imagePath,
+        input: { width: seen.width, height: seen.height, rgb: seen.data },
+        inputShape: loaded.summary.inputShape,
+        normalization,
+        layers,
+        predictions,
+        probabilities,
+        ms,
+        ...(notes.length > 0 ? { notes } : {}),
+      };
+      this.drop(key);
+      this.states.set(key, { loaded, input, acts, result });
+      return result;
+    } catch (e) {
+      disposeActivations(acts);
+      input.dispose();
+      throw e;
+    }
+  }
+
+  private state(modelPath: string): State {
+    const s = this.states.get(path.resolve(modelPath));
+    if (!s) throw new EngineError('bad-input', `${shownModel(modelPath)} has not been inspected with an image yet; pick an image first.`);
+    return s;
+  }
+
+  /** The last InspectResult of a model, if any. */
+  lastResult(modelPath: string): InspectResult | undefined {
+    return this.states.get(path.resolve(modelPath))?.result;
+  }
+
+  /**
+   * One layer's values quantised to bytes; maps downsampled to at most
+   * `maxSize` on the longer side (0 or Infinity: full size, for the zoom).
+   */
+  layerMaps(modelPath: string, layerPath: string, maxSize: number): Promise<LayerMaps> {
+    return this.serial(() => {
+      const s = this.state(modelPath);
+      const t = s.acts.byPath.get(layerPath);
+      if (!t) throw new EngineError('bad-input', `${s.loaded.summary.name} has no layer "${layerPath}".`);
+      return quantiseLayer(layerPath, t, maxSize);
+    });
+  }
+
+  /**
+   * The kept output of one layer (batch dimension included) for tests and
+   * exports. Owned by the inspector: do not dispose it.
+   */
+  activation(modelPath: string, layerPath: string): tf.Tensor | undefined {
+    return this.states.get(path.resolve(modelPath))?.acts.byPath.get(layerPath);
+  }
+
+  gradCam(modelPath: string, layerPath: string, classIndex: number): Promise<GradCamResult> {
+    return this.serial(async () => {
+      const s = this.state(modelPath);
+      if (!s.acts.graph || !s.acts.slots) {
+        throw new EngineError('bad-input', `${s.loaded.summary.name} is a graph model; Grad-CAM needs a layers model (the graph format cannot be split at a layer).`);
+      }
+      return computeGradCam({
+        graph: s.acts.graph,
+        slots: s.acts.slots,
+        layerPath,
+        classIndex,
+        label: s.loaded.summary.labels?.[classIndex] ?? `class ${classIndex}`,
+        height: s.result.input.height,
+        width: s.result.input.width,
+      });
+    });
+  }
+
+  private drop(key: string): void {
+    const s = this.states.get(key);
+    if (!s) return;
+    disposeActivations(s.acts);
+    s.input.dispose();
+    this.states.delete(key);
+  }
+
+  /** Frees the kept activations of one model (call when it is unloaded or reloaded). */
+  release(modelPath: string): void {
+    this.drop(path.resolve(modelPath));
+  }
+
+  dispose(): void {
+    for (const key of [...this.states.keys()]) this.drop(key);
+  }
+}
