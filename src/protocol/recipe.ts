@@ -10,13 +10,18 @@ export const recipeFileName = 'layerlens.json';
 
 const strength = (max: number, def: number) => z.number().min(0).max(max).default(def);
 
+// Object defaults are `prefault({})`: the empty object is parsed on every use,
+// so each recipe gets fresh nested objects. A `.default(obj)` hands out the
+// same nested objects every time, and editing one recipe's augment.flip
+// would change the default of every later one.
+
 export const augmentSchema = z
   .object({
-    flip: z.object({ enabled: z.boolean().default(true) }).strict().default({ enabled: true }),
-    rotate: z.object({ enabled: z.boolean().default(false), degrees: strength(180, 15) }).strict().default({ enabled: false, degrees: 15 }),
-    zoom: z.object({ enabled: z.boolean().default(false), amount: strength(0.5, 0.1) }).strict().default({ enabled: false, amount: 0.1 }),
-    brightness: z.object({ enabled: z.boolean().default(false), amount: strength(1, 0.2) }).strict().default({ enabled: false, amount: 0.2 }),
-    contrast: z.object({ enabled: z.boolean().default(false), amount: strength(1, 0.2) }).strict().default({ enabled: false, amount: 0.2 }),
+    flip: z.object({ enabled: z.boolean().default(true) }).strict().prefault({}),
+    rotate: z.object({ enabled: z.boolean().default(false), degrees: strength(180, 15) }).strict().prefault({}),
+    zoom: z.object({ enabled: z.boolean().default(false), amount: strength(0.5, 0.1) }).strict().prefault({}),
+    brightness: z.object({ enabled: z.boolean().default(false), amount: strength(1, 0.2) }).strict().prefault({}),
+    contrast: z.object({ enabled: z.boolean().default(false), amount: strength(1, 0.2) }).strict().prefault({}),
   })
   .strict();
 
@@ -33,13 +38,7 @@ export const finetuneSchema = z
     normalization: z.enum(['zeroOne', 'minusOneOne', 'imagenet', 'raw']).optional(),
     /** Layer path after which the new head goes; defaults to the last feature layer. */
     cutLayer: z.string().min(1).optional(),
-    augment: augmentSchema.default({
-      flip: { enabled: true },
-      rotate: { enabled: false, degrees: 15 },
-      zoom: { enabled: false, amount: 0.1 },
-      brightness: { enabled: false, amount: 0.2 },
-      contrast: { enabled: false, amount: 0.2 },
-    }),
+    augment: augmentSchema.prefault({}),
     earlyStopping: z
       .object({
         monitor: z.enum(['val_loss', 'val_acc', 'loss', 'acc']).default('val_loss'),
@@ -50,8 +49,10 @@ export const finetuneSchema = z
       .optional(),
     lrSchedule: z
       .discriminatedUnion('kind', [
-        z.object({ kind: z.literal('step'), every: z.number().int().min(1), factor: z.number().positive().max(1) }).strict(),
-        z.object({ kind: z.literal('cosine'), minLearningRate: z.number().min(0).default(0) }).strict(),
+        // Bounded like the other settings, so that the JSON schema (where an
+        // integer is unbounded) and zod (safe integers only) agree.
+        z.object({ kind: z.literal('step'), every: z.number().int().min(1).max(10000), factor: z.number().positive().max(1) }).strict(),
+        z.object({ kind: z.literal('cosine'), minLearningRate: z.number().min(0).max(10).default(0) }).strict(),
       ])
       .optional(),
   })
@@ -62,7 +63,7 @@ export const recipeSchema = z
     $schema: z.string().optional(),
     /** Paths of frozen layers (nested ones as "outer/inner/layer"). */
     freeze: z.array(z.string().min(1)).default([]),
-    finetune: finetuneSchema.default(finetuneSchema.parse({})),
+    finetune: finetuneSchema.prefault({}),
   })
   .strict();
 
