@@ -8,8 +8,11 @@
  *    know it is frozen. Here frozen(path) = the path or any enclosing model's
  *    path is in the plan (src/protocol/freezePlan.ts).
  * 2. The model is compiled again. `compile()` snapshots the trainable weights
- *    (`collectedTrainableWeights`), and `fit` updates exactly that snapshot, so
- *    a flag changed after compile has no effect until the next compile.
+ *    (`collectedTrainableWeights`), and `fit` updates that snapshot minus the
+ *    variables whose own flag is off: a layer unfrozen after compile stays
+ *    fixed, and a nested model frozen after compile keeps training the layers
+ *    its setter did not reach, until the next compile. That compile gets a
+ *    fresh optimizer (freshOptimizer says why).
  * 3. A frozen BatchNormalization runs in inference mode during `fit`. tfjs's
  *    BatchNormalization.call only looks at `kwargs.training`: with `training`
  *    true (as `fit` passes) it normalises with the batch's statistics and
@@ -136,9 +139,11 @@ function isCompiled(model: tf.LayersModel): boolean {
  * Sets `trainable` on every layer from the plan (nested layers included),
  * patches every BatchNormalization so that a frozen one runs in inference
  * mode, and compiles the model again so that `fit` sees the change: with
- * `compileArgs` if given, else with the model's own optimizer, loss and
- * metrics if it was compiled before (an uncompiled model is left for the
- * caller's first compile, which picks the flags up). Unknown paths are
+ * `compileArgs` if given, else with the model's own loss and metrics and a
+ * fresh copy of its optimizer if it was compiled before (an uncompiled model
+ * is left for the caller's first compile, which picks the flags up). A
+ * caller running its own optimizer loop must create its optimizer after this
+ * call, for the reason given at freshOptimizer. Unknown paths are
  * returned, not thrown: the caller shows them as a diagnostic. The plan is the
  * whole truth: layers it does not cover become trainable.
  */
