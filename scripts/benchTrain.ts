@@ -1,0 +1,288 @@
+/**
+ * Training throughput of the small benchmark CNN on tfjs's wasm backend with
+ * our training kernels (src/engine/kernels), on wasm with tfjs's own kernels
+ * in place of our replacements, and on the pure-JS cpu backend; optionally
+ * against PyTorch on the CPU.
+ *
+ * The model matches /work/shared/bench/torch_small_cnn.py: 64x64x3 input,
+ * conv3x3(16)+ReLU, maxpool2, conv3x3(32)+ReLU, maxpool2, conv3x3(64)+ReLU,
+ * global average pool, dense(10); 'valid' padding; Adam 1e-3; batch 32;
+ * random data. Each configuration trains a warm-up epoch, then a timed one.
+ *
+ * Two clocks are reported: wall time, and the CPU time of this process. All
+ * backends here run on one thread, so on a machine shared with other work the
+ * CPU time is the steadier measure (the load average is printed first).
+ *
+ * Usage: npx tsx scripts/benchTrain.ts [--images N] [--cpu-images N]
+ *                                      [--profile] [--torch] [--no-cpu]
+ *   --images N      images per wasm epoch (default 256, 8 steps)
+ *   --cpu-images N  images per timed cpu epoch (default 8). tfjs's cpu
+ *                   backend needs ~3 s of CPU per image here, so its default
+ *                   epoch is a single partial batch; its cost per image does
+ *                   not depend on the batch size. Warm-up: a quarter of that.
+ *   --profile       also print where one wasm training step spends its time,
+ *                   per kernel, exclusive of the kernels nested inside ours
+ *   --torch         also run torch_small_cnn.py (1 thread) alternately with
+ *                   wasm, A B A B, and print the ratio (wall clock, as the
+ *                   torch script reports it)
+ *   --no-cpu        skip the cpu backend
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../src/engine/backend';
+import { REPLACED_KERNELS, setWasmKernelReplacements } from '../src/engine/kernels';
+
+const BATCH = 32;
+const SIZE = 64;
+const CLASSES = 10;
+/** The two replacements the step profile showed dominant (see kernels/index.ts). */
+const TRAINING_REPLACEMENTS = [tf.Conv2DBackpropInput, tf.MaxPoolGrad];
+
+function flag(name: string): boolean {
+  return process.argv.includes(name);
+}
+
+function option(name: string, fallback: number): number {
+  const i = process.argv.indexOf(name);
+  if (i < 0) return fallback;
+  const v = Number(process.argv[i + 1]);
+  if (!Number.isInteger(v) || v < 1) throw new Error(`${name} needs a positive whole number, got '${process.argv[i + 1]}'`);
+  return v;
+}
+
+function buildModel(): tf.Sequential {
+  const model = tf.sequential();
+  model.add(tf.layers.conv2d({ inputShape: [SIZE, SIZE, 3], filters: 16, kernelSize: 3, activation: 'relu' }));
+  model.add(tf.layers.maxPooling2d({ poolSize: 2 }));
+  model.add(tf.layers.conv2d({ filters: 32, kernelSize: 3, activation: 'relu' }));
+  model.add(tf.layers.maxPooling2d({ poolSize: 2 }));
+  model.add(tf.layers.conv2d({ filters: 64, kernelSize: 3, activation: 'relu' }));
+  model.add(tf.layers.globalAveragePooling2d({}));
+  model.add(tf.layers.dense({ units: CLASSES }));
+  // The dense layer outputs logits, as in the torch script (CrossEntropyLoss).
+  model.compile({
+    optimizer: tf.train.adam(1e-3),
+    loss: (yTrue: tf.Tensor, yPred: tf.Tensor) => tf.losses.softmaxCrossEntropy(yTrue, yPred),
+  });
+  return model;
+}
+
+interface Session {
+  model: tf.Sequential;
+  xs: tf.Tensor4D;
+  ys: tf.Tensor2D;
+}
+
+function makeSession(images: number): Session {
+  return {
+    model: buildModel(),
+    xs: tf.randomNormal([images, SIZE, SIZE, 3]),
+    ys: tf.tidy(() => tf.oneHot(tf.randomUniform([images], 0, CLASSES, 'int32') as tf.Tensor1D, CLASSES).toFloat()) as tf.Tensor2D,
+  };
+}
+
+function disposeSession(s: Session): void {
+  s.model.dispose();
+  tf.dispose([s.xs, s.ys]);
+}
+
+function cpuSeconds(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+}
+
+interface Timing {
+  wall: number;
+  cpu: number;
+}
+
+/** Wall and CPU seconds for one epoch over `images` of the session's images. */
+async function epoch(s: Session, images = s.xs.shape[0]): Promise<Timing> {
+  const xs = images === s.xs.shape[0] ? s.xs : tf.slice(s.xs, 0, images);
+  const ys = images === s.ys.shape[0] ? s.ys : tf.slice(s.ys, 0, images);
+  try {
+    const wall0 = performance.now();
+    const cpu0 = cpuSeconds();
+    await s.model.fit(xs, ys, { batchSize: BATCH, epochs: 1, shuffle: false, verbose: 0 });
+    return { wall: (performance.now() - wall0) / 1000, cpu: cpuSeconds() - cpu0 };
+  } finally {
+    if (xs !== s.xs) tf.dispose([xs, ys]);
+  }
+}
+
+interface Result {
+  label: string;
+  /** Images per second of wall time. */
+  wall: number;
+  /** Images per second of this process's CPU time. */
+  cpu: number;
+}
+
+function report(label: string, images: number, t: Timing): Result {
+  const r = { label, wall: images / t.wall, cpu: images / t.cpu };
+  const step = (seconds: number) => ((seconds * 1000 * Math.min(BATCH, images)) / images).toFixed(0);
+  console.log(`${label.padEnd(58)} ${r.wall.toFixed(1).padStart(7)} ${r.cpu.toFixed(1).padStart(7)}   ` +
+    `${step(t.wall).padStart(7)} ${step(t.cpu).padStart(7)}`);
+  return r;
+}
+
+/**
+ * A warm-up epoch (XNNPACK operator caches, optimizer slots, JIT), then a
+ * timed one. `replacements`: which of our replaced kernels are used on wasm.
+ */
+async function measure(label: string, backend: 'wasm' | 'cpu', images: number,
+  replacements: boolean | readonly string[] = true, warmupImages = images): Promise<Result> {
+  await tf.setBackend(backend);
+  setWasmKernelReplacements(replacements);
+  const s = makeSession(images);
+  try {
+    await epoch(s, warmupImages);
+    return report(label, images, await epoch(s));
+  } finally {
+    disposeSession(s);
+    setWasmKernelReplacements(true);
+  }
+}
+
+/**
+ * Where one training step on wasm spends its time, per kernel. Every wasm
+ * kernel is wrapped for the duration with a CPU-time meter that subtracts the
+ * time of kernels nested inside it (ours call Conv2D, Transpose, ... inside),
+ * so the rows add up to the step and nothing is counted twice.
+ */
+async function profileStep(label: string, replacements: boolean | readonly string[]): Promise<void> {
+  await tf.setBackend('wasm');
+  setWasmKernelReplacements(replacements);
+  const s = makeSession(BATCH);
+  const exclusive = new Map<string, { seconds: number; calls: number }>();
+  const nestedTime: number[] = [];
+  const wrapped: tf.KernelConfig[] = [];
+  for (const config of tf.getKernelsForBackend('wasm')) {
+    const { kernelName, kernelFunc } = config;
+    tf.unregisterKernel(kernelName, 'wasm');
+    tf.registerKernel({
+      ...config,
+      kernelFunc: (args) => {
+        const start = cpuSeconds();
+        nestedTime.push(0);
+        const out = kernelFunc(args);
+        const elapsed = cpuSeconds() - start;
+        const nested = nestedTime.pop() ?? 0;
+        if (nestedTime.length > 0) nestedTime[nestedTime.length - 1] += elapsed;
+        const row = exclusive.get(kernelName) ?? { seconds: 0, calls: 0 };
+        row.seconds += elapsed - nested;
+        row.calls += 1;
+        exclusive.set(kernelName, row);
+        return out;
+      },
+    });
+    wrapped.push(config);
+  }
+  try {
+    await epoch(s); // warm-up
+    exclusive.clear();
+    const steps = 3;
+    let stepSeconds = 0;
+    for (let i = 0; i < steps; ++i) stepSeconds += (await epoch(s)).cpu / steps;
+    const rows = [...exclusive.entries()].sort((a, b) => b[1].seconds - a[1].seconds);
+    const kernelSeconds = rows.reduce((sum, [, r]) => sum + r.seconds, 0) / steps;
+    console.log(`\nProfile of one training step on wasm, ${label}: ${(stepSeconds * 1000).toFixed(0)} ms CPU per step, ` +
+      `${(kernelSeconds * 1000).toFixed(0)} ms of it in kernels`);
+    for (const [name, r] of rows.slice(0, 12)) {
+      const ms = (r.seconds * 1000) / steps;
+      console.log(`  ${name.padEnd(36)} ${ms.toFixed(1).padStart(7)} ms ${((100 * ms) / (stepSeconds * 1000)).toFixed(1).padStart(5)}%` +
+        `  ${String(r.calls / steps).padStart(3)} calls`);
+    }
+  } finally {
+    for (const config of wrapped) {
+      tf.unregisterKernel(config.kernelName, 'wasm');
+      tf.registerKernel(config);
+    }
+    disposeSession(s);
+    setWasmKernelReplacements(true);
+  }
+}
+
+/** The PyTorch peer's images/s, or undefined (with the reason printed). */
+function torchImagesPerSecond(script: string, images: number): number | undefined {
+  const run = spawnSync('/usr/bin/python3', [script, '1', String(images)], { encoding: 'utf8' });
+  if (run.error || run.status !== 0) {
+    if (/No module named 'torch'/.test(run.stderr ?? '')) {
+      console.log('PyTorch is not installed; to compare with it: apt-get update && apt-get install -y python3-torch (as root)');
+    } else {
+      const why = run.error ? run.error.message : (run.stderr ?? '').trim().split('\n').pop();
+      console.log(`the torch benchmark failed: ${why}`);
+    }
+    return undefined;
+  }
+  const m = /images_per_s=([\d.]+)/.exec(run.stdout);
+  if (!m) {
+    console.log(`the torch benchmark printed no images_per_s: ${run.stdout.trim()}`);
+    return undefined;
+  }
+  return Number(m[1]);
+}
+
+async function compareWithTorch(images: number): Promise<void> {
+  // The repo is checked out next to the shared folder: <root>/main, <root>/shared.
+  const script = path.resolve(__dirname, '..', '..', 'shared', 'bench', 'torch_small_cnn.py');
+  if (!fs.existsSync(script)) {
+    console.log(`\n--torch: ${script} not found (expected ../shared/bench/torch_small_cnn.py relative to the repo); skipped`);
+    return;
+  }
+  console.log(`\nwasm (ours) vs PyTorch, 1 thread each, alternating A B A B, ${images} images per run (wall clock):`);
+  const ours: number[] = [];
+  const torch: number[] = [];
+  for (let round = 1; round <= 2; ++round) {
+    ours.push((await measure(`  A  wasm, our kernels (run ${round})`, 'wasm', images)).wall);
+    const t = torchImagesPerSecond(script, images);
+    if (t === undefined) return;
+    torch.push(t);
+    console.log(`${`  B  torch, 1 thread (run ${round})`.padEnd(58)} ${t.toFixed(1).padStart(7)}`);
+  }
+  const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
+  console.log(`wasm (ours) / torch: ${(mean(ours) / mean(torch)).toFixed(2)}x ` +
+    `(per pair: ${ours.map((o, i) => (o / torch[i]).toFixed(2)).join(', ')})`);
+}
+
+async function main(): Promise<void> {
+  const images = option('--images', 256);
+  const cpuImages = option('--cpu-images', 8);
+  const info = await initBackend({ prefer: 'wasm' });
+  if (info.name !== 'wasm') throw new Error(`the wasm backend is unavailable: ${info.notes.join('; ')}`);
+  const load = os.loadavg()[0];
+  console.log(`Small CNN training, batch ${BATCH}; tfjs ${tf.version.tfjs}, Node ${process.version}; ` +
+    `wasm simd=${tf.env().getBool('WASM_HAS_SIMD_SUPPORT')} threads=${tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT')}`);
+  console.log(`load average ${load.toFixed(1)} on ${os.cpus().length} cores` +
+    (load > os.cpus().length - 1 ? ': the machine is busy, trust the CPU-time columns over wall time' : ''));
+  console.log(`\n${''.padEnd(58)} ${'images/s'.padStart(15)}   ${'ms/step'.padStart(15)}`);
+  console.log(`${''.padEnd(58)} ${'wall'.padStart(7)} ${'cpu'.padStart(7)}   ${'wall'.padStart(7)} ${'cpu'.padStart(7)}`);
+
+  const others = REPLACED_KERNELS.filter((k) => !TRAINING_REPLACEMENTS.includes(k));
+  const ours = await measure(`wasm, our kernels`, 'wasm', images);
+  const partial = await measure(`wasm, tfjs's own ${TRAINING_REPLACEMENTS.join('/')}`, 'wasm', images, others);
+  const none = await measure(`wasm, tfjs's own ${REPLACED_KERNELS.join('/')}`, 'wasm', images, false);
+  let cpu: Result | undefined;
+  if (!flag('--no-cpu')) {
+    cpu = await measure(`cpu (${cpuImages} images)`, 'cpu', cpuImages, true, Math.max(1, Math.round(cpuImages / 4)));
+  }
+
+  const ratio = (a: Result, b: Result) => `${(a.wall / b.wall).toFixed(2)}x wall, ${(a.cpu / b.cpu).toFixed(2)}x cpu`;
+  console.log(`\nour ${TRAINING_REPLACEMENTS.join('/')} vs tfjs's on wasm: ${ratio(ours, partial)}`);
+  console.log(`all our replacements (${REPLACED_KERNELS.join(', ')}) vs none: ${ratio(ours, none)}`);
+  if (cpu) console.log(`wasm (ours) vs the cpu backend: ${ratio(ours, cpu)}`);
+
+  if (flag('--profile')) {
+    await profileStep('our kernels', true);
+    await profileStep(`tfjs's own ${REPLACED_KERNELS.join('/')}`, false);
+  }
+  if (flag('--torch')) await compareWithTorch(images);
+}
+
+main().catch((e: unknown) => {
+  console.error(e instanceof Error ? e.message : e);
+  process.exit(1);
+});

@@ -1,0 +1,437 @@
+/**
+ * The wasm training kernels (src/engine/kernels) against tfjs's cpu backend.
+ *
+ * Each case draws random inputs, computes the same gradient on cpu and on wasm
+ * (with our kernels registered by initBackend), and compares the arrays with
+ * max|a - b| / max(1, max|b|) <= 1e-4.
+ *
+ * Run: node --import tsx --test test/unit/kernels.test.ts
+ */
+import assert from 'node:assert/strict';
+import { before, describe, it } from 'node:test';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../../src/engine/backend';
+import {
+  registerWasmTrainingKernels,
+  setWasmKernelReplacements,
+} from '../../src/engine/kernels';
+import { maxPoolGradInto } from '../../src/engine/kernels/maxPoolGrad';
+
+const TOLERANCE = 1e-4;
+type Backend = 'cpu' | 'wasm';
+type Shape4 = [number, number, number, number];
+type Pad = 'same' | 'valid' | number | [[number, number], [number, number], [number, number], [number, number]];
+
+/** A seeded generator, so that a failure reproduces. */
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
+}
+
+function randomArray(size: number, seed: number, quantise?: number): Float32Array {
+  const next = rng(seed);
+  const out = new Float32Array(size);
+  for (let i = 0; i < size; ++i) {
+    const v = next() * 2 - 1;
+    // Quantised values produce ties, which max-pool gradients must break the
+    // same way tfjs's cpu backend does.
+    out[i] = quantise ? Math.round(v * quantise) : v;
+  }
+  return out;
+}
+
+const sizeOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+
+function relError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  assert.equal(actual.length, expected.length, 'result sizes differ');
+  let diff = 0;
+  let scale = 1;
+  for (let i = 0; i < expected.length; ++i) {
+    diff = Math.max(diff, Math.abs(actual[i] - expected[i]));
+    scale = Math.max(scale, Math.abs(expected[i]));
+  }
+  return diff / scale;
+}
+
+function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string): void {
+  const err = relError(actual, expected);
+  assert.ok(Number.isFinite(err) && err <= TOLERANCE, `${what}: relative error ${err} > ${TOLERANCE}`);
+}
+
+/** Runs `f` on a backend and returns its results as plain arrays. */
+async function on(backend: Backend, f: () => tf.Tensor[]): Promise<Float32Array[]> {
+  await tf.setBackend(backend);
+  return tf.tidy(f).map((t) => {
+    const v = t.dataSync() as Float32Array;
+    t.dispose();
+    return v;
+  });
+}
+
+/** Runs `f` on cpu and on wasm and returns both results. */
+async function both(f: () => tf.Tensor[]): Promise<{ cpu: Float32Array[]; wasm: Float32Array[] }> {
+  const cpu = await on('cpu', f);
+  const wasm = await on('wasm', f);
+  return { cpu, wasm };
+}
+
+const kernel = (name: string, inputs: tf.NamedTensorMap, attrs: object): tf.Tensor =>
+  tf.engine().runKernel(name, inputs, attrs as tf.NamedAttrMap) as tf.Tensor;
+
+before(async () => {
+  const info = await initBackend({ prefer: 'wasm' });
+  assert.equal(info.name, 'wasm', `wasm backend did not initialise: ${info.notes.join('; ')}`);
+});
+
+describe('conv2d gradients on wasm match cpu', () => {
+  interface Case { x: Shape4; f: Shape4; strides: number | [number, number]; pad: Pad }
+  const cases: Case[] = [
+    { x: [2, 7, 7, 3], f: [3, 3, 3, 4], strides: 1, pad: 'valid' },
+    { x: [2, 8, 8, 3], f: [3, 3, 3, 4], strides: 1, pad: 'same' },
+    { x: [3, 7, 7, 2], f: [3, 3, 2, 5], strides: 2, pad: 'valid' },
+    { x: [2, 8, 8, 3], f: [3, 3, 3, 4], strides: 2, pad: 'same' },
+    { x: [2, 9, 6, 3], f: [3, 2, 3, 4], strides: [2, 1], pad: 'same' },
+    { x: [2, 6, 6, 2], f: [2, 2, 2, 3], strides: 1, pad: 'same' },
+    { x: [2, 10, 9, 4], f: [5, 5, 4, 3], strides: 3, pad: 'valid' },
+    { x: [2, 8, 8, 3], f: [3, 3, 3, 2], strides: 2, pad: [[0, 0], [1, 2], [0, 3], [0, 0]] },
+    { x: [2, 5, 5, 3], f: [1, 1, 3, 6], strides: 1, pad: 'valid' },
+  ];
+  for (const [i, c] of cases.entries()) {
+    const name = `x${c.x.join('x')} f${c.f.join('x')} s${c.strides} ${JSON.stringify(c.pad)}`;
+    it(`dx and dw via tf.grads: ${name}`, async () => {
+      const xv = randomArray(sizeOf(c.x), 10 + i);
+      const fv = randomArray(sizeOf(c.f), 20 + i);
+      const r = await both(() => {
+        const x = tf.tensor4d(xv, c.x);
+        const f = tf.tensor4d(fv, c.f);
+        const y = tf.conv2d(x, f, c.strides, c.pad);
+        // A random weighting makes dy non-uniform, so every dy entry matters.
+        const weight = tf.tensor(randomArray(y.size, 30 + i), y.shape);
+        const g = tf.grads((a: tf.Tensor, b: tf.Tensor) =>
+          tf.sum(tf.mul(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.strides, c.pad), weight)));
+        return g([x, f]);
+      });
+      assertClose(r.wasm[0], r.cpu[0], 'dx');
+      assertClose(r.wasm[1], r.cpu[1], 'dw');
+    });
+  }
+
+  /**
+   * A 'ceil'-rounded conv lets its last window hang past the padded input.
+   * tfjs's Conv2D gradient does not forward dimRoundingMode (so tf.grads
+   * would disagree with itself across backends); the kernels are compared
+   * directly, with the attribute given to both.
+   */
+  it("dimRoundingMode 'ceil' (raw kernels)", async () => {
+    const xShape: Shape4 = [2, 8, 7, 2];
+    const fShape: Shape4 = [3, 3, 2, 2];
+    const dyShape: Shape4 = [2, 5, 4, 2]; // ceil((8 - 3 + 2) / 2 + 1), ceil((7 - 3 + 2) / 2 + 1)
+    const xv = randomArray(sizeOf(xShape), 6);
+    const fv = randomArray(sizeOf(fShape), 7);
+    const dyv = randomArray(sizeOf(dyShape), 8);
+    const attrs = { strides: 2, pad: 1, dataFormat: 'NHWC', dimRoundingMode: 'ceil' };
+    const r = await both(() => [
+      kernel(tf.Conv2DBackpropFilter, { x: tf.tensor4d(xv, xShape), dy: tf.tensor4d(dyv, dyShape) }, { ...attrs, filterShape: fShape }),
+      kernel(tf.Conv2DBackpropInput, { dy: tf.tensor4d(dyv, dyShape), filter: tf.tensor4d(fv, fShape) }, { ...attrs, inputShape: xShape }),
+    ]);
+    assertClose(r.wasm[0], r.cpu[0], 'dw');
+    assertClose(r.wasm[1], r.cpu[1], 'dx');
+  });
+
+  it('NCHW data format (raw kernels)', async () => {
+    const xShape: Shape4 = [2, 3, 9, 8]; // [b, c, H, W]
+    const fShape: Shape4 = [3, 3, 3, 4];
+    const dyShape: Shape4 = [2, 4, 5, 4]; // stride 2, 'same'
+    const xv = randomArray(sizeOf(xShape), 1);
+    const fv = randomArray(sizeOf(fShape), 2);
+    const dyv = randomArray(sizeOf(dyShape), 3);
+    const attrs = { strides: 2, pad: 'same', dataFormat: 'NCHW' };
+    const r = await both(() => [
+      kernel(tf.Conv2DBackpropFilter, { x: tf.tensor4d(xv, xShape), dy: tf.tensor4d(dyv, dyShape) }, { ...attrs, filterShape: fShape }),
+      kernel(tf.Conv2DBackpropInput, { dy: tf.tensor4d(dyv, dyShape), filter: tf.tensor4d(fv, fShape) }, { ...attrs, inputShape: xShape }),
+    ]);
+    assertClose(r.wasm[0], r.cpu[0], 'dw');
+    assertClose(r.wasm[1], r.cpu[1], 'dx');
+  });
+
+  it("tfjs's own wasm Conv2DBackpropInput is still reachable as the fallback", async () => {
+    const xShape: Shape4 = [2, 7, 7, 3];
+    const fShape: Shape4 = [3, 3, 3, 4];
+    const dyShape: Shape4 = [2, 4, 4, 4];
+    const fv = randomArray(sizeOf(fShape), 4);
+    const dyv = randomArray(sizeOf(dyShape), 5);
+    const run = () => [kernel(tf.Conv2DBackpropInput, { dy: tf.tensor4d(dyv, dyShape), filter: tf.tensor4d(fv, fShape) },
+      { strides: 2, pad: 'same', dataFormat: 'NHWC', inputShape: xShape })];
+    const cpu = await on('cpu', run);
+    setWasmKernelReplacements(false);
+    try {
+      assertClose((await on('wasm', run))[0], cpu[0], 'original dx');
+    } finally {
+      setWasmKernelReplacements(true);
+    }
+    assertClose((await on('wasm', run))[0], cpu[0], 'our dx');
+  });
+});
+
+describe('depthwise conv gradients on wasm match cpu', () => {
+  interface Case { x: Shape4; f: Shape4; strides: number; pad: Pad }
+  const cases: Case[] = [
+    { x: [2, 7, 7, 3], f: [3, 3, 3, 1], strides: 1, pad: 'valid' },
+    { x: [2, 8, 8, 3], f: [3, 3, 3, 2], strides: 1, pad: 'same' },
+    { x: [3, 7, 7, 2], f: [3, 3, 2, 2], strides: 2, pad: 'valid' },
+    { x: [2, 8, 8, 4], f: [3, 3, 4, 1], strides: 2, pad: 'same' },
+    { x: [2, 9, 9, 3], f: [5, 5, 3, 2], strides: 2, pad: 'same' },
+    { x: [2, 6, 5, 2], f: [2, 2, 2, 3], strides: 1, pad: 'same' },
+  ];
+  for (const [i, c] of cases.entries()) {
+    it(`dx and dw via tf.grads: x${c.x.join('x')} f${c.f.join('x')} s${c.strides} ${c.pad}`, async () => {
+      const xv = randomArray(sizeOf(c.x), 40 + i);
+      const fv = randomArray(sizeOf(c.f), 50 + i);
+      const r = await both(() => {
+        const x = tf.tensor4d(xv, c.x);
+        const f = tf.tensor4d(fv, c.f);
+        const y = tf.depthwiseConv2d(x, f, c.strides, c.pad);
+        const weight = tf.tensor(randomArray(y.size, 60 + i), y.shape);
+        const g = tf.grads((a: tf.Tensor, b: tf.Tensor) =>
+          tf.sum(tf.mul(tf.depthwiseConv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.strides, c.pad), weight)));
+        return g([x, f]);
+      });
+      assertClose(r.wasm[0], r.cpu[0], 'dx');
+      assertClose(r.wasm[1], r.cpu[1], 'dw');
+    });
+  }
+
+  /**
+   * tfjs refuses gradients of dilated depthwise convs, and its cpu backprop
+   * kernels ignore the dilation in their index arithmetic, so the reference
+   * for dilation 2 is the undilated cpu kernel on the equivalent filter with
+   * zeros inserted ((f-1)*2+1 taps): same pads, same outputs.
+   */
+  for (const [i, c] of [
+    { x: [2, 9, 9, 3] as Shape4, f: [3, 3, 3, 1] as Shape4, pad: 'same' as Pad },
+    { x: [2, 10, 9, 2] as Shape4, f: [3, 3, 2, 2] as Shape4, pad: 'valid' as Pad },
+  ].entries()) {
+    it(`dilation 2 (raw kernels): x${c.x.join('x')} f${c.f.join('x')} ${c.pad}`, async () => {
+      const d = 2;
+      const [fh, fw, ch, m] = c.f;
+      const effective: Shape4 = [(fh - 1) * d + 1, (fw - 1) * d + 1, ch, m];
+      const xv = randomArray(sizeOf(c.x), 70 + i);
+      const fv = randomArray(sizeOf(c.f), 80 + i);
+      const outShape = tf.backend_util.computeConv2DInfo(c.x, c.f, 1, d, c.pad, undefined, true).outShape;
+      const dyv = randomArray(sizeOf(outShape), 90 + i);
+
+      const wasm = await on('wasm', () => [
+        kernel(tf.DepthwiseConv2dNativeBackpropFilter, { x: tf.tensor4d(xv, c.x), dy: tf.tensor4d(dyv, outShape) },
+          { strides: 1, dilations: d, pad: c.pad, filterShape: c.f }),
+        kernel(tf.DepthwiseConv2dNativeBackpropInput, { dy: tf.tensor4d(dyv, outShape), filter: tf.tensor4d(fv, c.f) },
+          { strides: 1, dilations: d, pad: c.pad, inputShape: c.x }),
+      ]);
+      const cpu = await on('cpu', () => {
+        const f = tf.tensor4d(fv, c.f);
+        // Zero-insert the filter: [fh,fw,..] -> [(fh-1)d+1, (fw-1)d+1, ..].
+        const spread = tf.reshape(tf.pad(tf.reshape(f, [fh, 1, fw, 1, ch, m]), [[0, 0], [0, d - 1], [0, 0], [0, d - 1], [0, 0], [0, 0]]),
+          [fh * d, fw * d, ch, m]);
+        const fEff = tf.slice(spread, [0, 0, 0, 0], effective) as tf.Tensor4D;
+        const dwEff = kernel(tf.DepthwiseConv2dNativeBackpropFilter, { x: tf.tensor4d(xv, c.x), dy: tf.tensor4d(dyv, outShape) },
+          { strides: 1, dilations: 1, pad: c.pad, filterShape: effective });
+        // Keep every d-th tap of the effective filter's gradient.
+        const dw = tf.stridedSlice(dwEff, [0, 0, 0, 0], effective, [d, d, 1, 1]);
+        const dx = kernel(tf.DepthwiseConv2dNativeBackpropInput, { dy: tf.tensor4d(dyv, outShape), filter: fEff },
+          { strides: 1, dilations: 1, pad: c.pad, inputShape: c.x });
+        return [dw, dx];
+      });
+      assertClose(wasm[0], cpu[0], 'dw');
+      assertClose(wasm[1], cpu[1], 'dx');
+    });
+  }
+});
+
+describe('max-pool gradient on wasm matches cpu', () => {
+  interface Case { x: Shape4; size: number | [number, number]; strides: number | [number, number]; pad: Pad; quantise?: number; shift?: number }
+  const cases: Case[] = [
+    { x: [2, 8, 8, 3], size: 2, strides: 2, pad: 'valid' },
+    { x: [3, 9, 7, 4], size: 2, strides: 2, pad: 'valid' }, // odd sizes: last row/column unused
+    { x: [2, 7, 9, 3], size: 2, strides: 2, pad: 'same' }, // odd sizes: last windows cut by the edge
+    { x: [2, 9, 9, 3], size: 3, strides: 2, pad: 'same' }, // overlapping windows and padding
+    { x: [2, 7, 6, 2], size: 3, strides: 1, pad: 'same' },
+    { x: [2, 8, 8, 3], size: [2, 3], strides: [2, 1], pad: 'valid' },
+    { x: [2, 8, 8, 5], size: 2, strides: 2, pad: 'valid', quantise: 1 }, // many ties (values -1, 0, 1)
+    { x: [2, 9, 9, 3], size: 3, strides: 2, pad: 'same', quantise: 1 }, // ties shared by overlapping windows
+    { x: [2, 8, 8, 3], size: 2, strides: 2, pad: 'valid', shift: -2 }, // every value negative
+  ];
+  for (const [i, c] of cases.entries()) {
+    const name = `x${c.x.join('x')} pool${c.size} s${c.strides} ${c.pad}${c.quantise ? ' ties' : ''}${c.shift ? ' negative' : ''}`;
+    it(name, async () => {
+      const xv = randomArray(sizeOf(c.x), 100 + i, c.quantise).map((v) => v + (c.shift ?? 0));
+      const r = await both(() => {
+        const x = tf.tensor4d(xv, c.x);
+        const y = tf.maxPool(x, c.size, c.strides, c.pad);
+        const weight = tf.tensor(randomArray(y.size, 110 + i), y.shape);
+        return [tf.grad((a: tf.Tensor) => tf.sum(tf.mul(tf.maxPool(a as tf.Tensor4D, c.size, c.strides, c.pad), weight)))(x)];
+      });
+      assertClose(r.wasm[0], r.cpu[0], 'dx');
+    });
+  }
+
+  it('routes a tie to the first maximum and skips windows with no value above -Infinity', () => {
+    // One 2x2 window per channel, channel 0: [[1, 1], [1, 0]], channel 1: all NaN.
+    const x = new Float32Array([1, NaN, 1, NaN, 1, NaN, 0, NaN]);
+    const info = tf.backend_util.computePool2DInfo([1, 2, 2, 2], 2, 2, 1, 'valid');
+    const dx = new Float32Array(8);
+    maxPoolGradInto(x, new Float32Array([5, 7]), dx, info);
+    assert.deepEqual(Array.from(dx), [5, 0, 0, 0, 0, 0, 0, 0]);
+  });
+});
+
+describe('gather and sum on wasm match cpu', () => {
+  const gathers: Array<{ x: number[]; axis: number; indices: number[]; dtype: 'float32' | 'int32' }> = [
+    { x: [6, 4, 4, 3], axis: 0, indices: [5, 0, 2, 2], dtype: 'float32' }, // model.fit's batch slicing
+    { x: [3, 5, 20], axis: 1, indices: [4, 1], dtype: 'float32' },
+    { x: [5, 32], axis: 0, indices: [1, 3, 3], dtype: 'int32' },
+    { x: [4, 6], axis: 1, indices: [5, 0], dtype: 'float32' }, // slices of 1: the original kernel
+  ];
+  for (const [i, c] of gathers.entries()) {
+    it(`gather x${c.x.join('x')} axis ${c.axis} ${c.dtype}`, async () => {
+      const xv = randomArray(sizeOf(c.x), 200 + i, c.dtype === 'int32' ? 100 : undefined);
+      const r = await both(() => [tf.cast(tf.gather(tf.tensor(xv, c.x, c.dtype), tf.tensor1d(c.indices, 'int32'), c.axis), 'float32')]);
+      assert.deepEqual(Array.from(r.wasm[0]), Array.from(r.cpu[0]));
+    });
+  }
+
+  it('gather rejects an index out of range', async () => {
+    await tf.setBackend('wasm');
+    const x = tf.zeros([3, 32]);
+    assert.throws(() => tf.gather(x, tf.tensor1d([3], 'int32')), /index value 3 is not in \[0, 2\]/);
+    x.dispose();
+  });
+
+  const sums: Array<{ x: number[]; axis: number | number[]; keepDims?: boolean; dtype?: 'int32' }> = [
+    { x: [4, 7, 6, 5], axis: [0, 1, 2] }, // a conv's bias gradient
+    { x: [9, 10], axis: 0 }, // a dense layer's bias gradient
+    { x: [3, 4, 5], axis: [1, 0], keepDims: true },
+    { x: [3, 4, 5], axis: [-3, -2] },
+    { x: [3, 4, 5], axis: [0, 2] }, // not leading: the original kernel
+    { x: [3, 4, 5], axis: [0, 1, 2] },
+    { x: [6, 5], axis: 0, dtype: 'int32' },
+  ];
+  for (const [i, c] of sums.entries()) {
+    it(`sum x${c.x.join('x')} axis ${JSON.stringify(c.axis)}${c.keepDims ? ' keepDims' : ''}${c.dtype ? ' ' + c.dtype : ''}`, async () => {
+      const xv = randomArray(sizeOf(c.x), 300 + i, c.dtype ? 100 : undefined);
+      const r = await both(() => {
+        const y = tf.sum(tf.tensor(xv, c.x, c.dtype ?? 'float32'), c.axis, c.keepDims);
+        return [tf.cast(y, 'float32'), tf.tensor1d(y.shape.length ? y.shape : [0])];
+      });
+      assertClose(r.wasm[0], r.cpu[0], 'sum');
+      assert.deepEqual(Array.from(r.wasm[1]), Array.from(r.cpu[1]), 'output shape');
+    });
+  }
+});
+
+describe('registration', () => {
+  it('is idempotent', () => {
+    registerWasmTrainingKernels();
+    registerWasmTrainingKernels();
+    for (const name of [tf.Conv2DBackpropFilter, tf.DepthwiseConv2dNativeBackpropFilter,
+      tf.DepthwiseConv2dNativeBackpropInput, tf.Conv2DBackpropInput, tf.MaxPoolGrad, tf.GatherV2, tf.Sum]) {
+      assert.ok(tf.getKernel(name, 'wasm'), `${name} is registered for wasm`);
+    }
+  });
+
+  it('kernels leave no intermediate tensors behind (engine leak check)', async () => {
+    await tf.setBackend('wasm');
+    // IS_TEST makes the engine compare data ids before and after each kernel.
+    const wasTest = tf.env().getBool('IS_TEST');
+    tf.env().set('IS_TEST', true);
+    try {
+      const before = tf.memory().numTensors;
+      tf.tidy(() => {
+        const x = tf.randomNormal<tf.Rank.R4>([2, 8, 8, 3]);
+        const f = tf.randomNormal<tf.Rank.R4>([3, 3, 3, 2]);
+        const dw = tf.randomNormal<tf.Rank.R4>([3, 3, 3, 2]);
+        tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 2, 'same')))([x, f]);
+        tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.depthwiseConv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, 'same')))([x, dw]);
+        tf.grad((a: tf.Tensor) => tf.sum(tf.maxPool(a as tf.Tensor4D, 2, 2, 'valid')))(x);
+        tf.gather(x, tf.tensor1d([1, 0], 'int32'));
+        tf.sum(x, [0, 1, 2]);
+      });
+      assert.equal(tf.memory().numTensors, before);
+    } finally {
+      tf.env().set('IS_TEST', wasTest);
+    }
+  });
+});
+
+/** The benchmark's CNN, smaller: 32x32 input keeps the test fast. */
+function smallCnn(size: number): tf.Sequential {
+  const model = tf.sequential();
+  model.add(tf.layers.conv2d({ inputShape: [size, size, 3], filters: 8, kernelSize: 3, activation: 'relu' }));
+  model.add(tf.layers.maxPooling2d({ poolSize: 2 }));
+  model.add(tf.layers.depthwiseConv2d({ kernelSize: 3, depthMultiplier: 2, padding: 'same', activation: 'relu' }));
+  model.add(tf.layers.conv2d({ filters: 16, kernelSize: 3, strides: 2, activation: 'relu' }));
+  model.add(tf.layers.globalAveragePooling2d({}));
+  model.add(tf.layers.dense({ units: 4 }));
+  model.compile({ optimizer: tf.train.adam(1e-3), loss: 'sparseCategoricalCrossentropy' });
+  return model;
+}
+
+describe('training on wasm', () => {
+  it('model.fit changes every weight and leaks no tensors across steps', async () => {
+    await tf.setBackend('wasm');
+    const model = smallCnn(32);
+    const xs = tf.tensor4d(randomArray(16 * 32 * 32 * 3, 7), [16, 32, 32, 3]);
+    const ys = tf.tensor1d(Array.from({ length: 16 }, (_, i) => i % 4), 'float32');
+    const initial = model.getWeights().map((w) => w.dataSync().slice());
+
+    const counts: number[] = [];
+    for (let epoch = 0; epoch < 4; ++epoch) {
+      const history = await model.fit(xs, ys, { batchSize: 4, epochs: 1, shuffle: false, verbose: 0 });
+      assert.ok(Number.isFinite(history.history.loss[0] as number), 'loss is finite');
+      counts.push(tf.memory().numTensors);
+    }
+    // After the first epoch (optimizer slots are created lazily) the count is flat.
+    assert.deepEqual(counts.slice(1), [counts[1], counts[1], counts[1]], `tensor counts per epoch: ${counts}`);
+
+    model.getWeights().forEach((w, i) => {
+      assert.ok(relError(w.dataSync(), initial[i]) > 0, `weight ${model.weights[i].name} changed`);
+    });
+    tf.dispose([xs, ys]);
+    model.dispose();
+  });
+
+  it('one training step gives the same gradients on wasm as on cpu', async () => {
+    const xv = randomArray(4 * 16 * 16 * 3, 8);
+    const labels = [0, 1, 2, 3];
+    const grads = async (backend: Backend): Promise<Float32Array[]> => {
+      await tf.setBackend(backend);
+      // Same seed, same initial weights on both backends.
+      const model = smallCnnSeeded(16);
+      const result = tf.tidy(() => {
+        const xs = tf.tensor4d(xv, [4, 16, 16, 3]);
+        const ys = tf.oneHot(tf.tensor1d(labels, 'int32'), 4);
+        const { grads: g } = tf.variableGrads(() => tf.losses.softmaxCrossEntropy(ys, model.predict(xs) as tf.Tensor) as tf.Scalar);
+        return model.trainableWeights.map((w) => g[w.originalName].dataSync() as Float32Array);
+      });
+      model.dispose();
+      return result;
+    };
+    const cpu = await grads('cpu');
+    const wasm = await grads('wasm');
+    cpu.forEach((g, i) => assertClose(wasm[i], g, `gradient ${i}`));
+  });
+});
+
+/** smallCnn with deterministic initialisers, for cross-backend comparison. */
+function smallCnnSeeded(size: number): tf.Sequential {
+  const init = (seed: number) => tf.initializers.glorotUniform({ seed });
+  const model = tf.sequential();
+  model.add(tf.layers.conv2d({ inputShape: [size, size, 3], filters: 8, kernelSize: 3, activation: 'relu', kernelInitializer: init(1) }));
+  model.add(tf.layers.maxPooling2d({ poolSize: 2 }));
+  model.add(tf.layers.depthwiseConv2d({ kernelSize: 3, depthMultiplier: 2, padding: 'same', activation: 'relu', depthwiseInitializer: init(2) }));
+  model.add(tf.layers.conv2d({ filters: 16, kernelSize: 3, strides: 2, activation: 'relu', kernelInitializer: init(3) }));
+  model.add(tf.layers.globalAveragePooling2d({}));
+  model.add(tf.layers.dense({ units: 4, kernelInitializer: init(4) }));
+  return model;
+}
