@@ -7,13 +7,15 @@ import { parseArgs } from 'node:util';
 import { initBackend, type BackendPreference } from '../engine/backend';
 import { isEngineError, messageOf } from '../engine/errors';
 import { loadModel } from '../engine/model';
+import { inspectCommand, inspectUsage } from './inspect';
+import { finetuneCommand, finetuneUsage } from './finetune';
 import { formatCount, formatShape, type ModelSummary } from '../protocol/model';
 
 export const usage = `Usage: layer-lens <command> [options]
 
 Commands:
   summary <model.json> [--json]   Print the layer table of a TF.js model.
-
+${inspectUsage}${finetuneUsage}
 Options:
   --backend auto|tensorflow|wasm|cpu   Compute backend (default auto).
   --help                               Show this help.
@@ -74,6 +76,11 @@ export async function main(argv: string[]): Promise<number> {
       case 'summary':
         await summary(rest);
         return 0;
+      case 'inspect':
+        await inspectCommand(rest, { usageError: (m) => new UsageError(m), backendOption, out });
+        return 0;
+      case 'finetune':
+        return await finetuneCommand(rest, { usageError: (m) => new UsageError(m), backendOption, out });
       case undefined:
       case '--help':
       case '-h':

@@ -251,26 +251,19 @@ const IMAGENET_STD = [0.229, 0.224, 0.225];
 const LUMA = [0.2989, 0.587, 0.114];
 
 /**
- * The tensor a model sees for `img`: [height, width, channels] float32.
+ * `img` resized to height x width as float32 [h, w, 3], values 0-255.
  *
- * Resizing: when the image is 2x or more larger than the target along an axis,
- * it is first reduced by the integer factor with an area average (avgPool),
- * then resized with bilinear interpolation and half-pixel centres (as TF2's
+ * When the image is 2x or more larger than the target along an axis, it is
+ * first reduced by the integer factor with an area average (avgPool), then
+ * resized with bilinear interpolation and half-pixel centres (as TF2's
  * tf.image.resize and PIL do). Plain bilinear from a 4000 px photo to 224 px
  * samples 4 of every ~300 pixels and aliases; the area step keeps every
  * pixel's contribution.
- *
- * Normalisation: zeroOne x/255, minusOneOne x/127.5-1, imagenet (x/255-mean)/std
- * per channel, raw x. One-channel models get luma; their imagenet mean/std are
- * the luma-weighted averages of the RGB ones.
  */
-export function toInputTensor(img: DecodedImage, height: number, width: number, normalization: Normalization, channels = 3): tf.Tensor3D {
-  if (channels !== 1 && channels !== 3) {
-    throw new EngineError('bad-input', `the model expects ${channels} input channels; Layer Lens feeds images as RGB (3 channels) or greyscale (1 channel) only.`);
-  }
+export function resizeToTensor(img: DecodedImage, height: number, width: number): tf.Tensor3D {
   if (!(height > 0 && width > 0)) throw new EngineError('bad-input', `the model input size ${height}x${width} is not a valid image size.`);
   return tf.tidy(() => {
-    let x: tf.Tensor3D = tf.tensor3d(img.data, [img.height, img.width, 3], 'int32').toFloat();
+    let x: tf.Tensor3D = tf.cast(tf.tensor3d(img.data, [img.height, img.width, 3], 'int32'), 'float32');
     const kh = Math.floor(img.height / height);
     const kw = Math.floor(img.width / width);
     if (kh >= 2 || kw >= 2) {
@@ -279,6 +272,22 @@ export function toInputTensor(img: DecodedImage, height: number, width: number, 
       x = tf.avgPool(x, [fh, fw], [fh, fw], 'valid');
     }
     if (x.shape[0] !== height || x.shape[1] !== width) x = tf.image.resizeBilinear(x, [height, width], false, true);
+    return x;
+  });
+}
+
+/**
+ * Pixels (0-255, [h, w, 3]) as the model expects them: zeroOne x/255,
+ * minusOneOne x/127.5-1, imagenet (x/255-mean)/std per channel, raw x.
+ * One-channel models get luma; their imagenet mean/std are the luma-weighted
+ * averages of the RGB ones.
+ */
+export function normalizePixels(pixels: tf.Tensor3D, normalization: Normalization, channels = 3): tf.Tensor3D {
+  if (channels !== 1 && channels !== 3) {
+    throw new EngineError('bad-input', `the model expects ${channels} input channels; Layer Lens feeds images as RGB (3 channels) or greyscale (1 channel) only.`);
+  }
+  return tf.tidy(() => {
+    let x = pixels;
     let mean = [0, 0, 0];
     let std = [1, 1, 1];
     let scale = 1;
@@ -306,6 +315,7 @@ export function toInputTensor(img: DecodedImage, height: number, width: number, 
       mean = [dot(mean)];
       std = [dot(std)];
     }
+    if (normalization === 'raw') return channels === 1 ? x : tf.clone(x);
     // (x * scale - mean) / std in two ops.
     const a = tf.tensor1d(std.map((s) => scale / s));
     const b = tf.tensor1d(mean.map((m, i) => -m / std[i]));
@@ -313,13 +323,35 @@ export function toInputTensor(img: DecodedImage, height: number, width: number, 
   });
 }
 
-/**
- * The RGB bytes of `t` ([h, w, 3] or [h, w, 1], values 0-255 after resizing,
- * before normalisation) as a DecodedImage: the picture the model saw.
- */
+/** The tensor a model sees for `img`: [height, width, channels] float32 (see resizeToTensor, normalizePixels). */
+export function toInputTensor(img: DecodedImage, height: number, width: number, normalization: Normalization, channels = 3): tf.Tensor3D {
+  if (channels !== 1 && channels !== 3) {
+    throw new EngineError('bad-input', `the model expects ${channels} input channels; Layer Lens feeds images as RGB (3 channels) or greyscale (1 channel) only.`);
+  }
+  const pixels = resizeToTensor(img, height, width);
+  try {
+    return normalizePixels(pixels, normalization, channels);
+  } finally {
+    pixels.dispose();
+  }
+}
+
+/** Float pixels (0-255) to bytes, rounded and clamped. */
+export function pixelsToBytes(values: ArrayLike<number>): Uint8Array {
+  const out = new Uint8Array(values.length);
+  // A Uint8ClampedArray would round half to even; this rounds half up, as the rest of the engine does.
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    out[i] = v <= 0 ? 0 : v >= 255 ? 255 : Math.round(v);
+  }
+  return out;
+}
+
+/** `img` resized as the model sees it, before normalisation. */
 export function resizeImage(img: DecodedImage, height: number, width: number): DecodedImage {
-  const t = toInputTensor(img, height, width, 'raw', 3);
-  const data = Uint8Array.from(t.dataSync(), (v) => Math.min(255, Math.max(0, Math.round(v))));
+  if (img.height === height && img.width === width) return img;
+  const t = resizeToTensor(img, height, width);
+  const data = pixelsToBytes(t.dataSync());
   t.dispose();
   return { width, height, data };
 }

@@ -1,0 +1,203 @@
+/**
+ * `layer-lens inspect`: one image through a model, written to a folder:
+ * summary.json (layer table, per-layer and per-channel statistics, top-k
+ * predictions) and one PNG channel grid per layer that outputs a feature map.
+ * The same text is printed. src/cli/main.ts routes here and passes in its
+ * usage-error and output helpers, so this module does not import main.ts.
+ *
+ * --out is created if absent (built under a temporary name and renamed, so a
+ * kill leaves no half-written folder); if it exists, each file is replaced
+ * atomically and other files in it are left alone.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { initBackend, type BackendPreference } from '../engine/backend';
+import { EngineError } from '../engine/errors';
+import { encodePng } from '../engine/image';
+import { channelGrid, colormaps, isColormap, type Colormap } from '../engine/inspect/colormap';
+import { Inspector } from '../engine/inspect/inspector';
+import { writeFileAtomic, writeFolderAtomic } from '../engine/io/atomic';
+import { loadModel } from '../engine/model';
+import type { ChannelStats, InspectResult, LayerInfo } from '../protocol/inspect';
+import { formatShape, type ModelSummary, type Normalization } from '../protocol/model';
+
+export interface CliContext {
+  usageError: (message: string) => Error;
+  backendOption: (v: string | undefined) => BackendPreference;
+  out: (line: string) => void;
+}
+
+export const inspectUsage =
+  '  inspect <model.json> --image <file> --out <dir> [--normalization zeroOne|minusOneOne|imagenet|raw]\n' +
+  '          [--colormap viridis|magma|gray] [--top-k 5]\n' +
+  '                                  Feature maps (one PNG grid per layer), per-layer statistics and\n' +
+  '                                  top-k predictions for one image; writes summary.json and maps/.\n';
+
+const normalizations: readonly Normalization[] = ['zeroOne', 'minusOneOne', 'imagenet', 'raw'];
+
+function isNormalization(v: string): v is Normalization {
+  return (normalizations as readonly string[]).includes(v);
+}
+
+interface LayerEntry {
+  path: string;
+  name: string;
+  className: string;
+  depth: number;
+  params: number;
+  trainable: boolean;
+  shape: number[];
+  kind: LayerInfo['kind'];
+  mean: number;
+  zeros: number;
+  min?: number;
+  max?: number;
+  std?: number;
+  grid?: string;
+  channels?: ChannelStats[];
+}
+
+/** Layer-wide min, max and std from equal-sized channels' stats. */
+function combine(stats: ChannelStats[]): { min: number; max: number; std: number } {
+  let min = Infinity;
+  let max = -Infinity;
+  let m = 0;
+  let sq = 0;
+  for (const s of stats) {
+    min = Math.min(min, s.min);
+    max = Math.max(max, s.max);
+    m += s.mean / stats.length;
+    sq += (s.std * s.std + s.mean * s.mean) / stats.length;
+  }
+  return { min, max, std: Math.sqrt(Math.max(0, sq - m * m)) };
+}
+
+/** A file name for a layer path, in layer order: "003-features_backbone_Conv1.png". */
+function gridFileName(index: number, layerPath: string): string {
+  return `${String(index).padStart(3, '0')}-${layerPath.replace(/[^A-Za-z0-9_.-]+/g, '_')}.png`;
+}
+
+function num(v: number): string {
+  if (v === 0) return '0';
+  const a = Math.abs(v);
+  return a >= 1000 || a < 0.001 ? v.toExponential(2) : v.toPrecision(3);
+}
+
+export function formatInspectText(s: ModelSummary, r: InspectResult, entries: LayerEntry[], normalizationSource: string, k: number): string {
+  const header = ['Layer', 'Class', 'Output', 'Mean', 'Zeros', 'Grid'];
+  const rows = entries.map((e) => ['  '.repeat(e.depth) + e.path.split('/').pop()!, e.className, formatShape(e.shape), num(e.mean), `${(e.zeros * 100).toFixed(0)}%`, e.grid ?? '']);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 3 || i === 4 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
+  const lines = [
+    `${s.name} (${s.format} model) — ${r.imagePath} as [${r.input.height}, ${r.input.width}], normalization ${r.normalization} (${normalizationSource}), ${r.ms} ms`,
+    line(header),
+    widths.map((w) => '-'.repeat(w)).join('  '),
+    ...rows.map(line),
+    '',
+    `Top ${Math.min(k, r.predictions.length)} ${r.probabilities ? 'predictions' : 'outputs (not probabilities)'}:`,
+  ];
+  const lw = Math.max(0, ...r.predictions.map((p) => p.label.length));
+  r.predictions.forEach((p, i) => lines.push(`  ${i + 1}. ${p.label.padEnd(lw)}  ${r.probabilities ? `${(p.probability * 100).toFixed(1).padStart(5)}%` : num(p.probability)}`));
+  for (const n of r.notes ?? []) lines.push(`Note: ${n}`);
+  return lines.join('\n');
+}
+
+export async function inspectCommand(args: string[], ctx: CliContext): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      image: { type: 'string' },
+      out: { type: 'string' },
+      normalization: { type: 'string' },
+      colormap: { type: 'string' },
+      'top-k': { type: 'string' },
+      backend: { type: 'string' },
+    },
+  });
+  if (positionals.length !== 1) throw ctx.usageError('inspect takes exactly one model.json path.');
+  if (!values.image) throw ctx.usageError('inspect needs --image <file>.');
+  if (!values.out) throw ctx.usageError('inspect needs --out <dir>.');
+  if (values.normalization !== undefined && !isNormalization(values.normalization)) {
+    throw ctx.usageError(`--normalization must be ${normalizations.join(', ')} (got "${values.normalization}").`);
+  }
+  const colormapArg = values.colormap ?? 'viridis';
+  if (!isColormap(colormapArg)) throw ctx.usageError(`--colormap must be ${colormaps.join(', ')} (got "${values.colormap}").`);
+  const colormap: Colormap = colormapArg;
+  const topK = values['top-k'] === undefined ? 5 : Number(values['top-k']);
+  if (!Number.isInteger(topK) || topK < 1) throw ctx.usageError(`--top-k must be a whole number of at least 1 (got "${values['top-k']}").`);
+  const backend = await initBackend({ prefer: ctx.backendOption(values.backend) });
+
+  const out = path.resolve(values.out);
+  if (fs.existsSync(out) && !fs.statSync(out).isDirectory()) throw new EngineError('bad-input', `--out ${values.out} exists and is not a folder; name a folder (it is created if absent).`);
+
+  const loaded = await loadModel(positionals[0]);
+  const s = loaded.summary;
+  const normalization: Normalization = (values.normalization as Normalization | undefined) ?? s.normalization ?? 'zeroOne';
+  const normalizationSource = values.normalization ? '--normalization' : s.normalization ? "the model's metadata" : 'default; pass --normalization if the model expects another';
+  const inspector = new Inspector();
+  try {
+    const r = await inspector.inspect(loaded, values.image, normalization, { topK });
+    const rowsByPath = new Map(s.layers.map((row) => [row.path, row]));
+    const entries: LayerEntry[] = [];
+    const grids: { file: string; png: Uint8Array }[] = [];
+    for (const info of r.layers) {
+      const row = rowsByPath.get(info.path)!;
+      const e: LayerEntry = {
+        path: info.path,
+        name: row.name,
+        className: info.className,
+        depth: row.depth,
+        params: row.params,
+        trainable: row.trainable,
+        shape: info.shape,
+        kind: info.kind,
+        mean: info.mean,
+        zeros: info.zeros,
+      };
+      if (info.kind !== 'other') {
+        const maps = await inspector.layerMaps(s.modelPath, info.path, 0);
+        Object.assign(e, combine(maps.stats));
+        if (info.kind === 'map') {
+          e.channels = maps.stats;
+          e.grid = `maps/${gridFileName(grids.length + 1, info.path)}`;
+          const g = channelGrid(maps, colormap);
+          grids.push({ file: e.grid, png: encodePng(g.width, g.height, g.rgba, 4) });
+        }
+      }
+      entries.push(e);
+    }
+    const summaryJson = {
+      model: s.name,
+      modelPath: s.modelPath,
+      format: s.format,
+      backend: backend.name,
+      image: r.imagePath,
+      inputShape: s.inputShape,
+      input: { height: r.input.height, width: r.input.width },
+      normalization,
+      colormap,
+      probabilities: r.probabilities,
+      predictions: r.predictions,
+      layers: entries,
+      notes: r.notes ?? [],
+      ms: r.ms,
+    };
+    const write = async (dir: string, atomic: boolean) => {
+      await fs.promises.mkdir(path.join(dir, 'maps'), { recursive: true });
+      const put = (file: string, data: string | Uint8Array) => (atomic ? writeFileAtomic(path.join(dir, file), data) : fs.promises.writeFile(path.join(dir, file), data));
+      for (const g of grids) await put(g.file, g.png);
+      await put('summary.json', JSON.stringify(summaryJson, null, 2) + '\n');
+    };
+    if (fs.existsSync(out)) await write(out, true);
+    else {
+      await fs.promises.mkdir(path.dirname(out), { recursive: true });
+      await writeFolderAtomic(out, (tmp) => write(tmp, false));
+    }
+    ctx.out(formatInspectText(s, r, entries, normalizationSource, topK));
+    ctx.out(`\nWrote ${path.join(values.out, 'summary.json')}${grids.length ? ` and ${grids.length} feature-map grid${grids.length > 1 ? 's' : ''} in ${path.join(values.out, 'maps')}` : ''}.`);
+  } finally {
+    inspector.dispose();
+  }
+}
