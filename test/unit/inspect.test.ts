@@ -150,6 +150,23 @@ describe('inspection: every layer in one pass', () => {
     assert.deepEqual(r.predictions.map((p) => p.label).sort(), ['diseased leaf', 'healthy leaf']);
     const maps = r.layers.filter((l) => l.kind === 'map');
     assert.ok(maps.length > 100, `${maps.length} layers with feature maps`);
+    // Grad-CAM at the backbone's last map, against the rest of the model by hand (GAP, dense, pre-softmax dense).
+    const cls = r.predictions[0].index;
+    const cam = await inspector.gradCam(loaded.summary.modelPath, `${prefix}/out_relu`, cls);
+    const head = model.layers[1] as tf.LayersModel;
+    const expected = tf.tidy(() => {
+      const A = intermediate(mobilenet, 'out_relu', x);
+      const [k, b] = head.layers[1].getWeights();
+      const score = (a: tf.Tensor) => {
+        const z = tf.matMul(head.layers[0].apply(outer.layers[1].apply(a)) as tf.Tensor2D, k as tf.Tensor2D);
+        return tf.sum(tf.slice(b ? tf.add(z, b) : z, [0, cls], [1, 1])) as tf.Scalar; // Teachable Machine's last Dense has no bias
+      };
+      const cam4 = tf.relu(tf.sum(tf.mul(A, tf.mean(tf.grad(score)(A), [0, 1, 2])), -1, true)) as tf.Tensor4D;
+      const big = tf.image.resizeBilinear(cam4, [224, 224], false, true);
+      return tf.round(tf.mul(tf.div(big, tf.maximum(tf.max(big), 1e-12)), 255));
+    });
+    assert.ok(maxAbsDiff(cam.heat, expected.dataSync()) <= 1, `Grad-CAM max difference ${maxAbsDiff(cam.heat, expected.dataSync())}`);
+    expected.dispose();
     tf.dispose([x, y]);
     inspector.release(loaded.summary.modelPath);
     model.dispose();
@@ -332,7 +349,9 @@ describe('Grad-CAM', () => {
     const green = quadrantMeans((await inspector.gradCam(loaded.summary.modelPath, 'detect', 1)).heat);
     assert.ok(green[3] > 200 && green[0] < 20, `green: ${green.map((v) => v.toFixed(0)).join(' ')}`);
     await rejectsWith(inspector.gradCam(loaded.summary.modelPath, 'detect', 2), 'bad-input', /class 2 does not exist; the model has 2 outputs/);
+    await rejectsWith(inspector.gradCam(loaded.summary.modelPath, 'nope', 0), 'bad-input', /the model has no layer "nope"/);
     model.dispose();
+    await rejectsWith(inspector.gradCam(loaded.summary.modelPath, 'detect', 0), 'bad-input', /quadrants was reloaded since this image was inspected; inspect the image again/);
   });
 
   it('works inside a nested backbone and matches a Grad-CAM computed by hand', async () => {

@@ -63,6 +63,18 @@ function shownModel(modelPath: string): string {
   return file === 'model.json' ? path.basename(path.dirname(path.resolve(modelPath))) : file;
 }
 
+/** True once the model's weights were disposed (the session reloaded or unloaded it). */
+function modelDisposed(model: tf.LayersModel): boolean {
+  const w = model.weights[0];
+  if (!w) return false;
+  try {
+    w.read();
+    return false;
+  } catch {
+    return true;
+  }
+}
+
 export class Inspector {
   private readonly states = new Map<string, State>();
   private chain: Promise<unknown> = Promise.resolve();
@@ -174,6 +186,9 @@ export class Inspector {
   gradCam(modelPath: string, layerPath: string, classIndex: number): Promise<GradCamResult> {
     return this.serial(async () => {
       const s = this.state(modelPath);
+      if (s.loaded.layers && modelDisposed(s.loaded.layers)) {
+        throw new EngineError('bad-input', `${s.loaded.summary.name} was reloaded since this image was inspected; inspect the image again for Grad-CAM.`);
+      }
       if (!s.acts.graph || !s.acts.slots) {
         throw new EngineError('bad-input', `${s.loaded.summary.name} is a graph model; Grad-CAM needs a layers model (the graph format cannot be split at a layer).`);
       }
