@@ -1,0 +1,453 @@
+/**
+ * A fine-tune run from start to end: load the model, read the dataset, keep
+ * or replace the head, apply the freeze plan, train, and save the result as a
+ * new folder next to the model. The single entry point for the worker and the
+ * CLI: progress goes to a callback, cancellation comes from an AbortSignal.
+ *
+ * Nothing is written until training has finished: the folder is built under
+ * a temporary name and renamed at the end (src/engine/io/atomic.ts), so a
+ * cancel, an error or a kill leaves no partial result, and the source model's
+ * folder is only ever read.
+ */
+import * as tf from '@tensorflow/tfjs';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { currentBackend } from '../backend';
+import { CancelledError, EngineError } from '../errors';
+import { writeFolderAtomic } from '../io/atomic';
+import { rel } from '../io/modelFiles';
+import { modelArtifacts, writeArtifacts } from '../io/save';
+import { loadModel, walkLayers } from '../model';
+import { finetuneSchema, type FinetuneSettings } from '../../protocol/recipe';
+import type { Normalization } from '../../protocol/model';
+import {
+  augmentSummary,
+  metricsCsv,
+  type ClassCount,
+  type EpochMetrics,
+  type FinetuneResult,
+  type FinetuneSettingsInput,
+  type MonitorName,
+  type SkippedFile,
+  type TrainProgress,
+} from '../../protocol/train';
+import { augmentationEnabled, augmentBatch, augmentRng, pixelMapOf } from './augment';
+import { epochOrder, ImageSource, InputCache, scanDataset, splitDataset, type DatasetImage, type ImageBatch } from './dataset';
+import { EmbeddingCache, embeddingBatches } from './embeddingCache';
+import { applyFreezePlan } from './freeze';
+import { planHead, type HeadPlan } from './head';
+import { createOptimizer, trainLoop, type Batch, type Trainable, type TrainData } from './loop';
+
+export interface FinetuneOptions {
+  modelJsonPath: string;
+  /** One sub-folder of PNG/JPEG images per class. */
+  datasetDir: string;
+  /** As in layerlens.json's "finetune"; missing fields take the recipe defaults. */
+  settings: FinetuneSettingsInput | FinetuneSettings;
+  /** Layer paths to hold fixed (layerlens.json's "freeze"). */
+  frozen: readonly string[];
+  /** Where to save; must not exist. Default: `<name>-finetuned-<YYYYMMDD-HHMM>` next to the model. */
+  outDir?: string;
+  signal?: AbortSignal;
+  onProgress: (p: TrainProgress) => void;
+  /**
+   * Cache a frozen backbone's outputs after epoch 1 when nothing else changes
+   * them (no augmentation). Default true; the benchmark turns it off to
+   * measure the difference.
+   */
+  embeddingCache?: boolean;
+  /** Memory for decoded inputs kept between epochs (default 256 MB). */
+  inputCacheBytes?: number;
+  /** Least time between two batch progress messages (default 250 ms). */
+  batchProgressMs?: number;
+  /** The clock for the folder name (tests). */
+  now?: () => Date;
+}
+
+function parseSettings(input: FinetuneOptions['settings']): FinetuneSettings {
+  const r = finetuneSchema.safeParse(input);
+  if (r.success) return r.data;
+  const issues = r.error.issues.map((i) => `${i.path.join('.') || '(settings)'}: ${i.message}`).join('; ');
+  throw new EngineError('bad-recipe', `the fine-tune settings are not valid (${issues}); fix them in layerlens.json.`);
+}
+
+function checkCancel(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new CancelledError('Fine-tuning');
+}
+
+const pad2 = (n: number) => String(n).padStart(2, '0');
+
+/** `<name>-finetuned-YYYYMMDD-HHMM` next to the model folder (a second run in the same minute gets "-2"). */
+export function defaultOutputPath(modelJsonPath: string, name: string, now: Date): string {
+  const abs = path.resolve(modelJsonPath);
+  const folder = path.dirname(abs);
+  // model.json names its folder; other .json files are models inside a folder of their own.
+  const parent = path.basename(abs) === 'model.json' ? path.dirname(folder) : folder;
+  const stamp = `${now.getFullYear()}${pad2(now.getMonth() + 1)}${pad2(now.getDate())}-${pad2(now.getHours())}${pad2(now.getMinutes())}`;
+  const base = path.join(parent, `${name}-finetuned-${stamp}`);
+  let candidate = base;
+  for (let k = 2; fs.existsSync(candidate); k++) candidate = `${base}-${k}`;
+  return candidate;
+}
+
+async function checkWritable(target: string): Promise<void> {
+  if (fs.existsSync(target)) {
+    throw new EngineError('bad-input', `${rel(target)} already exists; Layer Lens never writes over a folder. Choose another output folder.`);
+  }
+  const parent = path.dirname(target);
+  try {
+    await fs.promises.access(parent, fs.constants.W_OK);
+  } catch (e) {
+    const missing = (e as NodeJS.ErrnoException).code === 'ENOENT';
+    throw new EngineError(
+      'bad-input',
+      missing
+        ? `the folder ${rel(parent)}, where the fine-tuned model would go, does not exist; create it or choose another output folder.`
+        : `cannot write into ${rel(parent)}, where the fine-tuned model would go (permission denied); choose another output folder.`,
+    );
+  }
+}
+
+/** Disposes every weight once, whichever models share it (tfjs's refcounts do not survive re-wiring a model). */
+function disposeWeights(models: (tf.LayersModel | undefined)[], extra: tf.layers.Layer[]): void {
+  const seen = new Set<tf.LayerVariable>();
+  for (const m of models) if (m) for (const w of m.weights) seen.add(w);
+  for (const l of extra) for (const w of l.weights) seen.add(w);
+  for (const w of seen) {
+    try {
+      w.dispose();
+    } catch {
+      // Already disposed through another owner.
+    }
+  }
+}
+
+/** The model's fixed input height, width and channels, or a message saying what to set. */
+function inputGeometry(model: tf.LayersModel, settings: FinetuneSettings, modelName: string): { height: number; width: number; channels: number } {
+  const shape = model.inputs[0].shape;
+  if (shape.length !== 4) {
+    throw new EngineError('bad-input', `${modelName} takes inputs of shape [${shape.map((d) => d ?? '?').join(', ')}], not images ([batch, height, width, channels]); fine-tuning on an image folder needs an image model.`);
+  }
+  const [, h, w, c] = shape;
+  const channels = c ?? 3;
+  if (channels !== 1 && channels !== 3) throw new EngineError('bad-input', `${modelName} expects ${channels} input channels; Layer Lens feeds RGB (3) or greyscale (1) images.`);
+  const [sh, sw] = settings.imageSize ?? [h, w];
+  if (sh == null || sw == null) {
+    throw new EngineError('bad-recipe', `${modelName} accepts images of any size, so the training size must be chosen: set "imageSize": [height, width] under "finetune" in layerlens.json.`);
+  }
+  if ((h != null && h !== sh) || (w != null && w !== sw)) {
+    throw new EngineError('bad-recipe', `imageSize ${sh}x${sw} in layerlens.json does not fit ${modelName}, whose input is ${h}x${w}; remove imageSize or set it to [${h}, ${w}].`);
+  }
+  return { height: sh, width: sw, channels };
+}
+
+function monitorFor(settings: FinetuneSettings, hasVal: boolean, warnings: string[]): MonitorName {
+  const wanted = settings.earlyStopping?.monitor ?? (hasVal ? 'val_loss' : 'loss');
+  if (wanted.startsWith('val_') && !hasVal) {
+    const fallback = wanted.slice(4) as MonitorName;
+    warnings.push(`There is no validation set (validationFraction is 0 or the classes are too small), so early stopping watches ${fallback} instead of ${wanted}.`);
+    return fallback;
+  }
+  return wanted;
+}
+
+async function* augmented(batches: AsyncIterable<ImageBatch>, settings: FinetuneSettings, seed: number, epoch: number, normalization: Normalization, channels: number): AsyncGenerator<Batch> {
+  const rng = augmentRng(seed, epoch);
+  const map = pixelMapOf(normalization, channels);
+  for await (const b of batches) {
+    let xs: tf.Tensor;
+    try {
+      xs = augmentBatch(b.xs, settings.augment, rng, map);
+    } catch (e) {
+      b.ys.dispose();
+      throw e;
+    } finally {
+      b.xs.dispose();
+    }
+    yield { xs, ys: b.ys, size: b.size };
+  }
+}
+
+async function* plain(batches: AsyncIterable<ImageBatch>): AsyncGenerator<Batch> {
+  for await (const b of batches) yield { xs: b.xs, ys: b.ys, size: b.size };
+}
+
+/** Re-labels images to the output order of a kept head (the model's label order). */
+function relabel(images: DatasetImage[], classes: string[], labels: string[]): DatasetImage[] {
+  const map = classes.map((c) => labels.indexOf(c));
+  return images.map((im) => ({ ...im, label: map[im.label] }));
+}
+
+/** Whether any layer adds a regularization loss (checked once; most models have none). */
+function hasRegularization(model: tf.LayersModel): boolean {
+  const losses = model.calculateLosses();
+  tf.dispose(losses);
+  return losses.length > 0;
+}
+
+function paramCount(ws: tf.LayerVariable[]): number {
+  return ws.reduce((n, w) => n + w.shape.reduce((a: number, b) => a * (b ?? 1), 1), 0);
+}
+
+/** Fine-tunes a model on an image folder and saves the result as a new model folder. */
+export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
+  const started = performance.now();
+  const settings = parseSettings(o.settings);
+  const { signal, onProgress } = o;
+  checkCancel(signal);
+  const loaded = await loadModel(o.modelJsonPath);
+  const modelName = rel(loaded.files.modelJsonPath);
+  let plan: HeadPlan | undefined;
+  let optimizer: tf.Optimizer | undefined;
+  const embeddings = { cache: undefined as EmbeddingCache | undefined };
+  const inputCache = new InputCache(o.inputCacheBytes ?? 256 * 1024 * 1024);
+  try {
+    const source = loaded.layers;
+    if (!source) throw new EngineError('bad-input', `${modelName} is a graph model (inference only); fine-tuning needs a layers model (tfjs.converters.save_keras_model, or tensorflowjs_converter --output_format tfjs_layers_model).`);
+    const warnings: string[] = [];
+    const geometry = inputGeometry(source, settings, modelName);
+    let normalization = settings.normalization ?? loaded.summary.normalization;
+    if (!normalization) {
+      normalization = 'zeroOne';
+      warnings.push(`${modelName} does not say how its inputs are scaled; training with pixels in [0, 1]. If it expects [-1, 1] or ImageNet mean/std, set "normalization" under "finetune" in layerlens.json.`);
+    }
+    const outputPath = o.outDir ? path.resolve(o.outDir) : defaultOutputPath(loaded.files.modelJsonPath, loaded.summary.name, o.now?.() ?? new Date());
+    await checkWritable(outputPath);
+
+    const scan = await scanDataset(o.datasetDir, { signal });
+    checkCancel(signal);
+
+    plan = planHead(source, { classes: scan.classes, modelLabels: loaded.summary.labels, cutLayer: settings.cutLayer, seed: settings.seed, modelName });
+    warnings.push(...plan.warnings);
+    const model = plan.model;
+    const freeze = applyFreezePlan(model, o.frozen);
+    if (freeze.unknown.length > 0) {
+      const oldPaths = new Set([...walkLayers(source)].map((l) => l.path));
+      const inOldHead = freeze.unknown.filter((p) => oldPaths.has(p));
+      const missing = freeze.unknown.filter((p) => !oldPaths.has(p));
+      if (inOldHead.length > 0) warnings.push(`Frozen layer${inOldHead.length > 1 ? 's' : ''} ${inOldHead.join(', ')} belonged to the replaced head; the new head trains.`);
+      if (missing.length > 0) warnings.push(`The freeze plan names ${missing.join(', ')}, which ${modelName} does not have; ignored.`);
+    }
+    const frozenList = o.frozen.filter((p) => !freeze.unknown.includes(p));
+
+    const split = splitDataset(scan, settings.validationFraction, settings.seed);
+    const labels = plan.labels;
+    const trainImages = relabel(split.train, scan.classes, labels);
+    const valImages = relabel(split.val, scan.classes, labels);
+    const hasVal = valImages.length > 0;
+    const monitor = monitorFor(settings, hasVal, warnings);
+
+    const onBadImage = (s: SkippedFile) =>
+      onProgress({ type: 'warning', message: `Skipped ${s.reason === 'unreadable' ? 'unreadable file' : 'corrupt image'} ${s.file}: it ${s.detail}; training goes on without it.` });
+    const sourceOptions = { ...geometry, normalization, classCount: labels.length, cache: inputCache, onBadImage };
+    const trainSrc = new ImageSource(trainImages, sourceOptions);
+    const valSrc = new ImageSource(valImages, sourceOptions);
+
+    // A wholly frozen backbone runs in inference mode, as Keras's transfer
+    // learning recipe calls it (base_model(x, training=False)): its outputs
+    // then depend on the image alone, which is what makes them cacheable.
+    const backbone = plan.backbone;
+    const headLayers = plan.headLayers;
+    const backboneFrozen = backbone !== undefined && headLayers !== undefined && backbone.isFrozen();
+    const augmentOn = augmentationEnabled(settings.augment);
+    const featureShape = backbone?.featureShape;
+    const cacheable = backboneFrozen && !augmentOn && featureShape !== undefined && featureShape.every((d) => d !== null);
+    const useCache = cacheable && (o.embeddingCache ?? true);
+    const embed = (xs: tf.Tensor): tf.Tensor => {
+      if (!backbone) throw new EngineError('internal', 'no backbone to compute embeddings with.');
+      return backbone.apply(xs, false);
+    };
+
+    const headWeights = headLayers?.flatMap((l) => l.weights) ?? [];
+    let forward: Trainable['forward'];
+    if (backboneFrozen && plan.headOps) forward = plan.headOps;
+    else if (backboneFrozen && headLayers) forward = (x, training) => headLayers.reduce((t, l) => l.apply(t, { training }) as tf.Tensor, x);
+    else forward = (x, training) => model.apply(x, { training }) as tf.Tensor;
+    const trainable: Trainable = {
+      frozen: backboneFrozen && !useCache ? embed : undefined,
+      forward,
+      outputKind: plan.outputKind,
+      regularization: hasRegularization(model) ? () => model.calculateLosses() : undefined,
+      variables: model.trainableWeights.map((w) => w.read() as tf.Variable),
+      // A frozen backbone cannot change, so only the head needs a copy at the best epoch.
+      state: backboneFrozen ? headWeights : model.weights,
+    };
+
+    const bs = settings.batchSize;
+    const k = labels.length;
+    if (useCache) embeddings.cache = new EmbeddingCache(featureShape as number[]);
+    const valOrder = Array.from({ length: valSrc.length }, (_, i) => i);
+    const data: TrainData = {
+      trainSize: trainSrc.length,
+      batchesPerEpoch: Math.ceil(trainSrc.length / bs),
+      train: (epoch) => {
+        const order = epochOrder(trainSrc.length, settings.seed, epoch);
+        if (embeddings.cache) return embeddingBatches(trainSrc, order, bs, embeddings.cache, embed, k);
+        const images = trainSrc.batches(order, bs, signal);
+        return augmentOn ? augmented(images, settings, settings.seed, epoch, normalization, geometry.channels) : plain(images);
+      },
+      validation: hasVal
+        ? () =>
+            embeddings.cache
+              ? // Once cached, validation rows are small: big batches, few steps (the means are the same).
+                embeddingBatches(valSrc, valOrder, bs, embeddings.cache, embed, k, 1024)
+              : plain(valSrc.batches(valOrder, bs, signal))
+        : undefined,
+    };
+
+    const classes: ClassCount[] = scan.classes.map((name, i) => ({ name, images: scan.counts[i], train: split.perClass[i].train, val: split.perClass[i].val }));
+    onProgress({
+      type: 'start',
+      modelPath: loaded.files.modelJsonPath,
+      datasetDir: scan.dir,
+      classes,
+      trainSize: trainSrc.length,
+      valSize: valSrc.length,
+      validationFraction: settings.validationFraction,
+      seed: settings.seed,
+      epochs: settings.epochs,
+      batchSize: bs,
+      batchesPerEpoch: data.batchesPerEpoch,
+      optimizer: settings.optimizer,
+      learningRate: settings.learningRate,
+      imageSize: [geometry.height, geometry.width],
+      normalization,
+      skipped: scan.skipped,
+      frozen: { paths: frozenList, params: freeze.frozenParams },
+      trainableParams: paramCount(model.trainableWeights),
+      totalParams: model.countParams(),
+      head: { replaced: plan.replaced, cutLayer: plan.cutLayer, units: k, reason: plan.reason },
+      augment: augmentSummary(settings.augment),
+      embeddingCache: useCache,
+      warnings,
+    });
+
+    optimizer = createOptimizer(settings.optimizer, settings.learningRate);
+    const throttle = o.batchProgressMs ?? 250;
+    let lastBatchMessage = 0;
+    let epochNow = 0;
+    const metrics: EpochMetrics[] = [];
+    const loop = await trainLoop(trainable, data, {
+      epochs: settings.epochs,
+      optimizer,
+      learningRate: settings.learningRate,
+      lrSchedule: settings.lrSchedule,
+      earlyStopping: settings.earlyStopping,
+      monitor,
+      seed: settings.seed,
+      signal,
+      callbacks: {
+        onEpochBegin: (epoch) => {
+          epochNow = epoch;
+        },
+        onBatchEnd: (batch, logs) => {
+          const now = performance.now();
+          if (now - lastBatchMessage < throttle) return;
+          lastBatchMessage = now;
+          onProgress({
+            type: 'batch',
+            epoch: epochNow + 1,
+            epochs: settings.epochs,
+            batch: batch + 1,
+            batches: data.batchesPerEpoch,
+            loss: logs.loss,
+            acc: logs.acc,
+            imagesPerSec: logs.imagesPerSec,
+            etaSec: logs.etaSec,
+          });
+        },
+        onEpochEnd: (epoch, logs) => {
+          const m: EpochMetrics = {
+            epoch: epoch + 1,
+            loss: logs.loss,
+            acc: logs.acc,
+            ...(logs.val_loss !== undefined ? { val_loss: logs.val_loss, val_acc: logs.val_acc } : {}),
+            lr: logs.lr,
+            imagesPerSec: logs.imagesPerSec,
+            seconds: logs.seconds,
+          };
+          metrics.push(m);
+          onProgress({ type: 'epoch', epochs: settings.epochs, batches: data.batchesPerEpoch, metrics: m, etaSec: logs.etaSec, improved: logs.improved });
+        },
+      },
+    });
+
+    checkCancel(signal);
+    const artifacts = await modelArtifacts(model);
+    const skipped = [...scan.skipped, ...trainSrc.badImages, ...valSrc.badImages];
+    const relFromOut = (p: string) => path.relative(outputPath, p).split(path.sep).join('/');
+    const metadata = {
+      labels,
+      normalization,
+      imageSize: [geometry.height, geometry.width],
+      createdBy: 'Layer Lens',
+      created: new Date().toISOString(),
+      sourceModel: relFromOut(loaded.files.modelJsonPath),
+      dataset: relFromOut(scan.dir),
+      backend: currentBackend()?.name ?? tf.getBackend(),
+      head: { replaced: plan.replaced, cutLayer: plan.cutLayer, reason: plan.reason },
+      frozen: frozenList,
+      settings,
+      training: {
+        epochsRun: loop.epochsRun,
+        stoppedEarly: loop.stoppedEarly,
+        monitor: loop.monitor,
+        bestEpoch: loop.bestEpoch,
+        bestValue: loop.bestValue,
+        restored: loop.restored,
+        trainImages: trainSrc.length,
+        valImages: valSrc.length,
+        skippedFiles: skipped.length,
+        embeddingCache: useCache,
+      },
+    };
+    const metricsJson = { monitor: loop.monitor, bestEpoch: loop.bestEpoch, bestValue: loop.bestValue, restored: loop.restored, stoppedEarly: loop.stoppedEarly, epochs: metrics };
+    await writeFolderAtomic(outputPath, async (tmp) => {
+      checkCancel(signal);
+      await writeArtifacts(tmp, artifacts, {
+        extraFiles: {
+          'metadata.json': JSON.stringify(metadata, null, 2) + '\n',
+          'metrics.json': JSON.stringify(metricsJson, null, 2) + '\n',
+          'metrics.csv': metricsCsv(metrics),
+        },
+      });
+      // Last chance to cancel: the rename that follows is the commit.
+      checkCancel(signal);
+    });
+
+    const seconds = (performance.now() - started) / 1000;
+    onProgress({
+      type: 'end',
+      epochsRun: loop.epochsRun,
+      stoppedEarly: loop.stoppedEarly,
+      monitor: loop.monitor,
+      bestEpoch: loop.bestEpoch,
+      bestValue: loop.bestValue,
+      restored: loop.restored,
+      outputPath,
+      seconds,
+    });
+    return {
+      outputPath,
+      labels,
+      metrics,
+      epochsRun: loop.epochsRun,
+      stoppedEarly: loop.stoppedEarly,
+      monitor: loop.monitor,
+      bestEpoch: loop.bestEpoch,
+      bestValue: loop.bestValue,
+      restored: loop.restored,
+      trainSize: trainSrc.length,
+      valSize: valSrc.length,
+      skipped,
+      embeddingCache: useCache,
+      seconds,
+    };
+  } finally {
+    optimizer?.dispose();
+    embeddings.cache?.clear();
+    inputCache.clear();
+    disposeWeights([loaded.layers, plan?.model], plan?.created ?? []);
+    loaded.graph?.dispose();
+  }
+}

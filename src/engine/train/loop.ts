@@ -1,0 +1,356 @@
+/**
+ * The training loop, shaped like tfjs's fit (a callbacks object with
+ * onEpochBegin, onBatchEnd(batch, logs), onEpochEnd(epoch, logs)) but driven
+ * one batch at a time with our own optimizer step, so that it can stream
+ * batches from disk, stop between batches when cancelled, and do the things
+ * tfjs's fit lacks: restoring the best epoch's weights at the end of early
+ * stopping, and a learning-rate schedule (step or cosine).
+ *
+ * Reproducibility: batches arrive in a seeded order, and the only other
+ * randomness in a step is tfjs's own (Dropout, GaussianNoise...), whose ops
+ * seed themselves from Math.random when the layer has no seed. The step runs
+ * with Math.random swapped for a seeded stream for its (synchronous)
+ * duration, so two runs with the same seed give identical metrics.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { CancelledError, EngineError } from '../errors';
+import { Rng } from '../random';
+import type { MonitorName } from '../../protocol/train';
+import type { FinetuneSettings } from '../../protocol/recipe';
+import { deriveSeed } from './dataset';
+
+export interface Batch {
+  /** Model inputs, or backbone features when the backbone is cached. */
+  xs: tf.Tensor;
+  /** One-hot labels. */
+  ys: tf.Tensor2D;
+  size: number;
+}
+
+/** Where batches come from; the loop disposes every batch it is given. */
+export interface TrainData {
+  trainSize: number;
+  batchesPerEpoch: number;
+  /** Training batches of epoch `epoch` (0-based), shuffled and augmented as the source sees fit. */
+  train(epoch: number): AsyncIterable<Batch>;
+  /** Validation batches (never augmented); absent without a validation set. */
+  validation?(epoch: number): AsyncIterable<Batch>;
+}
+
+/** What the loop trains: a function of the batch, and the variables it may change. */
+export interface Trainable {
+  /** Runs outside the gradient tape (a frozen backbone in inference mode); optional. */
+  frozen?: (xs: tf.Tensor) => tf.Tensor;
+  /** The part that trains: [n, classes] probabilities or logits. */
+  forward: (x: tf.Tensor, training: boolean) => tf.Tensor;
+  outputKind: 'probabilities' | 'logits';
+  /** Regularization terms to add to the loss (tfjs's model.calculateLosses()). */
+  regularization?: () => tf.Scalar[];
+  /** Variables the optimizer updates. */
+  variables: tf.Variable[];
+  /**
+   * Everything training can change (the variables plus moving statistics),
+   * copied at the best epoch and written back at the end when asked to.
+   */
+  state: tf.LayerVariable[];
+}
+
+export interface BatchLogs {
+  /** Running means over the epoch so far. */
+  loss: number;
+  acc: number;
+  /** Images in this batch. */
+  size: number;
+  imagesPerSec: number;
+  etaSec: number;
+}
+
+export interface EpochLogs {
+  loss: number;
+  acc: number;
+  val_loss?: number;
+  val_acc?: number;
+  lr: number;
+  imagesPerSec: number;
+  seconds: number;
+  etaSec: number;
+  /** The monitored quantity improved. */
+  improved: boolean;
+}
+
+/** tfjs-style callbacks; epochs and batches are 0-based as in tfjs. Async ones are awaited. */
+export interface LoopCallbacks {
+  onEpochBegin?(epoch: number, lr: number): void | Promise<void>;
+  onBatchEnd?(batch: number, logs: BatchLogs): void | Promise<void>;
+  onEpochEnd?(epoch: number, logs: EpochLogs): void | Promise<void>;
+}
+
+export interface LoopOptions {
+  epochs: number;
+  optimizer: tf.Optimizer;
+  learningRate: number;
+  lrSchedule?: FinetuneSettings['lrSchedule'];
+  earlyStopping?: FinetuneSettings['earlyStopping'];
+  /** Tracked for the best epoch even without early stopping. */
+  monitor: MonitorName;
+  seed: number;
+  signal?: AbortSignal;
+  callbacks?: LoopCallbacks;
+}
+
+export interface LoopResult {
+  history: EpochLogs[];
+  epochsRun: number;
+  stoppedEarly: boolean;
+  monitor: MonitorName;
+  /** 1-based. */
+  bestEpoch: number;
+  bestValue: number;
+  restored: boolean;
+}
+
+export type OptimizerName = FinetuneSettings['optimizer'];
+
+export function createOptimizer(name: OptimizerName, learningRate: number): tf.Optimizer {
+  switch (name) {
+    case 'adam':
+      return tf.train.adam(learningRate);
+    case 'sgd':
+      return tf.train.sgd(learningRate);
+    case 'rmsprop':
+      return tf.train.rmsprop(learningRate);
+  }
+}
+
+/**
+ * Sets the rate an optimizer uses from its next step on. tfjs optimizers read
+ * their (protected) `learningRate` in every step; SGD caches it as a scalar
+ * and has setLearningRate for that.
+ */
+export function setLearningRate(optimizer: tf.Optimizer, lr: number): void {
+  const o = optimizer as unknown as { learningRate?: number; setLearningRate?: (lr: number) => void };
+  if (typeof o.setLearningRate === 'function') o.setLearningRate(lr);
+  else if (typeof o.learningRate === 'number') o.learningRate = lr;
+  else throw new EngineError('internal', `the ${optimizer.getClassName()} optimizer has no learning rate Layer Lens can set.`);
+}
+
+/** The learning rate for epoch `epoch` (0-based) under the schedule. */
+export function learningRateAt(epoch: number, epochs: number, base: number, schedule: FinetuneSettings['lrSchedule']): number {
+  if (!schedule) return base;
+  if (schedule.kind === 'step') return base * Math.pow(schedule.factor, Math.floor(epoch / schedule.every));
+  const min = Math.min(schedule.minLearningRate, base);
+  // Cosine from base at epoch 0 down towards min at the last epoch (Keras's CosineDecay over the run).
+  const t = epochs <= 1 ? 0 : epoch / (epochs - 1);
+  return min + ((base - min) * (1 + Math.cos(Math.PI * t))) / 2;
+}
+
+/** Runs `fn` with Math.random replaced by `rng` (see the header: tfjs's unseeded random ops). */
+export function withSeededRandom<T>(rng: Rng, fn: () => T): T {
+  const original = Math.random;
+  Math.random = () => rng.next();
+  try {
+    return fn();
+  } finally {
+    Math.random = original;
+  }
+}
+
+function lossOf(out: tf.Tensor, ys: tf.Tensor2D, kind: Trainable['outputKind']): tf.Scalar {
+  if (kind === 'logits') return tf.losses.softmaxCrossEntropy(ys, out) as tf.Scalar;
+  // Keras's categorical cross-entropy on probabilities, clipped away from log(0).
+  const p = tf.clipByValue(out, 1e-7, 1 - 1e-7);
+  return tf.mean(tf.neg(tf.sum(tf.mul(ys, tf.log(p)), -1)));
+}
+
+/**
+ * Rows whose largest output is the label, counted in JS: a batch's outputs
+ * are a few numbers, and five fewer tf ops per step matter when a cached head
+ * trains in a millisecond or two.
+ */
+function correctCount(out: tf.Tensor, ys: tf.Tensor2D): number {
+  const k = ys.shape[1];
+  const o = out.dataSync();
+  const y = ys.dataSync();
+  let right = 0;
+  for (let r = 0; r * k < o.length; r++) {
+    let best = 0;
+    let label = 0;
+    for (let c = 1; c < k; c++) {
+      if (o[r * k + c] > o[r * k + best]) best = c;
+      if (y[r * k + c] > y[r * k + label]) label = c;
+    }
+    if (best === label) right++;
+  }
+  return right;
+}
+
+/** The loss plus the model's regularization terms (kernel L2 and the like), as Keras adds them. */
+function totalLoss(net: Trainable, out: tf.Tensor, ys: tf.Tensor2D): tf.Scalar {
+  const loss = lossOf(out, ys, net.outputKind);
+  const extra = net.regularization?.() ?? [];
+  return extra.length > 0 ? tf.add(loss, tf.addN(extra)) : loss;
+}
+
+function isBetter(monitor: MonitorName, value: number, best: number): boolean {
+  return monitor.endsWith('acc') ? value > best : value < best;
+}
+
+const nextTick = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/**
+ * Trains `net` on `data` for `options.epochs` epochs (fewer when early
+ * stopping stops it). Throws CancelledError when the signal fires; the
+ * weights are then left as they were after the last finished batch.
+ */
+export async function trainLoop(net: Trainable, data: TrainData, options: LoopOptions): Promise<LoopResult> {
+  if (net.variables.length === 0) {
+    throw new EngineError('bad-input', 'every layer is frozen, so there is nothing to train; unfreeze at least the last layer.');
+  }
+  const { epochs, optimizer, signal, callbacks = {} } = options;
+  const es = options.earlyStopping;
+  const monitor = options.monitor;
+  const history: EpochLogs[] = [];
+  let best = monitor.endsWith('acc') ? -Infinity : Infinity;
+  let bestEpoch = 0;
+  let snapshot: tf.Tensor[] | undefined;
+  let stoppedEarly = false;
+  let lastEpochSec: number | undefined;
+  const checkCancel = () => {
+    if (signal?.aborted) throw new CancelledError('Fine-tuning');
+  };
+
+  try {
+    for (let epoch = 0; epoch < epochs; epoch++) {
+      checkCancel();
+      const lr = learningRateAt(epoch, epochs, options.learningRate, options.lrSchedule);
+      setLearningRate(optimizer, lr);
+      await callbacks.onEpochBegin?.(epoch, lr);
+      const rng = new Rng(deriveSeed(options.seed, 'step', epoch));
+      const start = performance.now();
+      let lossSum = 0;
+      let correct = 0;
+      let seen = 0;
+      let batch = 0;
+      let trainMs = 0;
+      for await (const b of data.train(epoch)) {
+        const t0 = performance.now();
+        let values: number[];
+        try {
+          values = withSeededRandom(rng, () =>
+            tf.tidy(() => {
+              const input = net.frozen ? net.frozen(b.xs) : b.xs;
+              let out: tf.Tensor | undefined;
+              const cost = optimizer.minimize(
+                () => {
+                  out = tf.keep(net.forward(input, true));
+                  return totalLoss(net, out, b.ys);
+                },
+                true,
+                net.variables,
+              );
+              if (!cost || !out) throw new EngineError('internal', 'the optimizer step returned no loss.');
+              const right = correctCount(out, b.ys);
+              out.dispose();
+              return [cost.dataSync()[0], right];
+            }),
+          );
+        } finally {
+          b.xs.dispose();
+          b.ys.dispose();
+        }
+        trainMs += performance.now() - t0;
+        lossSum += values[0] * b.size;
+        correct += values[1];
+        seen += b.size;
+        const elapsed = (performance.now() - start) / 1000;
+        const perBatch = elapsed / (batch + 1);
+        const thisEpochLeft = Math.max(0, data.batchesPerEpoch - batch - 1) * perBatch;
+        const perEpoch = lastEpochSec ?? perBatch * data.batchesPerEpoch;
+        await callbacks.onBatchEnd?.(batch, {
+          loss: lossSum / seen,
+          acc: correct / seen,
+          size: b.size,
+          imagesPerSec: seen / (trainMs / 1000 || 1e-9),
+          etaSec: thisEpochLeft + (epochs - epoch - 1) * perEpoch,
+        });
+        batch++;
+        // Let the event loop deliver a cancel (tf ops are synchronous), then check it.
+        await nextTick();
+        checkCancel();
+      }
+      if (seen === 0) throw new EngineError('bad-dataset', 'no training image could be read in this epoch; see the warnings above for the files.');
+
+      let valLoss: number | undefined;
+      let valAcc: number | undefined;
+      if (data.validation) {
+        let vLoss = 0;
+        let vRight = 0;
+        let vSeen = 0;
+        for await (const b of data.validation(epoch)) {
+          try {
+            const [l, r] = tf.tidy(() => {
+              const input = net.frozen ? net.frozen(b.xs) : b.xs;
+              const out = net.forward(input, false);
+              return [totalLoss(net, out, b.ys).dataSync()[0], correctCount(out, b.ys)];
+            });
+            vLoss += l * b.size;
+            vRight += r;
+          } finally {
+            b.xs.dispose();
+            b.ys.dispose();
+          }
+          vSeen += b.size;
+          await nextTick();
+          checkCancel();
+        }
+        if (vSeen > 0) {
+          valLoss = vLoss / vSeen;
+          valAcc = vRight / vSeen;
+        }
+      }
+
+      const seconds = (performance.now() - start) / 1000;
+      lastEpochSec = seconds;
+      const logs: EpochLogs = {
+        loss: lossSum / seen,
+        acc: correct / seen,
+        ...(valLoss !== undefined ? { val_loss: valLoss, val_acc: valAcc } : {}),
+        lr,
+        imagesPerSec: seen / (trainMs / 1000 || 1e-9),
+        seconds,
+        etaSec: (epochs - epoch - 1) * seconds,
+        improved: false,
+      };
+      const value = logs[monitor];
+      if (value !== undefined && Number.isFinite(value) && isBetter(monitor, value, best)) {
+        best = value;
+        bestEpoch = epoch + 1;
+        logs.improved = true;
+        if (es?.restoreBestWeights) {
+          snapshot?.forEach((t) => t.dispose());
+          snapshot = net.state.map((w) => tf.keep(w.read().clone()));
+        }
+      }
+      history.push(logs);
+      await callbacks.onEpochEnd?.(epoch, logs);
+      if (es && epoch + 1 - bestEpoch >= es.patience && epoch + 1 < epochs) {
+        stoppedEarly = true;
+        break;
+      }
+    }
+
+    let restored = false;
+    if (es?.restoreBestWeights && snapshot && bestEpoch !== history.length) {
+      net.state.forEach((w, i) => w.write(snapshot![i]));
+      restored = true;
+    }
+    if (bestEpoch === 0) {
+      // The monitored value was never finite (NaN losses): report the last epoch.
+      bestEpoch = history.length;
+      best = history[history.length - 1]?.[monitor] ?? NaN;
+    }
+    return { history, epochsRun: history.length, stoppedEarly, monitor, bestEpoch, bestValue: best, restored };
+  } finally {
+    snapshot?.forEach((t) => t.dispose());
+  }
+}

@@ -1,0 +1,253 @@
+/**
+ * Fine-tuning as it travels from the engine (worker or CLI) to whoever shows
+ * it: the progress stream, the final result, and the one formatter that turns
+ * both into the Keras-like lines of the output channel and the terminal, so
+ * that the two never drift apart. Plain data; no tfjs, no vscode, no DOM.
+ */
+import type { z } from 'zod';
+import type { Normalization } from './model';
+import type { AugmentSettings, finetuneSchema } from './recipe';
+
+/** Settings as a caller may write them (defaults filled in by the engine). */
+export type FinetuneSettingsInput = z.input<typeof finetuneSchema>;
+
+export type MonitorName = 'val_loss' | 'val_acc' | 'loss' | 'acc';
+
+/** Why a dataset file takes no part in training. */
+export type SkipReason = 'not-an-image' | 'unreadable' | 'corrupt' | 'outside-class';
+
+export interface SkippedFile {
+  /** Path relative to the dataset folder. */
+  file: string;
+  reason: SkipReason;
+  /** The cause, in words (the decoder's or the file system's message). */
+  detail: string;
+}
+
+export interface ClassCount {
+  name: string;
+  /** Usable images in the class folder. */
+  images: number;
+  train: number;
+  val: number;
+}
+
+export interface TrainStart {
+  type: 'start';
+  modelPath: string;
+  datasetDir: string;
+  classes: ClassCount[];
+  trainSize: number;
+  valSize: number;
+  validationFraction: number;
+  seed: number;
+  epochs: number;
+  batchSize: number;
+  batchesPerEpoch: number;
+  optimizer: string;
+  learningRate: number;
+  imageSize: [number, number];
+  normalization: Normalization;
+  /** Files left out, with the reason for each. */
+  skipped: SkippedFile[];
+  /** Frozen layer paths (as the plan named them) and the parameters they hold. */
+  frozen: { paths: string[]; params: number };
+  trainableParams: number;
+  totalParams: number;
+  /** What happens to the classification head. */
+  head: { replaced: boolean; cutLayer: string; units: number; reason: string };
+  /** E.g. "flip+rotate(15)", or "none". */
+  augment: string;
+  /** True when the frozen backbone's outputs are computed once and reused. */
+  embeddingCache: boolean;
+  warnings: string[];
+}
+
+export interface TrainBatch {
+  type: 'batch';
+  /** 1-based, as printed. */
+  epoch: number;
+  epochs: number;
+  /** 1-based, as printed. */
+  batch: number;
+  batches: number;
+  /** Running means over the epoch so far. */
+  loss: number;
+  acc: number;
+  imagesPerSec: number;
+  /** Seconds until the whole run ends, estimated. */
+  etaSec: number;
+}
+
+/** One row of metrics.json / metrics.csv. Keras's names for Keras's quantities. */
+export interface EpochMetrics {
+  /** 1-based. */
+  epoch: number;
+  loss: number;
+  acc: number;
+  val_loss?: number;
+  val_acc?: number;
+  /** Learning rate used during this epoch. */
+  lr: number;
+  imagesPerSec: number;
+  seconds: number;
+}
+
+export interface TrainEpoch {
+  type: 'epoch';
+  epochs: number;
+  batches: number;
+  metrics: EpochMetrics;
+  etaSec: number;
+  /** The monitored quantity improved in this epoch. */
+  improved: boolean;
+}
+
+export interface TrainWarning {
+  type: 'warning';
+  message: string;
+}
+
+export interface TrainEnd {
+  type: 'end';
+  epochsRun: number;
+  stoppedEarly: boolean;
+  monitor: MonitorName;
+  bestEpoch: number;
+  bestValue: number;
+  /** The best epoch's weights were written back before saving. */
+  restored: boolean;
+  outputPath: string;
+  seconds: number;
+}
+
+export type TrainProgress = TrainStart | TrainBatch | TrainEpoch | TrainWarning | TrainEnd;
+
+export interface FinetuneResult {
+  outputPath: string;
+  labels: string[];
+  metrics: EpochMetrics[];
+  epochsRun: number;
+  stoppedEarly: boolean;
+  monitor: MonitorName;
+  bestEpoch: number;
+  bestValue: number;
+  restored: boolean;
+  trainSize: number;
+  valSize: number;
+  skipped: SkippedFile[];
+  embeddingCache: boolean;
+  seconds: number;
+}
+
+/** 46 -> "0:46", 3725 -> "1:02:05"; unknown -> "?". */
+export function formatDuration(sec: number): string {
+  if (!Number.isFinite(sec) || sec < 0) return '?';
+  const s = Math.round(sec);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const r = String(s % 60).padStart(2, '0');
+  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${r}` : `${m}:${r}`;
+}
+
+const num = (v: number) => (Number.isFinite(v) ? v.toFixed(3) : String(v));
+const rate = (v: number) => `${v >= 100 ? Math.round(v) : v.toFixed(1)} img/s`;
+const count = (n: number) => n.toLocaleString('en-US');
+
+/** "Epoch 2/10  38/38  loss 0.588  acc 0.701  val_loss 0.552  val_acc 0.750  219 img/s  ETA 0:46" */
+export function formatEpochLine(p: TrainEpoch): string {
+  const m = p.metrics;
+  const parts = [`Epoch ${m.epoch}/${p.epochs}`, `${p.batches}/${p.batches}`, `loss ${num(m.loss)}`, `acc ${num(m.acc)}`];
+  if (m.val_loss !== undefined) parts.push(`val_loss ${num(m.val_loss)}`);
+  if (m.val_acc !== undefined) parts.push(`val_acc ${num(m.val_acc)}`);
+  parts.push(rate(m.imagesPerSec), `ETA ${formatDuration(p.etaSec)}`);
+  return parts.join('  ');
+}
+
+/** The same line mid-epoch (a progress bar's text). */
+export function formatBatchLine(p: TrainBatch): string {
+  return [`Epoch ${p.epoch}/${p.epochs}`, `${p.batch}/${p.batches}`, `loss ${num(p.loss)}`, `acc ${num(p.acc)}`, rate(p.imagesPerSec), `ETA ${formatDuration(p.etaSec)}`].join('  ');
+}
+
+/** At most `max` names, then "and N more": MobileNet has 150 frozen layers. */
+function nameList(names: string[], max = 6): string {
+  if (names.length <= max) return names.join(', ');
+  return `${names.slice(0, max).join(', ')} and ${names.length - max} more`;
+}
+
+function skippedSummary(skipped: SkippedFile[]): string[] {
+  const lines: string[] = [];
+  const by = (r: SkipReason) => skipped.filter((s) => s.reason === r);
+  const corrupt = by('corrupt');
+  const unreadable = by('unreadable');
+  const other = by('not-an-image');
+  const outside = by('outside-class');
+  if (corrupt.length > 0) lines.push(`Skipped ${corrupt.length} corrupt image${corrupt.length > 1 ? 's' : ''}: ${nameList(corrupt.map((s) => `${s.file} ${s.detail}`), 10)}`);
+  if (unreadable.length > 0) lines.push(`Skipped ${unreadable.length} unreadable file${unreadable.length > 1 ? 's' : ''}: ${nameList(unreadable.map((s) => `${s.file} ${s.detail}`), 10)}`);
+  if (other.length > 0) lines.push(`Ignored ${other.length} file${other.length > 1 ? 's' : ''} that are not PNG or JPEG images: ${nameList(other.map((s) => s.file))}`);
+  if (outside.length > 0) lines.push(`Ignored ${outside.length} file${outside.length > 1 ? 's' : ''} outside the class folders: ${nameList(outside.map((s) => s.file))}`);
+  return lines;
+}
+
+/** The lines that open a run, in the output channel's words. */
+export function formatStartLines(p: TrainStart): string[] {
+  const classes = `${p.classes.length} classes (${nameList(p.classes.map((c) => `${c.name} ${c.images}`), 12)} images)`;
+  const val = p.valSize > 0 ? `val ${Math.round(p.validationFraction * 100)}% seeded ${p.seed}` : `no validation set, seed ${p.seed}`;
+  const lines = [
+    `Fine-tune: ${classes}, ${val}, augment ${p.augment}`,
+    `Data: ${count(p.trainSize)} train / ${count(p.valSize)} val images at ${p.imageSize[0]}x${p.imageSize[1]} (${p.normalization}); ${p.epochs} epochs of ${p.batchesPerEpoch} batches of ${p.batchSize}; ${p.optimizer} lr ${p.learningRate}`,
+  ];
+  lines.push(
+    p.head.replaced
+      ? `Head: new Dense(${p.head.units}, softmax) after ${p.head.cutLayer} (${p.head.reason})`
+      : `Head: kept (${p.head.reason})`,
+  );
+  const frozen = p.frozen.paths.length > 0 ? `Frozen: ${nameList(p.frozen.paths)} (${count(p.frozen.params)} params)` : 'Frozen: none';
+  lines.push(`${frozen}; training ${count(p.trainableParams)} params${p.embeddingCache ? '; backbone outputs cached after epoch 1' : ''}`);
+  lines.push(...skippedSummary(p.skipped));
+  lines.push(...p.warnings);
+  return lines;
+}
+
+/** "Best val_acc 0.917 at epoch 7; restored. Saved demo/shapes-cnn-finetuned-20261127-1842/" */
+export function formatEndLine(p: TrainEnd, showPath: (p: string) => string = (x) => x): string {
+  const stopped = p.stoppedEarly ? `Stopped early after epoch ${p.epochsRun}. ` : '';
+  const kept = p.restored ? '; restored' : p.bestEpoch === p.epochsRun ? ' (the last)' : `; kept epoch ${p.epochsRun}'s weights`;
+  const out = showPath(p.outputPath);
+  return `${stopped}Best ${p.monitor} ${num(p.bestValue)} at epoch ${p.bestEpoch}${kept}. Saved ${out.endsWith('/') ? out : out + '/'}`;
+}
+
+/** Every line a progress message prints (batch messages print none: they drive a bar). */
+export function formatProgress(p: TrainProgress, showPath?: (p: string) => string): string[] {
+  switch (p.type) {
+    case 'start':
+      return formatStartLines(p);
+    case 'batch':
+      return [];
+    case 'epoch':
+      return [formatEpochLine(p)];
+    case 'warning':
+      return [p.message];
+    case 'end':
+      return [formatEndLine(p, showPath)];
+  }
+}
+
+/** "flip+rotate(15)+zoom(0.1)", or "none". */
+export function augmentSummary(a: AugmentSettings): string {
+  const parts: string[] = [];
+  if (a.flip.enabled) parts.push('flip');
+  if (a.rotate.enabled) parts.push(`rotate(${a.rotate.degrees})`);
+  if (a.zoom.enabled) parts.push(`zoom(${a.zoom.amount})`);
+  if (a.brightness.enabled) parts.push(`brightness(${a.brightness.amount})`);
+  if (a.contrast.enabled) parts.push(`contrast(${a.contrast.amount})`);
+  return parts.length > 0 ? parts.join('+') : 'none';
+}
+
+/** metrics.csv: one row per epoch, empty cells where there was no validation set. */
+export function metricsCsv(rows: EpochMetrics[]): string {
+  const header = 'epoch,loss,acc,val_loss,val_acc,lr,images_per_sec,seconds';
+  const cell = (v: number | undefined) => (v === undefined ? '' : String(v));
+  const body = rows.map((r) => [r.epoch, r.loss, r.acc, r.val_loss, r.val_acc, r.lr, r.imagesPerSec, r.seconds].map(cell).join(','));
+  return [header, ...body].join('\n') + '\n';
+}
