@@ -4,7 +4,9 @@
  * 224x224: the Teachable Machine export in ../shared/fixtures when present,
  * else a MobileNet-like model built here. Target: at most 1.3x.
  *
- *   npx tsx scripts/benchInspect.ts [--backend wasm|cpu|tensorflow] [--repeats 20]
+ *   npx tsx scripts/benchInspect.ts [--backend wasm|cpu|tensorflow] [--repeats 30] [--synthetic]
+ *
+ * --synthetic uses the built-in MobileNet-like model even when the export is there.
  *
  * Both paths start from the decoded image (preprocessing included in both),
  * and end when their numbers are on the JS side. Runs are interleaved, in
@@ -44,14 +46,14 @@ function median(a: number[]): number {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { backend: { type: 'string' }, repeats: { type: 'string' } } });
+  const { values } = parseArgs({ options: { backend: { type: 'string' }, repeats: { type: 'string' }, synthetic: { type: 'boolean' } } });
   const backend = await initBackend({ prefer: (values.backend as BackendPreference | undefined) ?? 'wasm' });
   const repeats = Number(values.repeats ?? 30);
   let loaded: LoadedModel;
-  if (fs.existsSync(tmPath)) {
+  if (fs.existsSync(tmPath) && !values.synthetic) {
     loaded = await loadModel(tmPath);
   } else {
-    process.stdout.write('(no ../shared/fixtures: using a MobileNet-like model built in this script)\n');
+    if (!values.synthetic) process.stdout.write('(no ../shared/fixtures: using a MobileNet-like model built in this script)\n');
     const m = mobilenetLike();
     loaded = { files: { modelJsonPath: 'mobilenet_like/model.json', folder: '.', format: 'layers', artifacts: {}, layerClasses: [], warnings: [] }, summary: summarize(m, path.resolve('mobilenet_like/model.json')), layers: m };
   }
