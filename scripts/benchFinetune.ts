@@ -7,7 +7,10 @@
  * the first for both and their ratio, then the throughput of a full fine-tune
  * (nothing frozen, augmentation on).
  *
- *   npx tsx scripts/benchFinetune.ts [--backend wasm|cpu|tensorflow] [--epochs 4] [--per-class 60]
+ * The first cached epochs still warm up (JIT, wasm allocations), so the later
+ * epochs are averaged over a run long enough to reach steady state.
+ *
+ *   npx tsx scripts/benchFinetune.ts [--backend wasm|cpu|tensorflow] [--epochs 10] [--per-class 60]
  */
 import * as tf from '@tensorflow/tfjs';
 import * as fs from 'node:fs';
@@ -36,7 +39,7 @@ function smallCnn(size: number): tf.Sequential {
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { backend: { type: 'string', default: 'wasm' }, epochs: { type: 'string', default: '4' }, 'per-class': { type: 'string', default: '60' } } });
+  const { values } = parseArgs({ options: { backend: { type: 'string', default: 'wasm' }, epochs: { type: 'string', default: '10' }, 'per-class': { type: 'string', default: '60' } } });
   const backend = await initBackend({ prefer: values.backend as BackendPreference });
   const epochs = Number(values.epochs);
   const size = 64;
