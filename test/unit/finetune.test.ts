@@ -49,7 +49,7 @@ async function run(o: Partial<FinetuneOptions> & Pick<FinetuneOptions, 'modelJso
 }
 
 /** A small CNN with Dropout in its trainable part and labels equal to the dataset's classes. */
-async function dropoutModel(): Promise<string> {
+async function dropoutModel(options: { l2?: number; name?: string } = {}): Promise<string> {
   const m = tf.sequential({ name: 'drop_cnn' });
   m.add(tf.layers.conv2d({ inputShape: [16, 16, 3], filters: 6, kernelSize: 3, activation: 'relu', name: 'conv1' }));
   m.add(tf.layers.maxPooling2d({ poolSize: 2, name: 'pool1' }));
@@ -57,9 +57,9 @@ async function dropoutModel(): Promise<string> {
   m.add(tf.layers.conv2d({ filters: 8, kernelSize: 3, activation: 'relu', name: 'conv2' }));
   m.add(tf.layers.globalAveragePooling2d({ name: 'gap' }));
   m.add(tf.layers.dropout({ rate: 0.2, name: 'drop2' }));
-  m.add(tf.layers.dense({ units: 3, activation: 'softmax', name: 'out' }));
+  m.add(tf.layers.dense({ units: 3, activation: 'softmax', name: 'out', ...(options.l2 ? { kernelRegularizer: tf.regularizers.l2({ l2: options.l2 }) } : {}) }));
   seedWeights(m, 4);
-  const dir = at('models', 'drop-cnn');
+  const dir = at('models', options.name ?? 'drop-cnn');
   fs.mkdirSync(dir, { recursive: true });
   await writeArtifacts(dir, await modelArtifacts(m), { extraFiles: { 'metadata.json': JSON.stringify({ labels: stripesClasses, normalization: 'zeroOne' }) } });
   m.dispose();
@@ -138,6 +138,14 @@ describe('fine-tune', () => {
     // The head was kept (labels match) in the model's label order.
     const start = a.progress.find((p): p is TrainStart => p.type === 'start');
     assert.equal(start?.head.replaced, false);
+  });
+
+  it("adds the model's regularization losses to the loss, as Keras does", async () => {
+    const settings = { epochs: 1, batchSize: 16, augment: { flip: { enabled: false } } };
+    const plain = await run({ modelJsonPath: await dropoutModel({ name: 'plain' }), settings, outDir: at('reg-plain') });
+    const l2 = await run({ modelJsonPath: await dropoutModel({ l2: 1, name: 'l2' }), settings, outDir: at('reg-l2') });
+    const [a, b] = [plain.result.metrics[0], l2.result.metrics[0]];
+    assert.ok(b.loss > a.loss + 0.05 && (b.val_loss ?? 0) > (a.val_loss ?? 0) + 0.05, `loss ${a.loss} -> ${b.loss}, val_loss ${a.val_loss} -> ${b.val_loss}`);
   });
 
   it('leaves no folder and an unchanged model when cancelled mid-run', async () => {

@@ -178,11 +178,15 @@ function relabel(images: DatasetImage[], classes: string[], labels: string[]): D
   return images.map((im) => ({ ...im, label: map[im.label] }));
 }
 
-/** Whether any layer adds a regularization loss (checked once; most models have none). */
-function hasRegularization(model: tf.LayersModel): boolean {
-  const losses = model.calculateLosses();
-  tf.dispose(losses);
-  return losses.length > 0;
+/**
+ * The regularization terms of every layer, nested ones included, as Keras
+ * adds them to the loss; undefined when there are none (most models). Read
+ * from the layers themselves: a Sequential's own calculateLosses() finds
+ * nothing, since its layers hang off an inner model's nodes.
+ */
+function regularizationOf(model: tf.LayersModel): (() => tf.Scalar[]) | undefined {
+  const layers = [...walkLayers(model)].map((e) => e.layer).filter((l) => !(l instanceof tf.LayersModel) && l.losses.length > 0);
+  return layers.length > 0 ? () => layers.flatMap((l) => l.calculateLosses()) : undefined;
 }
 
 function paramCount(ws: tf.LayerVariable[]): number {
@@ -267,7 +271,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
       frozen: backboneFrozen && !useCache ? embed : undefined,
       forward,
       outputKind: plan.outputKind,
-      regularization: hasRegularization(model) ? () => model.calculateLosses() : undefined,
+      regularization: regularizationOf(model),
       variables: model.trainableWeights.map((w) => w.read() as tf.Variable),
       // A frozen backbone cannot change, so only the head needs a copy at the best epoch.
       state: backboneFrozen ? headWeights : model.weights,
