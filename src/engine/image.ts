@@ -89,7 +89,7 @@ function checkPixels(name: string, width: number, height: number): void {
  * Reads the PNG header and walks the chunk list to IEND without inflating
  * anything: dimensions for the bomb check, truncation for a clear message.
  */
-function checkPng(bytes: Uint8Array, name: string): { width: number; height: number } {
+function checkPng(bytes: Uint8Array, name: string): { width: number; height: number; end: number } {
   // Signature (8), IHDR length (4), "IHDR" (4), width (4), height (4), depth, colour type...
   if (bytes.length < 8 + 8 + 13 + 4) throw truncated(name, `only ${bytes.length} bytes, not even a PNG header`);
   if (u32(bytes, 8) !== 13 || Buffer.from(bytes.subarray(12, 16)).toString('latin1') !== 'IHDR') {
@@ -110,7 +110,7 @@ function checkPng(bytes: Uint8Array, name: string): { width: number; height: num
     o += 12 + len;
   }
   if (!sawData) throw new EngineError('bad-image', `${name} is a PNG without image data (no IDAT chunk); the file is corrupt.`);
-  return { width, height };
+  return { width, height, end: o + 12 };
 }
 
 /** SOF markers: C0-CF except DHT (C4), JPG (C8) and DAC (CC). */
@@ -125,9 +125,10 @@ function isSof(marker: number): boolean {
  * FF D9 after the first SOS can only be the real end (an EXIF thumbnail's EOI
  * comes before it).
  */
-function checkJpeg(bytes: Uint8Array, name: string): { width: number; height: number } {
+function checkJpeg(bytes: Uint8Array, name: string): { width: number; height: number; orientation: number } {
   let o = 2;
   let size: { width: number; height: number } | undefined;
+  let orientation = 1;
   for (;;) {
     while (o < bytes.length && bytes[o] === 0xff && bytes[o + 1] === 0xff) o++; // fill bytes
     if (o + 4 > bytes.length) throw truncated(name, size ? 'it ends before its image data' : 'it ends before its frame header');
@@ -137,8 +138,10 @@ function checkJpeg(bytes: Uint8Array, name: string): { width: number; height: nu
       o += 2;
       continue;
     }
+    if (marker === 0xd9) throw truncated(name, 'it ends before its image data');
     const len = u16(bytes, o + 2);
     if (o + 2 + len > bytes.length) throw truncated(name, 'it ends inside a header segment');
+    if (marker === 0xe1) orientation = exifOrientation(bytes.subarray(o + 4, o + 2 + len)) ?? orientation;
     if (isSof(marker)) {
       if (len < 8) throw new EngineError('bad-image', `${name}: the JPEG frame header is too short; the file is corrupt.`);
       const height = u16(bytes, o + 5);
@@ -151,13 +154,71 @@ function checkJpeg(bytes: Uint8Array, name: string): { width: number; height: nu
       if (!size) throw new EngineError('bad-image', `${name} has image data before its frame header; the file is corrupt.`);
       break;
     }
-    if (marker === 0xd9) throw truncated(name, 'it ends before its image data');
     o += 2 + len;
   }
   for (let i = bytes.length - 2; i > o; i--) {
-    if (bytes[i] === 0xff && bytes[i + 1] === 0xd9) return size;
+    if (bytes[i] === 0xff && bytes[i + 1] === 0xd9) return { ...size, orientation };
   }
   throw truncated(name, 'it has no end-of-image marker after its image data');
+}
+
+/**
+ * The EXIF Orientation tag (1-8) of an APP1 segment's payload, if it has one.
+ * Phones store photos as the sensor saw them and this tag says how to turn
+ * them; every viewer (VS Code's included) and browser applies it, so the
+ * model must see the turned image too, or the maps would not line up with
+ * the picture the user knows.
+ */
+function exifOrientation(app1: Uint8Array): number | undefined {
+  if (app1.length < 14 || Buffer.from(app1.subarray(0, 6)).toString('latin1') !== 'Exif\0\0') return undefined;
+  const tiff = app1.subarray(6);
+  const little = tiff[0] === 0x49 && tiff[1] === 0x49;
+  if (!little && !(tiff[0] === 0x4d && tiff[1] === 0x4d)) return undefined;
+  const r16 = (o: number) => (little ? tiff[o] | (tiff[o + 1] << 8) : (tiff[o] << 8) | tiff[o + 1]);
+  const r32 = (o: number) => (little ? (r16(o) | (r16(o + 2) << 16)) >>> 0 : ((r16(o) << 16) | r16(o + 2)) >>> 0);
+  const ifd = r32(4);
+  if (ifd + 2 > tiff.length) return undefined;
+  const count = r16(ifd);
+  for (let i = 0; i < count; i++) {
+    const e = ifd + 2 + i * 12;
+    if (e + 12 > tiff.length) return undefined;
+    if (r16(e) === 0x0112) {
+      const v = r16(e + 8);
+      return v >= 1 && v <= 8 ? v : undefined;
+    }
+  }
+  return undefined;
+}
+
+/** Applies EXIF orientation 2-8 to RGB pixels (1 is as stored). */
+export function orientImage(img: DecodedImage, orientation: number): DecodedImage {
+  if (orientation < 2 || orientation > 8) return img;
+  const { width: w, height: h, data } = img;
+  const swap = orientation >= 5;
+  const W = swap ? h : w;
+  const H = swap ? w : h;
+  const out = new Uint8Array(data.length);
+  for (let y = 0; y < H; y++) {
+    for (let x = 0; x < W; x++) {
+      let sx: number;
+      let sy: number;
+      switch (orientation) {
+        case 2: [sx, sy] = [w - 1 - x, y]; break; // mirror horizontally
+        case 3: [sx, sy] = [w - 1 - x, h - 1 - y]; break; // rotate 180
+        case 4: [sx, sy] = [x, h - 1 - y]; break; // mirror vertically
+        case 5: [sx, sy] = [y, x]; break; // transpose
+        case 6: [sx, sy] = [y, h - 1 - x]; break; // rotate 90 clockwise
+        case 7: [sx, sy] = [w - 1 - y, h - 1 - x]; break; // transverse
+        default: [sx, sy] = [w - 1 - y, x]; break; // 8: rotate 90 counter-clockwise
+      }
+      const d = (y * W + x) * 3;
+      const src = (sy * w + sx) * 3;
+      out[d] = data[src];
+      out[d + 1] = data[src + 1];
+      out[d + 2] = data[src + 2];
+    }
+  }
+  return { width: W, height: H, data: out };
 }
 
 /** RGBA (straight alpha) to RGB composited over black. */
@@ -180,26 +241,34 @@ function rgbaToRgb(rgba: Uint8Array, width: number, height: number): Uint8Array 
 }
 
 /** Width and height from the header, after the same checks decodeImage makes. */
-export function probeImage(bytes: Uint8Array, name: string): { format: ImageFormat; width: number; height: number } {
+export function probeImage(bytes: Uint8Array, name: string): { format: ImageFormat; width: number; height: number; orientation: number; end: number } {
   if (bytes.length === 0) throw new EngineError('bad-image', `${name} is empty (0 bytes); the copy or download may have failed.`);
   const format = sniffImageFormat(bytes);
   if (!format) throw new EngineError('bad-image', `${name} is not a PNG or JPEG image (it starts with ${describeStart(bytes)}); Layer Lens reads PNG and JPEG files.`);
-  return { format, ...(format === 'png' ? checkPng(bytes, name) : checkJpeg(bytes, name)) };
+  if (format === 'png') {
+    const { width, height, end } = checkPng(bytes, name);
+    return { format, width, height, orientation: 1, end };
+  }
+  return { format, ...checkJpeg(bytes, name), end: bytes.length };
 }
 
 /**
  * Decodes a PNG (any bit depth, grey, palette, alpha; 16-bit scaled to 8 by
- * rounding v * 255 / 65535) or a baseline/progressive JPEG into RGB bytes.
+ * rounding v * 255 / 65535) or a baseline/progressive JPEG (turned as its
+ * EXIF orientation says) into RGB bytes.
  * `name` is how messages refer to the file.
  */
 export function decodeImage(bytes: Uint8Array, name: string): DecodedImage {
-  const { format, width, height } = probeImage(bytes, name);
+  const { format, width, height, orientation, end } = probeImage(bytes, name);
   let rgba: Uint8Array;
   let w: number;
   let h: number;
   try {
     if (format === 'png') {
-      const png = PNG.sync.read(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), { checkCRC: false });
+      // Up to IEND only: bytes some tools append after it would make pngjs
+      // fail. CRC checks on: a damaged IDAT can otherwise inflate to garbage
+      // without any error (seen in tests: the garbage varied between runs).
+      const png = PNG.sync.read(Buffer.from(bytes.buffer, bytes.byteOffset, end), { checkCRC: true });
       rgba = png.data;
       w = png.width;
       h = png.height;
@@ -219,12 +288,15 @@ export function decodeImage(bytes: Uint8Array, name: string): DecodedImage {
     }
   } catch (e) {
     const why = e instanceof Error ? e.message : String(e);
+    // pngjs stops reading at a failed CRC, then reports the unread rest as
+    // "unrecognised content at end of stream"; nothing else follows IEND here.
+    if (format === 'png' && /crc error|unrecognised content at end of stream/i.test(why)) throw new EngineError('bad-image', `${name} is corrupt: a PNG chunk fails its checksum. Copy the image again or re-export it.`);
     throw new EngineError('bad-image', `${name} could not be decoded as ${format === 'png' ? 'PNG' : 'JPEG'} (${why}); the file is corrupt or uses a variant Layer Lens cannot read. Re-save it as an 8-bit PNG or a baseline JPEG.`);
   }
   if (w !== width || h !== height || rgba.length !== w * h * 4) {
     throw new EngineError('bad-image', `${name}: the decoder returned ${w}x${h} pixels for a header of ${width}x${height}; the file is corrupt.`);
   }
-  return { width: w, height: h, data: rgbaToRgb(rgba, w, h) };
+  return orientImage({ width: w, height: h, data: rgbaToRgb(rgba, w, h) }, orientation);
 }
 
 /** Reads and decodes an image file; messages show the path relative to the workspace. */

@@ -3,7 +3,8 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { before, describe, it } from 'node:test';
 import { EngineError } from '../../src/engine/errors';
-import { decodeImage, encodePng, imageLimits, readImageFile, resizeImage, toInputTensor, type DecodedImage } from '../../src/engine/image';
+import { decodeImage, encodePng, imageLimits, orientImage, readImageFile, resizeImage, toInputTensor, type DecodedImage } from '../../src/engine/image';
+import * as zlib from 'node:zlib';
 import { fixture, fixturePixel } from '../fixtures/models';
 import { rejectsWith, setup } from './helpers';
 
@@ -16,6 +17,16 @@ function throwsWith(fn: () => unknown, code: string, pattern: RegExp): void {
     assert.match(e.message, pattern);
     return true;
   });
+}
+
+/** CRC-32 as PNG uses it (zlib's crc32 is Node 22+). */
+function crc32(b: Uint8Array): number {
+  let c = 0xffffffff;
+  for (const x of b) {
+    c ^= x;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  }
+  return (c ^ 0xffffffff) >>> 0;
 }
 
 function pixel(d: DecodedImage, x: number, y: number): number[] {
@@ -82,6 +93,51 @@ describe('image decoding', () => {
     assert.ok(mean > 0, 'a JPEG is lossy: an exact match means the pixels did not come from the JPEG');
   });
 
+  it('turns JPEGs as their EXIF orientation says, as viewers do', async () => {
+    const plain = fs.readFileSync(img('photo.jpg'));
+    const base = decodeImage(plain, 'photo.jpg'); // 32 x 24
+    const withExif = (orientation: number, little: boolean) => {
+      const tiff = Buffer.alloc(8 + 2 + 12 + 4);
+      tiff.write(little ? 'II' : 'MM', 0, 'latin1');
+      const w16 = (v: number, o: number) => (little ? tiff.writeUInt16LE(v, o) : tiff.writeUInt16BE(v, o));
+      const w32 = (v: number, o: number) => (little ? tiff.writeUInt32LE(v, o) : tiff.writeUInt32BE(v, o));
+      w16(42, 2);
+      w32(8, 4);
+      w16(1, 8); // one IFD entry
+      w16(0x0112, 10); // Orientation
+      w16(3, 12); // SHORT
+      w32(1, 14);
+      w16(orientation, 18);
+      const payload = Buffer.concat([Buffer.from('Exif\0\0', 'latin1'), tiff]);
+      const head = Buffer.from([0xff, 0xe1, 0, 0]);
+      head.writeUInt16BE(payload.length + 2, 2);
+      return Buffer.concat([plain.subarray(0, 2), head, payload, plain.subarray(2)]);
+    };
+    const corner = (d: DecodedImage, x: number, y: number) => pixel(d, x, y);
+    const tl = pixel(base, 0, 0);
+    const tr = pixel(base, 31, 0);
+    const bl = pixel(base, 0, 23);
+    // 6: rotated 90 degrees clockwise: 24 x 32, the old top-left is now top-right, the old bottom-left top-left.
+    const r6 = decodeImage(withExif(6, false), 'r6.jpg');
+    assert.deepEqual([r6.width, r6.height], [24, 32]);
+    assert.deepEqual(corner(r6, 23, 0), tl);
+    assert.deepEqual(corner(r6, 0, 0), bl);
+    // 8: counter-clockwise: the old top-right is now top-left.
+    const r8 = decodeImage(withExif(8, true), 'r8.jpg');
+    assert.deepEqual([r8.width, r8.height], [24, 32]);
+    assert.deepEqual(corner(r8, 0, 0), tr);
+    assert.deepEqual(corner(r8, 0, 31), tl);
+    // 3: upside down; 2: mirrored.
+    const r3 = decodeImage(withExif(3, true), 'r3.jpg');
+    assert.deepEqual(corner(r3, 31, 23), tl);
+    assert.deepEqual(corner(decodeImage(withExif(2, false), 'r2.jpg'), 31, 0), tl);
+    assert.deepEqual(decodeImage(withExif(1, true), 'r1.jpg'), base);
+    // 5 and 7 are 6 and 8 mirrored; composing 6 then 8 gives the original back.
+    assert.deepEqual(orientImage(orientImage(base, 6), 8), base);
+    assert.deepEqual(corner(orientImage(base, 5), 0, 0), tl);
+    assert.deepEqual(corner(orientImage(base, 7), 23, 31), tl);
+  });
+
   it('round-trips RGB and RGBA through encodePng', () => {
     const rgb = Uint8Array.from({ length: 5 * 3 * 3 }, (_, i) => (i * 29) % 256);
     assert.deepEqual(decodeImage(encodePng(5, 3, rgb, 3), 'a.png'), { width: 5, height: 3, data: rgb });
@@ -120,7 +176,27 @@ describe('image refusals', () => {
     const bad = Buffer.from(good);
     const idat = bad.indexOf('IDAT');
     for (let i = idat + 6; i < idat + 40; i++) bad[i] ^= 0x5a;
-    throwsWith(() => decodeImage(bad, 'broken.png'), 'bad-image', /^broken\.png could not be decoded as PNG \(.+\)/);
+    throwsWith(() => decodeImage(bad, 'broken.png'), 'bad-image', /^broken\.png is corrupt: a PNG chunk fails its checksum/);
+    // A PNG with a bad-filter scanline (valid checksums) names the decoder's complaint.
+    const rows = [Buffer.from([7, 1, 2, 3])];
+    const idatData = zlib.deflateSync(Buffer.concat(rows));
+    const weird = Buffer.from(good.subarray(0, idat - 4));
+    weird.writeUInt32BE(1, 16);
+    weird.writeUInt32BE(1, 20);
+    weird.writeUInt32BE(crc32(weird.subarray(12, 29)), 29);
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(idatData.length);
+    const body = Buffer.concat([Buffer.from('IDAT'), idatData]);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(body));
+    const iend = good.subarray(good.length - 12);
+    throwsWith(() => decodeImage(Buffer.concat([weird, len, body, crc, iend]), 'filter.png'), 'bad-image', /^filter\.png could not be decoded as PNG \(Unrecognised filter type - 7\); the file is corrupt/);
+  });
+
+  it('ignores bytes after IEND, as browsers do', () => {
+    const good = fs.readFileSync(img('rgb.png'));
+    const d = decodeImage(Buffer.concat([good, Buffer.from('trailing junk from some tool')]), 'tail.png');
+    assert.deepEqual(pixel(d, 3, 4), fixturePixel(3, 4));
   });
 });
 
