@@ -3,10 +3,15 @@
  * a worker that starts on the first request.
  */
 import * as vscode from 'vscode';
+import { FinetuneRuns } from './commands/finetune';
+import { registerFreezeCommands } from './commands/freeze';
+import { registerInspectCommands } from './commands/inspect';
 import { registerModelCommands } from './commands/models';
 import { EngineClient } from './engineClient';
 import { createLogger } from './logger';
+import { FreezeService } from './freezeService';
 import { ModelRegistry } from './modelRegistry';
+import { InspectorPanel, type InspectorDeps } from './panels/inspectorPanel';
 import type { BackendPreference } from './protocol/workerApi';
 import { BackendStatusBar } from './statusBar';
 import { ModelTreeProvider } from './views/modelTreeProvider';
@@ -26,13 +31,30 @@ export function activate(context: vscode.ExtensionContext): void {
     onBusy: (busy) => status.setBusy(busy),
   });
   const registry = new ModelRegistry(engine, logger, context.workspaceState);
-  const tree = ModelTreeProvider.register(registry);
+  const freeze = new FreezeService(registry, logger);
+  const tree = ModelTreeProvider.register(registry, freeze);
+  const runs = new FinetuneRuns(engine, registry, freeze, logger, channel, () => inspectorDeps);
+  const inspectorDeps: InspectorDeps = {
+    extensionUri: context.extensionUri,
+    engine,
+    registry,
+    freeze,
+    log: logger,
+    stopTraining: (uri) => runs.stop(uri),
+  };
+  logger.info(`Layer Lens ${String((context.extension.packageJSON as { version?: unknown }).version)} active; the compute worker starts on first use.`);
   context.subscriptions.push(
     status,
     { dispose: () => engine.dispose() },
     registry,
+    freeze,
     tree.provider,
+    InspectorPanel.registerSerializer(inspectorDeps),
     ...registerModelCommands(registry, tree, channel, logger),
+    ...registerInspectCommands(registry, inspectorDeps),
+    ...registerFreezeCommands(registry, freeze, logger),
+    runs,
+    ...runs.register(),
   );
 }
 

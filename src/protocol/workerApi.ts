@@ -2,7 +2,10 @@
  * The host<->worker protocol: every method the compute worker serves, with its
  * params, result and progress types. Types only; both sides import them.
  */
-import type { ModelSummary } from './model';
+import type { GradCamResult, InspectResult, LayerMaps } from './inspect';
+import type { ModelSummary, Normalization } from './model';
+import type { FinetuneSettings } from './recipe';
+import type { FinetuneResult, TrainProgress } from './train';
 
 export type BackendPreference = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
 
@@ -16,5 +19,13 @@ export interface WorkerApi {
   init: { params: { prefer: BackendPreference; wasmDir?: string; displayRoot?: string }; result: BackendReport; progress: never };
   loadModel: { params: { path: string }; result: ModelSummary; progress: never };
   unloadModel: { params: { path: string }; result: void; progress: never };
+  inspect: { params: { modelPath: string; imagePath: string; normalization: Normalization }; result: InspectResult; progress: never };
+  layerMaps: { params: { modelPath: string; layerPath: string; maxSize: number }; result: LayerMaps; progress: never };
+  gradCam: { params: { modelPath: string; layerPath: string; classIndex: number }; result: GradCamResult; progress: never };
+  finetune: {
+    params: { modelPath: string; datasetDir: string; settings: FinetuneSettings; frozen: string[]; outDir?: string };
+    result: FinetuneResult;
+    progress: TrainProgress;
+  };
   memory: { params: Record<string, never>; result: { numTensors: number; numBytes: number }; progress: never };
 }

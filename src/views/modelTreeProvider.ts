@@ -5,7 +5,9 @@
  */
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import type { FreezeService } from '../freezeService';
 import type { ModelRegistry } from '../modelRegistry';
+import { freezeStates, trainableCounts, type FreezeState } from '../protocol/freezePlan';
 import { formatCount, formatShape, type LayerRow } from '../protocol/model';
 
 export type ModelNode =
@@ -22,15 +24,49 @@ export class ModelTreeProvider implements vscode.TreeDataProvider<ModelNode>, vs
   /** Stable node objects, so reveal() and refreshes find the same element. */
   private readonly modelNodes = new Map<string, ModelNode & { kind: 'model' }>();
 
-  private constructor(private readonly registry: ModelRegistry) {
-    this.disposables.push(registry.onDidChange((uri) => this.changed.fire(uri ? this.modelNodes.get(uri.fsPath) : undefined)));
+  private constructor(
+    private readonly registry: ModelRegistry,
+    private readonly freeze: FreezeService,
+  ) {
+    const refresh = (uri: vscode.Uri | undefined) => this.changed.fire(uri ? this.modelNodes.get(uri.fsPath) : undefined);
+    this.disposables.push(registry.onDidChange(refresh), freeze.onDidChange(refresh));
   }
 
-  static register(registry: ModelRegistry): { provider: ModelTreeProvider; view: vscode.TreeView<ModelNode> } {
-    const provider = new ModelTreeProvider(registry);
-    const view = vscode.window.createTreeView(ModelTreeProvider.viewType, { treeDataProvider: provider, showCollapseAll: true });
-    provider.disposables.push(view);
+  static register(registry: ModelRegistry, freeze: FreezeService): { provider: ModelTreeProvider; view: vscode.TreeView<ModelNode> } {
+    const provider = new ModelTreeProvider(registry, freeze);
+    // Checking a nested model freezes what is inside through the plan, not by
+    // VS Code ticking every child box.
+    const view = vscode.window.createTreeView(ModelTreeProvider.viewType, { treeDataProvider: provider, showCollapseAll: true, canSelectMany: true, manageCheckboxStateManually: true });
+    provider.disposables.push(
+      view,
+      view.onDidChangeCheckboxState((e) => void provider.onCheckboxes(e)),
+    );
     return { provider, view };
+  }
+
+  private async onCheckboxes(e: vscode.TreeCheckboxChangeEvent<ModelNode>): Promise<void> {
+    const byModel = new Map<string, { uri: vscode.Uri; frozen: string[]; thawed: string[] }>();
+    for (const [node, state] of e.items) {
+      if (node.kind !== 'layer') continue;
+      const entry = byModel.get(node.uri.fsPath) ?? { uri: node.uri, frozen: [], thawed: [] };
+      (state === vscode.TreeItemCheckboxState.Checked ? entry.frozen : entry.thawed).push(node.row.path);
+      byModel.set(node.uri.fsPath, entry);
+    }
+    for (const { uri, frozen, thawed } of byModel.values()) {
+      try {
+        if (frozen.length) await this.freeze.setFrozen(uri, frozen, true);
+        if (thawed.length) await this.freeze.setFrozen(uri, thawed, false);
+      } catch (err) {
+        void vscode.window.showErrorMessage(`Layer Lens could not save the freeze plan: ${err instanceof Error ? err.message : String(err)}`);
+        this.changed.fire(this.modelNodes.get(uri.fsPath));
+      }
+    }
+  }
+
+  private states(uri: vscode.Uri): Map<string, FreezeState> | undefined {
+    const s = this.registry.state(uri);
+    if (s.kind !== 'loaded') return undefined;
+    return freezeStates(s.summary.layers, this.freeze.frozenNow(uri));
   }
 
   modelNode(uri: vscode.Uri): ModelNode & { kind: 'model' } {
@@ -47,7 +83,7 @@ export class ModelTreeProvider implements vscode.TreeDataProvider<ModelNode>, vs
       case 'model':
         return this.modelItem(node.uri);
       case 'layer':
-        return this.layerItem(node.uri, node.row);
+        return this.layerItem(node.uri, node.row, this.states(node.uri)?.get(node.row.path) ?? 'trainable');
       case 'message': {
         const item = new vscode.TreeItem(node.message, vscode.TreeItemCollapsibleState.None);
         item.iconPath = new vscode.ThemeIcon(node.error ? 'error' : 'info', node.error ? new vscode.ThemeColor('errorForeground') : undefined);
@@ -69,7 +105,8 @@ export class ModelTreeProvider implements vscode.TreeDataProvider<ModelNode>, vs
     const state = this.registry.state(uri);
     if (state.kind === 'loaded') {
       const s = state.summary;
-      item.description = `${s.format === 'graph' ? 'graph' : 'layers'} · ${formatCount(s.totalParams)} params`;
+      const counts = trainableCounts(s.layers, this.freeze.frozenNow(uri));
+      item.description = s.format === 'graph' ? `graph · ${formatCount(s.totalParams)} params` : `${formatCount(counts.trainable)} of ${formatCount(counts.total)} params trainable`;
       item.tooltip = new vscode.MarkdownString(
         `**${s.name}** — ${rel}\n\n${s.layers.length} layers · ${formatCount(s.totalParams)} params · ${formatCount(s.trainableParams)} trainable\n\ninput ${formatShape(s.inputShape)} → output ${formatShape(s.outputShape)}`,
       );
@@ -85,15 +122,25 @@ export class ModelTreeProvider implements vscode.TreeDataProvider<ModelNode>, vs
     return item;
   }
 
-  private layerItem(uri: vscode.Uri, row: LayerRow): vscode.TreeItem {
+  private layerItem(uri: vscode.Uri, row: LayerRow, freeze: FreezeState): vscode.TreeItem {
     const item = new vscode.TreeItem(row.name, row.isContainer ? vscode.TreeItemCollapsibleState.Collapsed : vscode.TreeItemCollapsibleState.None);
     item.id = `layer:${uri.fsPath}#${row.path}`;
     item.description = `${row.className} ${formatShape(row.outputShape)}`;
     item.tooltip = new vscode.MarkdownString(
-      `**${row.path}** (${row.className})\n\noutput ${formatShape(row.outputShape)}\n\n${formatCount(row.params)} params, ${formatCount(row.trainableParams)} trainable · ${row.trainable ? 'trainable' : 'frozen'}`,
+      `**${row.path}** (${row.className})\n\noutput ${formatShape(row.outputShape)}\n\n${formatCount(row.params)} params, ${formatCount(row.trainableParams)} trainable · ${freeze === 'frozen' ? 'frozen' : freeze === 'partial' ? 'partly frozen' : 'trainable'}`,
     );
     item.contextValue = row.isContainer ? 'layerLens.nestedModel' : 'layerLens.layer';
     item.iconPath = new vscode.ThemeIcon(row.isContainer ? 'layers' : 'symbol-method');
+    const freezable = this.registry.state(uri).kind === 'loaded' && (row.isContainer || (row.freezableParams ?? row.trainableParams) > 0);
+    if (freezable) {
+      item.checkboxState = {
+        state: freeze === 'frozen' ? vscode.TreeItemCheckboxState.Checked : vscode.TreeItemCheckboxState.Unchecked,
+        tooltip: freeze === 'frozen' ? `Frozen: uncheck to train ${row.name}` : `Check to freeze ${row.name}`,
+        accessibilityInformation: { label: `${row.name} ${freeze === 'frozen' ? 'frozen' : freeze === 'partial' ? 'partly frozen' : 'trainable'}` },
+      };
+      if (freeze === 'partial') item.description = `${item.description} · partly frozen`;
+      else if (freeze === 'frozen') item.description = `${item.description} · frozen`;
+    }
     return item;
   }
 

@@ -8,7 +8,9 @@ import { parentPort } from 'node:worker_threads';
 import { initBackend } from '../engine/backend';
 import { EngineError, messageOf } from '../engine/errors';
 import { setDisplayRoot } from '../engine/io/modelFiles';
+import { Inspector } from '../engine/inspect/inspector';
 import { EngineSession } from '../engine/session';
+import { finetune } from '../engine/train/finetune';
 import { isRpcMessage, RpcServer, type Handlers, type Port, type RpcError } from '../protocol/rpc';
 import type { WorkerApi } from '../protocol/workerApi';
 
@@ -16,14 +18,37 @@ const port = parentPort;
 if (!port) throw new Error('worker.js must run in a worker thread');
 
 const session = new EngineSession();
+const inspector = new Inspector();
 
 const handlers: Handlers<WorkerApi> = {
   init: async ({ prefer, wasmDir, displayRoot }) => {
     if (displayRoot) setDisplayRoot(displayRoot);
     return initBackend({ prefer, wasmDir: wasmDir ?? __dirname });
   },
-  loadModel: async ({ path }) => (await session.model(path, { reload: true })).summary,
-  unloadModel: ({ path }) => session.unload(path),
+  loadModel: async ({ path }) => {
+    inspector.release(path);
+    return (await session.model(path, { reload: true })).summary;
+  },
+  unloadModel: ({ path }) => {
+    inspector.release(path);
+    session.unload(path);
+  },
+  inspect: async ({ modelPath, imagePath, normalization }, ctx) => {
+    const loaded = await session.model(modelPath);
+    const result = await inspector.inspect(loaded, imagePath, normalization);
+    // The result stays in the inspector; send a copy of the input pixels.
+    const rgb = result.input.rgb.slice();
+    ctx.transfer([rgb.buffer]);
+    return { ...result, input: { ...result.input, rgb } };
+  },
+  layerMaps: async ({ modelPath, layerPath, maxSize }, ctx) => {
+    const maps = await inspector.layerMaps(modelPath, layerPath, maxSize);
+    ctx.transfer([maps.data.buffer as ArrayBuffer]);
+    return maps;
+  },
+  gradCam: async ({ modelPath, layerPath, classIndex }) => inspector.gradCam(modelPath, layerPath, classIndex),
+  finetune: ({ modelPath, datasetDir, settings, frozen, outDir }, ctx) =>
+    finetune({ modelJsonPath: modelPath, datasetDir, settings, frozen, outDir, signal: ctx.signal, onProgress: (p) => ctx.progress(p) }),
   memory: () => {
     const m = tf.memory();
     return { numTensors: m.numTensors, numBytes: m.numBytes };

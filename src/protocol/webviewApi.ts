@@ -1,0 +1,93 @@
+/**
+ * The host<->webview protocol. The webview asks through rpc requests (methods
+ * below), every one validated on the host against its zod schema before use:
+ * a webview message is untrusted input. The host pushes events (model
+ * changed, freeze changed, training progress) as `{ kind: 'event', event }`.
+ */
+import { z } from 'zod';
+import type { GradCamResult, InspectResult, LayerMaps } from './inspect';
+import type { ModelSummary, Normalization } from './model';
+import type { TrainProgress } from './train';
+
+export const normalizationSchema = z.enum(['zeroOne', 'minusOneOne', 'imagenet', 'raw']);
+
+/** Params schema of every method the webview may call. */
+export const webviewRequestSchemas = {
+  ready: z.object({}).strict(),
+  pickImage: z.object({}).strict(),
+  inspect: z.object({ imagePath: z.string().min(1).max(4096).optional(), normalization: normalizationSchema }).strict(),
+  layerMaps: z.object({ layerPath: z.string().min(1).max(4096), maxSize: z.number().int().min(8).max(4096) }).strict(),
+  gradCam: z.object({ layerPath: z.string().min(1).max(4096), classIndex: z.number().int().min(0).max(100000) }).strict(),
+  setFrozen: z.object({ paths: z.array(z.string().min(1).max(4096)).max(100000), frozen: z.boolean() }).strict(),
+  exportPng: z.object({ fileName: z.string().min(1).max(255), png: z.instanceof(Uint8Array) }).strict(),
+  openImage: z.object({ path: z.string().min(1).max(4096) }).strict(),
+  stopTraining: z.object({}).strict(),
+} as const;
+
+export type WebviewMethod = keyof typeof webviewRequestSchemas;
+
+/**
+ * Checks one message from the webview before anything acts on it: it must be
+ * an rpc request for a known method with params that pass that method's
+ * schema, or a cancel. Returns why not, for the log, otherwise.
+ */
+export function checkWebviewMessage(m: unknown): { ok: true } | { ok: false; reason: string; id?: number } {
+  if (typeof m !== 'object' || m === null) return { ok: false, reason: `not an object (${typeof m})` };
+  const r = m as { kind?: unknown; id?: unknown; method?: unknown; params?: unknown };
+  if (typeof r.id !== 'number' || !Number.isSafeInteger(r.id)) return { ok: false, reason: 'no numeric id' };
+  if (r.kind === 'cancel') return { ok: true };
+  if (r.kind !== 'request') return { ok: false, reason: `unexpected kind ${JSON.stringify(r.kind)?.slice(0, 40)}`, id: r.id };
+  if (typeof r.method !== 'string' || !Object.prototype.hasOwnProperty.call(webviewRequestSchemas, r.method)) {
+    return { ok: false, reason: `unknown request ${JSON.stringify(r.method)?.slice(0, 60)}`, id: r.id };
+  }
+  const parsed = webviewRequestSchemas[r.method as WebviewMethod].safeParse(r.params);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    return { ok: false, reason: `malformed "${r.method}" request (${issue ? `${issue.path.join('.') || 'params'}: ${issue.message}` : 'invalid'})`, id: r.id };
+  }
+  return { ok: true };
+}
+
+export interface InitState {
+  summary: ModelSummary | null;
+  /** The load error, when the model failed to load. */
+  error: string | null;
+  backend: string | null;
+  frozen: string[];
+  normalization: Normalization;
+  /** Why this preset: "metadata.json (Teachable Machine)" or "setting". */
+  normalizationSource: string;
+  imagePath: string | null;
+  workspaceTrusted: boolean;
+}
+
+export interface WebviewApi {
+  ready: { params: z.infer<(typeof webviewRequestSchemas)['ready']>; result: InitState; progress: never };
+  pickImage: { params: z.infer<(typeof webviewRequestSchemas)['pickImage']>; result: string | null; progress: never };
+  inspect: { params: z.infer<(typeof webviewRequestSchemas)['inspect']>; result: InspectResult; progress: never };
+  layerMaps: { params: z.infer<(typeof webviewRequestSchemas)['layerMaps']>; result: LayerMaps; progress: never };
+  gradCam: { params: z.infer<(typeof webviewRequestSchemas)['gradCam']>; result: GradCamResult; progress: never };
+  setFrozen: { params: z.infer<(typeof webviewRequestSchemas)['setFrozen']>; result: void; progress: never };
+  exportPng: { params: z.infer<(typeof webviewRequestSchemas)['exportPng']>; result: string | null; progress: never };
+  openImage: { params: z.infer<(typeof webviewRequestSchemas)['openImage']>; result: void; progress: never };
+  stopTraining: { params: z.infer<(typeof webviewRequestSchemas)['stopTraining']>; result: void; progress: never };
+}
+
+/** What the host pushes without being asked. */
+export type HostEvent =
+  | { type: 'model'; summary: ModelSummary | null; error: string | null }
+  | { type: 'backend'; name: string }
+  | { type: 'freeze'; frozen: string[]; trainableParams: number; totalParams: number }
+  | { type: 'image'; imagePath: string }
+  | { type: 'train'; progress: TrainProgress }
+  /** A run ended without a TrainEnd: cancelled or failed (nothing was saved). */
+  | { type: 'trainStopped'; status: 'cancelled' | 'failed'; message: string };
+
+export interface EventMessage {
+  kind: 'event';
+  event: HostEvent;
+}
+
+export function isEventMessage(m: unknown): m is EventMessage {
+  return typeof m === 'object' && m !== null && (m as { kind?: unknown }).kind === 'event';
+}

@@ -1,0 +1,318 @@
+/**
+ * The inspector webview: header (model, backend, parameter counts, image and
+ * preprocessing), the layer list on the left, tabs in the centre (feature
+ * maps, Grad-CAM, training), the input image and top-k predictions on the
+ * right. It posts `ready` first and renders what the host answers; all later
+ * host pushes go through one exhaustive switch. UI state survives reloads via
+ * getState/setState.
+ */
+import type { Colormap, InspectResult, LayerInfo } from '../src/protocol/inspect';
+import { trainableCounts } from '../src/protocol/freezePlan';
+import { formatCount, type ModelSummary, type Normalization } from '../src/protocol/model';
+import type { HostEvent, InitState } from '../src/protocol/webviewApi';
+import { badge, button, dropdown, progressRing, registerComponents, setDropdown, tabs, textField } from './components/toolkit';
+import { append, clear, h } from './dom';
+import { FeatureMapsView, type MapsSettings } from './featureMaps';
+import { host, listen, vscode } from './host';
+import { LayerList } from './layerList';
+import { GradCamView } from './gradCam';
+import { TrainingView } from './training';
+
+interface SavedState {
+  modelPath?: string;
+  imagePath?: string | null;
+  normalization?: Normalization;
+  selected?: string;
+  tab?: string;
+  maps?: MapsSettings;
+}
+
+const saved = (vscode.getState() as SavedState | undefined) ?? {};
+
+const state = {
+  summary: null as ModelSummary | null,
+  error: null as string | null,
+  frozen: [] as string[],
+  normalization: 'zeroOne' as Normalization,
+  normalizationSource: '',
+  imagePath: null as string | null,
+  result: null as InspectResult | null,
+  selected: saved.selected,
+  tab: saved.tab ?? 'maps',
+  trusted: true,
+  backend: null as string | null,
+  inspecting: false,
+  inspectError: null as string | null,
+};
+
+function persist(): void {
+  const s: SavedState = {
+    modelPath: state.summary?.modelPath ?? saved.modelPath,
+    imagePath: state.imagePath,
+    normalization: state.normalization,
+    selected: state.selected,
+    tab: state.tab,
+    maps: mapsSettings,
+  };
+  vscode.setState(s);
+}
+
+let mapsSettings: MapsSettings = saved.maps ?? { colormap: 'viridis' as Colormap, sort: 'index', norm: 'channel' };
+
+registerComponents();
+const root = document.getElementById('root')!;
+
+const headerEl = h('header', { class: 'top' });
+const layerList = new LayerList({
+  onSelect: (path) => selectLayer(path),
+  onToggleFreeze: (paths, frozen) => void host.call('setFrozen', { paths, frozen }),
+});
+const filter = textField('Filter layers (/)', (v) => layerList.setFilter(v));
+const mapsView = new FeatureMapsView(
+  {
+    layerMaps: (layerPath, maxSize) => host.call('layerMaps', { layerPath, maxSize }),
+    exportPng: async (fileName, png) => void (await host.call('exportPng', { fileName, png: png as Uint8Array<ArrayBuffer> })),
+    onSettings: (s) => {
+      mapsSettings = s;
+      persist();
+    },
+  },
+  mapsSettings,
+);
+const gradCam = new GradCamView((layerPath, classIndex) => host.call('gradCam', { layerPath, classIndex }));
+const training = new TrainingView(() => void host.call('stopTraining', {}));
+const centerTabs = tabs(
+  [
+    { id: 'maps', label: 'Feature maps' },
+    { id: 'gradcam', label: 'Grad-CAM' },
+    { id: 'training', label: 'Training' },
+  ],
+  (id) => {
+    state.tab = id;
+    persist();
+  },
+);
+centerTabs.views['maps'].append(mapsView.element);
+centerTabs.views['gradcam'].append(gradCam.element);
+centerTabs.views['training'].append(training.element);
+const side = h('aside', { class: 'side' });
+const totalsEl = h('div', { class: 'totals' });
+const left = h('section', { class: 'left', 'aria-label': 'Layers' }, h('div', { class: 'left-head' }, filter), layerList.element, totalsEl);
+const center = h('section', { class: 'center' }, centerTabs.element);
+root.append(headerEl, h('main', { class: 'layout' }, left, center, side));
+
+function trainableCount(): { trainable: number; total: number } {
+  return state.summary ? trainableCounts(state.summary.layers, state.frozen) : { trainable: 0, total: 0 };
+}
+
+function renderHeader(): void {
+  clear(headerEl);
+  const s = state.summary;
+  const counts = trainableCount();
+  const normOptions: { value: Normalization; label: string }[] = [
+    { value: 'zeroOne', label: '[0, 1]' },
+    { value: 'minusOneOne', label: '[-1, 1]' },
+    { value: 'imagenet', label: 'ImageNet mean/std' },
+    { value: 'raw', label: 'raw 0-255' },
+  ];
+  const norm = dropdown('Preprocessing', normOptions, state.normalization, (v) => {
+    state.normalization = v;
+    state.normalizationSource = 'chosen here';
+    persist();
+    void inspect();
+  });
+  norm.title = `Preprocessing: ${state.normalizationSource}`;
+  append(
+    headerEl,
+    h('h1', {}, s?.name ?? 'Layer Lens'),
+    state.backend ? badge(state.backend) : null,
+    s
+      ? h('span', { class: 'params', title: `${formatCount(counts.trainable)} of ${formatCount(counts.total)} parameters trainable` }, `${formatCount(counts.total)} params (${formatCount(counts.trainable)} trainable)`)
+      : null,
+    s?.format === 'graph' ? h('span', { class: 'muted' }, 'graph model · inference only') : null,
+    h('span', { class: 'spacer' }),
+    button('Pick Image…', () => void pickImage(), { secondary: true, title: 'Choose the input image' }),
+    h('label', { class: 'norm-label' }, 'pixels ', norm),
+  );
+  setDropdown(norm, state.normalization);
+  totalsEl.textContent = s ? `${s.layers.length} layers · ${formatCount(counts.trainable)} of ${formatCount(counts.total)} parameters trainable` : '';
+}
+
+function renderSide(): void {
+  clear(side);
+  const r = state.result;
+  if (!state.imagePath) {
+    side.append(h('div', { class: 'empty' }, h('p', {}, 'No image yet.'), button('Pick Image…', () => void pickImage())));
+    return;
+  }
+  side.append(h('div', { class: 'image-path', title: state.imagePath }, state.imagePath.split(/[\\/]/).pop() ?? ''));
+  if (state.inspecting) side.append(progressRing('Computing…'));
+  if (state.inspectError) side.append(h('p', { class: 'error' }, state.inspectError));
+  if (!r) return;
+  const canvas = h('canvas', { width: r.input.width, height: r.input.height, class: 'input-image', role: 'img', 'aria-label': 'Input image as the model sees it' });
+  const ctx = canvas.getContext('2d');
+  if (ctx) {
+    const img = ctx.createImageData(r.input.width, r.input.height);
+    for (let i = 0, j = 0; i < r.input.rgb.length; i += 3, j += 4) {
+      img.data[j] = r.input.rgb[i];
+      img.data[j + 1] = r.input.rgb[i + 1];
+      img.data[j + 2] = r.input.rgb[i + 2];
+      img.data[j + 3] = 255;
+    }
+    ctx.putImageData(img, 0, 0);
+  }
+  canvas.addEventListener('click', () => void host.call('openImage', { path: r.imagePath }));
+  side.append(canvas, h('div', { class: 'muted' }, `${r.ms} ms · ${r.layers.length} layers`));
+  const list = h('ol', { class: 'predictions', 'aria-label': 'Top predictions' });
+  for (const p of r.predictions) {
+    const pct = r.probabilities ? `${(p.probability * 100).toFixed(1)}%` : p.probability.toPrecision(3);
+    const bar = h('span', { class: 'pbar' });
+    bar.style.width = `${Math.max(0, Math.min(1, r.probabilities ? p.probability : 0)) * 100}%`;
+    list.append(h('li', {}, h('span', { class: 'plabel' }, p.label), h('span', { class: 'pval' }, pct), h('span', { class: 'ptrack' }, bar)));
+  }
+  side.append(h('h2', {}, 'Predictions'), list);
+}
+
+function renderLayers(): void {
+  const s = state.summary;
+  layerList.setRows(s?.layers ?? [], state.trusted && s?.format === 'layers');
+  layerList.setFrozen(state.frozen);
+}
+
+function renderAll(): void {
+  renderHeader();
+  renderLayers();
+  renderSide();
+  if (state.error) {
+    mapsView.clear(h('div', { class: 'error-box' }, h('strong', {}, 'The model failed to load'), h('p', {}, state.error)));
+    return;
+  }
+  if (!state.imagePath) mapsView.clear(h('div', { class: 'empty' }, h('p', {}, 'No image yet: pick one to see what every layer does to it.'), button('Pick Image…', () => void pickImage())));
+  gradCam.setModel(state.summary, state.result);
+}
+
+function infoFor(path: string | undefined): LayerInfo | undefined {
+  return state.result?.layers.find((l) => l.path === path);
+}
+
+function selectLayer(path: string): void {
+  state.selected = path;
+  persist();
+  const info = infoFor(path);
+  if (info && state.result) void mapsView.show(info, state.result);
+  else if (state.result) mapsView.clear(`${path} has no output of its own to show (a nested model: pick a layer inside it).`);
+}
+
+/** The first layer with a channel grid, for a first look. */
+function defaultLayer(r: InspectResult): string | undefined {
+  return r.layers.find((l) => l.kind === 'map' && l.className !== 'InputLayer')?.path ?? r.layers[0]?.path;
+}
+
+async function pickImage(): Promise<void> {
+  const picked = await host.call('pickImage', {});
+  if (!picked) return;
+  state.imagePath = picked;
+  persist();
+  await inspect();
+}
+
+let inspectSeq = 0;
+async function inspect(): Promise<void> {
+  if (!state.imagePath || !state.summary) return;
+  const seq = ++inspectSeq;
+  state.inspecting = true;
+  state.inspectError = null;
+  renderSide();
+  try {
+    const result = await host.call('inspect', { imagePath: state.imagePath, normalization: state.normalization });
+    if (seq !== inspectSeq) return;
+    state.result = result;
+    layerList.setInfos(result.layers);
+    if (!state.selected || !infoFor(state.selected)) state.selected = defaultLayer(result);
+    layerList.select(state.selected);
+    if (state.selected) selectLayer(state.selected);
+    gradCam.setModel(state.summary, result);
+  } catch (e) {
+    if (seq !== inspectSeq) return;
+    state.result = null;
+    state.inspectError = e instanceof Error ? e.message : String(e);
+    mapsView.clear(h('p', { class: 'error' }, state.inspectError));
+  } finally {
+    if (seq === inspectSeq) {
+      state.inspecting = false;
+      renderSide();
+    }
+  }
+}
+
+function onEvent(e: HostEvent): void {
+  switch (e.type) {
+    case 'model':
+      state.summary = e.summary;
+      state.error = e.error;
+      renderAll();
+      if (e.summary) void inspect();
+      break;
+    case 'backend':
+      state.backend = e.name;
+      renderHeader();
+      break;
+    case 'freeze':
+      state.frozen = e.frozen;
+      layerList.setFrozen(state.frozen);
+      renderHeader();
+      break;
+    case 'image':
+      state.imagePath = e.imagePath;
+      persist();
+      void inspect();
+      break;
+    case 'train':
+      training.onProgress(e.progress);
+      if (e.progress.type === 'start' && state.tab !== 'training') {
+        state.tab = 'training';
+        centerTabs.select('training');
+        persist();
+      }
+      break;
+    case 'trainStopped':
+      training.stopped(e.message);
+      break;
+    default: {
+      const never: never = e;
+      void never;
+    }
+  }
+}
+
+document.addEventListener('keydown', (e) => {
+  const target = e.target as HTMLElement;
+  const typing = target.tagName === 'INPUT' || target.tagName === 'VSCODE-TEXT-FIELD';
+  if (e.key === '/' && !typing) {
+    e.preventDefault();
+    (filter as HTMLElement).focus();
+  } else if (e.key === 'Enter' && target === layerList.element) {
+    mapsView.openFirst();
+    mapsView.element.focus();
+  }
+});
+
+listen(onEvent);
+
+async function start(): Promise<void> {
+  const init: InitState = await host.call('ready', {});
+  state.summary = init.summary;
+  state.error = init.error;
+  state.backend = init.backend;
+  state.frozen = init.frozen;
+  state.normalization = saved.normalization ?? init.normalization;
+  state.normalizationSource = saved.normalization ? 'chosen here' : init.normalizationSource;
+  state.imagePath = init.imagePath ?? saved.imagePath ?? null;
+  state.trusted = init.workspaceTrusted;
+  persist();
+  renderAll();
+  centerTabs.select(state.tab);
+  if (state.summary && state.imagePath) await inspect();
+}
+
+void start();
