@@ -3,7 +3,7 @@
 // @tensorflow/tfjs-backend-wasm are copied next to the bundles because, once
 // bundled, the backend cannot find them by itself (see src/engine/backend.ts).
 import * as esbuild from 'esbuild';
-import { copyFileSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 const watch = process.argv.includes('--watch');
@@ -47,10 +47,8 @@ function copyWasm() {
 }
 
 copyWasm();
-// The webview bundle joins once webview/main.ts lands (inspector work).
-const present = builds.filter((b) => Object.values(b.entryPoints).every((p) => existsSync(p)));
 if (watch) {
-  for (const b of present) await (await esbuild.context(b)).watch();
+  for (const b of builds) await (await esbuild.context(b)).watch();
 } else {
-  await Promise.all(present.map((b) => esbuild.build(b)));
+  await Promise.all(builds.map((b) => esbuild.build(b)));
 }
