@@ -267,6 +267,15 @@ describe('layer maps', () => {
     await rejectsWith(inspector.inspect(inMemory(four, 'rgba-model'), img('rgb.png'), 'zeroOne'), 'bad-input', /rgba-model expects 4-channel input; Layer Lens feeds images as RGB \(3 channels\) or greyscale \(1\)/);
     const flat = tf.sequential({ layers: [tf.layers.dense({ inputShape: [784], units: 2, name: 'd' })] });
     await rejectsWith(inspector.inspect(inMemory(flat, 'mlp'), img('rgb.png'), 'zeroOne'), 'bad-input', /mlp takes input \[\?, 784\], not an image/);
+    const a = tf.input({ shape: [8, 8, 3] });
+    const b = tf.input({ shape: [8, 8, 3] });
+    const two = tf.model({ inputs: [a, b], outputs: tf.layers.add().apply([a, b]) as tf.SymbolicTensor });
+    await rejectsWith(inspector.inspect(inMemory(two, 'siamese'), img('rgb.png'), 'zeroOne'), 'bad-input', /siamese takes 2 inputs; inspecting with an image needs a model with one image input/);
+    const free = tf.sequential({ layers: [tf.layers.conv2d({ inputShape: [null, null, 3] as unknown as number[], filters: 2, kernelSize: 3, name: 'fcn' })] });
+    const r = await inspector.inspect(inMemory(free, 'any-size'), img('rgb.png'), 'zeroOne');
+    assert.deepEqual([r.input.width, r.input.height, ...r.layers[0].shape], [20, 12, 10, 18, 2], 'a model of any input size sees the image at its own size');
+    two.dispose();
+    free.dispose();
     four.dispose();
     flat.dispose();
     loaded.layers!.dispose();

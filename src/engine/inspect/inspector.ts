@@ -43,12 +43,14 @@ export function inputGeometry(summary: { name: string; inputShape: Shape }, img:
       `${summary.name} takes input [${s.map((d) => d ?? '?').join(', ')}], not an image; inspecting with an image needs an input of [height, width, channels] (or [height, width] for greyscale).`,
     );
   }
-  const channels = s.length === 4 ? (s[3] ?? 3) : 1;
+  // Graph models write unknown sizes as -1, layers models as null.
+  const dim = (d: number | null | undefined) => (d === null || d === undefined || d < 0 ? null : d);
+  const channels = s.length === 4 ? (dim(s[3]) ?? 3) : 1;
   if (channels !== 1 && channels !== 3) {
     throw new EngineError('bad-input', `${summary.name} expects ${channels}-channel input; Layer Lens feeds images as RGB (3 channels) or greyscale (1), so it cannot inspect this model with an image.`);
   }
-  let height = s[1];
-  let width = s[2];
+  let height = dim(s[1]);
+  let width = dim(s[2]);
   if (height === null || width === null) {
     const k = Math.min(1, FREE_SIZE_MAX / Math.max(img.width, img.height));
     height ??= Math.max(1, Math.round(img.height * k));
@@ -97,6 +99,8 @@ export class Inspector {
 
   private async run(loaded: LoadedModel, image: DecodedImage, imagePath: string, normalization: Normalization, options: InspectOptions): Promise<InspectResult> {
     const key = path.resolve(loaded.summary.modelPath);
+    const inputs = loaded.layers?.inputs.length ?? loaded.graph?.inputs.length ?? 1;
+    if (inputs !== 1) throw new EngineError('bad-input', `${loaded.summary.name} takes ${inputs} inputs; inspecting with an image needs a model with one image input.`);
     const geo = inputGeometry(loaded.summary, image);
     // The new image replaces the old one now, before the forward pass: its
     // memory is then reused instead of a second set of activations being
