@@ -15,6 +15,7 @@ import {
   registerWasmTrainingKernels,
   setWasmKernelReplacements,
 } from '../../src/engine/kernels';
+import { convPadded } from '../../src/engine/kernels/kernelUtil';
 import { maxPoolGradInto } from '../../src/engine/kernels/maxPoolGrad';
 
 const TOLERANCE = 1e-4;
@@ -98,6 +99,9 @@ describe('conv2d gradients on wasm match cpu', () => {
     { x: [2, 10, 9, 4], f: [5, 5, 4, 3], strides: 3, pad: 'valid' },
     { x: [2, 8, 8, 3], f: [3, 3, 3, 2], strides: 2, pad: [[0, 0], [1, 2], [0, 3], [0, 0]] },
     { x: [2, 5, 5, 3], f: [1, 1, 3, 6], strides: 1, pad: 'valid' },
+    // Filters smaller than the stride: some dx positions get no gradient.
+    { x: [2, 7, 8, 3], f: [1, 1, 3, 4], strides: 2, pad: 'valid' },
+    { x: [2, 9, 10, 2], f: [2, 2, 2, 3], strides: 3, pad: 'same' },
   ];
   for (const [i, c] of cases.entries()) {
     const name = `x${c.x.join('x')} f${c.f.join('x')} s${c.strides} ${JSON.stringify(c.pad)}`;
@@ -133,6 +137,24 @@ describe('conv2d gradients on wasm match cpu', () => {
     const fv = randomArray(sizeOf(fShape), 7);
     const dyv = randomArray(sizeOf(dyShape), 8);
     const attrs = { strides: 2, pad: 1, dataFormat: 'NHWC', dimRoundingMode: 'ceil' };
+    const r = await both(() => [
+      kernel(tf.Conv2DBackpropFilter, { x: tf.tensor4d(xv, xShape), dy: tf.tensor4d(dyv, dyShape) }, { ...attrs, filterShape: fShape }),
+      kernel(tf.Conv2DBackpropInput, { dy: tf.tensor4d(dyv, dyShape), filter: tf.tensor4d(fv, fShape) }, { ...attrs, inputShape: xShape }),
+    ]);
+    assertClose(r.wasm[0], r.cpu[0], 'dw');
+    assertClose(r.wasm[1], r.cpu[1], 'dx');
+  });
+
+  it('explicit padding larger than the filter (raw kernels)', async () => {
+    // Most windows lie wholly in the padding; the input gradient crops dy.
+    const xShape: Shape4 = [2, 3, 4, 2];
+    const fShape: Shape4 = [2, 2, 2, 3];
+    const pad = [[0, 0], [4, 3], [5, 2], [0, 0]];
+    const dyShape: Shape4 = [2, 9, 10, 3];
+    const xv = randomArray(sizeOf(xShape), 9);
+    const fv = randomArray(sizeOf(fShape), 10);
+    const dyv = randomArray(sizeOf(dyShape), 11);
+    const attrs = { strides: 1, pad, dataFormat: 'NHWC' };
     const r = await both(() => [
       kernel(tf.Conv2DBackpropFilter, { x: tf.tensor4d(xv, xShape), dy: tf.tensor4d(dyv, dyShape) }, { ...attrs, filterShape: fShape }),
       kernel(tf.Conv2DBackpropInput, { dy: tf.tensor4d(dyv, dyShape), filter: tf.tensor4d(fv, fShape) }, { ...attrs, inputShape: xShape }),
@@ -211,23 +233,26 @@ describe('depthwise conv gradients on wasm match cpu', () => {
    * zeros inserted ((f-1)*2+1 taps): same pads, same outputs.
    */
   for (const [i, c] of [
-    { x: [2, 9, 9, 3] as Shape4, f: [3, 3, 3, 1] as Shape4, pad: 'same' as Pad },
-    { x: [2, 10, 9, 2] as Shape4, f: [3, 3, 2, 2] as Shape4, pad: 'valid' as Pad },
+    { x: [2, 9, 9, 3] as Shape4, f: [3, 3, 3, 1] as Shape4, strides: 1, pad: 'same' as Pad },
+    { x: [2, 10, 9, 2] as Shape4, f: [3, 3, 2, 2] as Shape4, strides: 1, pad: 'valid' as Pad },
+    // tfjs's ops refuse a stride and a dilation both above 1; the kernels
+    // can still be called so, and XNNPACK computes it.
+    { x: [2, 11, 10, 3] as Shape4, f: [3, 3, 3, 2] as Shape4, strides: 2, pad: 'same' as Pad },
   ].entries()) {
-    it(`dilation 2 (raw kernels): x${c.x.join('x')} f${c.f.join('x')} ${c.pad}`, async () => {
+    it(`dilation 2 (raw kernels): x${c.x.join('x')} f${c.f.join('x')} s${c.strides} ${c.pad}`, async () => {
       const d = 2;
       const [fh, fw, ch, m] = c.f;
       const effective: Shape4 = [(fh - 1) * d + 1, (fw - 1) * d + 1, ch, m];
       const xv = randomArray(sizeOf(c.x), 70 + i);
       const fv = randomArray(sizeOf(c.f), 80 + i);
-      const outShape = tf.backend_util.computeConv2DInfo(c.x, c.f, 1, d, c.pad, undefined, true).outShape;
+      const outShape = tf.backend_util.computeConv2DInfo(c.x, c.f, c.strides, d, c.pad, undefined, true).outShape;
       const dyv = randomArray(sizeOf(outShape), 90 + i);
 
       const wasm = await on('wasm', () => [
         kernel(tf.DepthwiseConv2dNativeBackpropFilter, { x: tf.tensor4d(xv, c.x), dy: tf.tensor4d(dyv, outShape) },
-          { strides: 1, dilations: d, pad: c.pad, filterShape: c.f }),
+          { strides: c.strides, dilations: d, pad: c.pad, filterShape: c.f }),
         kernel(tf.DepthwiseConv2dNativeBackpropInput, { dy: tf.tensor4d(dyv, outShape), filter: tf.tensor4d(fv, c.f) },
-          { strides: 1, dilations: d, pad: c.pad, inputShape: c.x }),
+          { strides: c.strides, dilations: d, pad: c.pad, inputShape: c.x }),
       ]);
       const cpu = await on('cpu', () => {
         const f = tf.tensor4d(fv, c.f);
@@ -236,11 +261,11 @@ describe('depthwise conv gradients on wasm match cpu', () => {
           [fh * d, fw * d, ch, m]);
         const fEff = tf.slice(spread, [0, 0, 0, 0], effective) as tf.Tensor4D;
         const dwEff = kernel(tf.DepthwiseConv2dNativeBackpropFilter, { x: tf.tensor4d(xv, c.x), dy: tf.tensor4d(dyv, outShape) },
-          { strides: 1, dilations: 1, pad: c.pad, filterShape: effective });
+          { strides: c.strides, dilations: 1, pad: c.pad, filterShape: effective });
         // Keep every d-th tap of the effective filter's gradient.
         const dw = tf.stridedSlice(dwEff, [0, 0, 0, 0], effective, [d, d, 1, 1]);
         const dx = kernel(tf.DepthwiseConv2dNativeBackpropInput, { dy: tf.tensor4d(dyv, outShape), filter: fEff },
-          { strides: 1, dilations: 1, pad: c.pad, inputShape: c.x });
+          { strides: c.strides, dilations: 1, pad: c.pad, inputShape: c.x });
         return [dw, dx];
       });
       assertClose(wasm[0], cpu[0], 'dw');
@@ -284,6 +309,29 @@ describe('max-pool gradient on wasm matches cpu', () => {
     maxPoolGradInto(x, new Float32Array([5, 7]), dx, info);
     assert.deepEqual(Array.from(dx), [5, 0, 0, 0, 0, 0, 0, 0]);
   });
+});
+
+describe('average-pool gradient on wasm matches cpu', () => {
+  interface Case { x: Shape4; size: number | [number, number]; strides: number | [number, number]; pad: Pad }
+  const cases: Case[] = [
+    { x: [2, 8, 8, 3], size: 2, strides: 2, pad: 'valid' },
+    { x: [3, 9, 7, 4], size: 2, strides: 2, pad: 'valid' },
+    { x: [2, 7, 6, 2], size: 3, strides: 1, pad: 'same' }, // overlapping windows and padding
+    { x: [2, 9, 9, 3], size: 3, strides: 2, pad: 'same' },
+    { x: [2, 8, 8, 3], size: [2, 3], strides: [2, 1], pad: 'valid' },
+  ];
+  for (const [i, c] of cases.entries()) {
+    it(`x${c.x.join('x')} pool${c.size} s${c.strides} ${c.pad}`, async () => {
+      const xv = randomArray(sizeOf(c.x), 150 + i);
+      const r = await both(() => {
+        const x = tf.tensor4d(xv, c.x);
+        const y = tf.avgPool(x, c.size, c.strides, c.pad);
+        const weight = tf.tensor(randomArray(y.size, 160 + i), y.shape);
+        return [tf.grad((a: tf.Tensor) => tf.sum(tf.mul(tf.avgPool(a as tf.Tensor4D, c.size, c.strides, c.pad), weight)))(x)];
+      });
+      assertClose(r.wasm[0], r.cpu[0], 'dx');
+    });
+  }
 });
 
 describe('gather and sum on wasm match cpu', () => {
@@ -330,12 +378,32 @@ describe('gather and sum on wasm match cpu', () => {
   }
 });
 
+describe('convPadded', () => {
+  it('treats the input as zero beyond its edges, so cropping past it yields zeros of the right shape', async () => {
+    await tf.setBackend('wasm');
+    const [crop, full] = tf.tidy(() => {
+      const x = tf.ones<tf.Rank.R4>([1, 3, 3, 2]);
+      const f = tf.ones<tf.Rank.R4>([1, 1, 2, 4]);
+      // Rows 5 and 6 of the zero-extended input: nothing of x is left.
+      const cropped = convPadded('conv2d', x, f, [1, 1], [1, 1], -5, 4, 0, 0);
+      // Cropping one row on each side keeps the middle row of x.
+      const middle = convPadded('conv2d', x, f, [1, 1], [1, 1], -1, -1, 0, 0);
+      return [cropped, middle];
+    });
+    assert.deepEqual(crop.shape, [1, 2, 3, 4]);
+    assert.deepEqual(Array.from(crop.dataSync()), new Array(24).fill(0));
+    assert.deepEqual(full.shape, [1, 1, 3, 4]);
+    assert.deepEqual(Array.from(full.dataSync()), new Array(12).fill(2));
+    tf.dispose([crop, full]);
+  });
+});
+
 describe('registration', () => {
   it('is idempotent', () => {
     registerWasmTrainingKernels();
     registerWasmTrainingKernels();
     for (const name of [tf.Conv2DBackpropFilter, tf.DepthwiseConv2dNativeBackpropFilter,
-      tf.DepthwiseConv2dNativeBackpropInput, tf.Conv2DBackpropInput, tf.MaxPoolGrad, tf.GatherV2, tf.Sum]) {
+      tf.DepthwiseConv2dNativeBackpropInput, tf.Conv2DBackpropInput, tf.MaxPoolGrad, tf.AvgPoolGrad, tf.GatherV2, tf.Sum]) {
       assert.ok(tf.getKernel(name, 'wasm'), `${name} is registered for wasm`);
     }
   });
@@ -354,6 +422,7 @@ describe('registration', () => {
         tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 2, 'same')))([x, f]);
         tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.depthwiseConv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, 'same')))([x, dw]);
         tf.grad((a: tf.Tensor) => tf.sum(tf.maxPool(a as tf.Tensor4D, 2, 2, 'valid')))(x);
+        tf.grad((a: tf.Tensor) => tf.sum(tf.avgPool(a as tf.Tensor4D, 3, 1, 'same')))(x);
         tf.gather(x, tf.tensor1d([1, 0], 'int32'));
         tf.sum(x, [0, 1, 2]);
       });
@@ -364,25 +433,29 @@ describe('registration', () => {
   });
 });
 
-/** The benchmark's CNN, smaller: 32x32 input keeps the test fast. */
-function smallCnn(size: number): tf.Sequential {
+/** The CNN of scripts/benchTrain.ts and /work/shared/bench/torch_small_cnn.py. */
+function benchmarkCnn(): tf.Sequential {
   const model = tf.sequential();
-  model.add(tf.layers.conv2d({ inputShape: [size, size, 3], filters: 8, kernelSize: 3, activation: 'relu' }));
+  model.add(tf.layers.conv2d({ inputShape: [64, 64, 3], filters: 16, kernelSize: 3, activation: 'relu' }));
   model.add(tf.layers.maxPooling2d({ poolSize: 2 }));
-  model.add(tf.layers.depthwiseConv2d({ kernelSize: 3, depthMultiplier: 2, padding: 'same', activation: 'relu' }));
-  model.add(tf.layers.conv2d({ filters: 16, kernelSize: 3, strides: 2, activation: 'relu' }));
+  model.add(tf.layers.conv2d({ filters: 32, kernelSize: 3, activation: 'relu' }));
+  model.add(tf.layers.maxPooling2d({ poolSize: 2 }));
+  model.add(tf.layers.conv2d({ filters: 64, kernelSize: 3, activation: 'relu' }));
   model.add(tf.layers.globalAveragePooling2d({}));
-  model.add(tf.layers.dense({ units: 4 }));
-  model.compile({ optimizer: tf.train.adam(1e-3), loss: 'sparseCategoricalCrossentropy' });
+  model.add(tf.layers.dense({ units: 10 }));
+  model.compile({
+    optimizer: tf.train.adam(1e-3),
+    loss: (yTrue: tf.Tensor, yPred: tf.Tensor) => tf.losses.softmaxCrossEntropy(yTrue, yPred),
+  });
   return model;
 }
 
 describe('training on wasm', () => {
-  it('model.fit changes every weight and leaks no tensors across steps', async () => {
+  it('model.fit of the benchmark CNN changes every weight and leaks no tensors across steps', async () => {
     await tf.setBackend('wasm');
-    const model = smallCnn(32);
-    const xs = tf.tensor4d(randomArray(16 * 32 * 32 * 3, 7), [16, 32, 32, 3]);
-    const ys = tf.tensor1d(Array.from({ length: 16 }, (_, i) => i % 4), 'float32');
+    const model = benchmarkCnn();
+    const xs = tf.tensor4d(randomArray(8 * 64 * 64 * 3, 7), [8, 64, 64, 3]);
+    const ys = tf.oneHot(tf.tensor1d([0, 1, 2, 3, 4, 5, 6, 7], 'int32'), 10);
     const initial = model.getWeights().map((w) => w.dataSync().slice());
 
     const counts: number[] = [];

@@ -12,11 +12,13 @@
  *   Conv2DBackpropInput (a scalar C++ loop; the XNNPACK conv replacing it is
  *   6-9x faster), MaxPoolGrad (4-5x faster, and it routes gradients the way
  *   tfjs's cpu kernel does, which the original does not; see maxPoolGrad.ts),
- *   GatherV2 (batch slicing in model.fit) and Sum over leading axes (bias
- *   gradients), both copies/reductions that the originals do slowly.
- * Checked and left alone: AvgPoolGrad, and the ReLU gradient (tfjs computes
- * it as mul(dy, step(x)), both XNNPACK ops on wasm), which did not show in
- * the profile of a training step (scripts/benchTrain.ts --profile).
+ *   AvgPoolGrad (the same slow pooling template; as a depthwise conv 3-8x
+ *   faster), GatherV2 (batch slicing in model.fit; 30x) and Sum over leading
+ *   axes (bias gradients; 2x), copies and reductions the originals do slowly.
+ * Checked and left alone: the ReLU gradient (tfjs computes it as
+ * mul(dy, step(x)), both XNNPACK ops on wasm) and FusedConv2D (tfjs unfuses
+ * it while recording gradients, so its backward pass is the kernels above).
+ * Where a step spends its time: scripts/benchTrain.ts --profile.
  */
 // Imported for its side effect: tfjs-backend-wasm registers its kernels on
 // import, and the replacements below must find them to keep as fallbacks.
@@ -24,6 +26,7 @@ import '@tensorflow/tfjs-backend-wasm';
 import * as tf from '@tensorflow/tfjs';
 import { conv2DBackpropFilterWasm, conv2DBackpropInputWasm } from './conv2dBackprop';
 import { depthwiseConv2dNativeBackpropFilterWasm, depthwiseConv2dNativeBackpropInputWasm } from './depthwiseBackprop';
+import { makeAvgPoolGradWasm } from './avgPoolGrad';
 import { makeGatherV2Wasm } from './gatherV2';
 import { makeMaxPoolGradWasm } from './maxPoolGrad';
 import { makeSumWasm } from './sum';
@@ -41,6 +44,7 @@ const MISSING: ReadonlyArray<[string, tf.KernelFunc]> = [
 const REPLACED: ReadonlyArray<[string, (original: tf.KernelFunc | undefined) => tf.KernelFunc]> = [
   [tf.Conv2DBackpropInput, () => conv2DBackpropInputWasm],
   [tf.MaxPoolGrad, makeMaxPoolGradWasm],
+  [tf.AvgPoolGrad, makeAvgPoolGradWasm],
   [tf.GatherV2, makeGatherV2Wasm],
   [tf.Sum, makeSumWasm],
 ];

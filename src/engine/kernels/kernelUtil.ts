@@ -1,7 +1,8 @@
 /**
  * Helpers shared by the wasm training kernels: turning the TensorInfos a
- * kernel receives into Tensors that public ops accept, and the padding and
- * zero-insertion steps that every "gradient as a convolution" needs.
+ * kernel receives into Tensors that public ops accept, and the padding,
+ * cropping and zero-insertion steps that every "gradient as a convolution"
+ * needs.
  *
  * The kernels are written with public ops (tf.conv2d, tf.transpose, ...)
  * because on wasm those run on XNNPACK; the engine allows ops inside a kernel
@@ -12,13 +13,6 @@ import * as tf from '@tensorflow/tfjs';
 export type Pair = [number, number];
 /** NHWC padding as tf.conv2d takes it: [[0,0],[top,bottom],[left,right],[0,0]]. */
 export type ExplicitPadding = [[number, number], [number, number], [number, number], [number, number]];
-
-/** A stride, dilation or filter size given as `n` or `[h, w]`. */
-export function pair(v: number | readonly number[] | undefined, fallback = 1): Pair {
-  if (v === undefined) return [fallback, fallback];
-  if (typeof v === 'number') return [v, v];
-  return [v[0], v[1]];
-}
 
 /**
  * Views a kernel input as a Tensor for use with ops inside a `tf.tidy`.
@@ -33,38 +27,6 @@ export function asTensor<R extends tf.Rank = tf.Rank>(info: tf.TensorInfo, backe
   if (info instanceof tf.Tensor) return info as tf.Tensor<R>;
   backend.incRef(info.dataId);
   return tf.engine().makeTensorFromTensorInfo(info, backend) as tf.Tensor<R>;
-}
-
-/**
- * Pads (positive amounts) or crops (negative amounts) the two spatial axes of
- * an NHWC tensor. Gradient convolutions need both: a conv's output gradient
- * is padded by `filter - 1 - pad`, which goes negative when an explicit pad
- * is larger than the filter, and trailing rows that a strided conv never
- * read must be cut off.
- */
-export function padOrCrop(x: tf.Tensor4D, top: number, bottom: number, left: number, right: number): tf.Tensor4D {
-  let t = x;
-  if (top < 0 || bottom < 0 || left < 0 || right < 0) {
-    const [n, h, w, c] = t.shape;
-    const t0 = Math.max(0, -top);
-    const l0 = Math.max(0, -left);
-    const hKeep = h - t0 - Math.max(0, -bottom);
-    const wKeep = w - l0 - Math.max(0, -right);
-    if (hKeep <= 0 || wKeep <= 0) {
-      // Everything is cropped away; what is left is the padding alone.
-      return tf.zeros([n, Math.max(0, top) + Math.max(0, bottom) + Math.max(0, hKeep),
-        Math.max(0, left) + Math.max(0, right) + Math.max(0, wKeep), c]);
-    }
-    t = tf.slice(t, [0, t0, l0, 0], [n, hKeep, wKeep, c]);
-  }
-  const pt = Math.max(0, top);
-  const pb = Math.max(0, bottom);
-  const pl = Math.max(0, left);
-  const pr = Math.max(0, right);
-  if (pt + pb + pl + pr > 0) {
-    t = tf.pad(t, [[0, 0], [pt, pb], [pl, pr], [0, 0]]);
-  }
-  return t;
 }
 
 /**
@@ -92,13 +54,12 @@ export function explicitPad(top: number, bottom: number, left: number, right: nu
  * The numbers of a forward 2-D convolution (or pooling) that its gradients
  * are built from. Taken from tfjs's own `computeConv2DInfo`, so 'same',
  * 'valid', numeric and explicit padding and `dimRoundingMode` all resolve to
- * the pads tfjs used in the forward pass.
+ * the pads tfjs used in the forward pass. The output size is not here: the
+ * gradients take it from dy (see conv2dBackprop.ts).
  */
 export interface ConvGeometry {
   inHeight: number;
   inWidth: number;
-  outHeight: number;
-  outWidth: number;
   filterHeight: number;
   filterWidth: number;
   strideHeight: number;
@@ -113,8 +74,6 @@ export function geometryOf(info: tf.backend_util.Conv2DInfo): ConvGeometry {
   return {
     inHeight: info.inHeight,
     inWidth: info.inWidth,
-    outHeight: info.outHeight,
-    outWidth: info.outWidth,
     filterHeight: info.filterHeight,
     filterWidth: info.filterWidth,
     strideHeight: info.strideHeight,
@@ -131,10 +90,15 @@ export type ConvKind = 'conv2d' | 'depthwise';
 /**
  * Runs a Conv2D or DepthwiseConv2dNative kernel with per-side padding that may
  * be negative: positive amounts go to the kernel as explicit padding (free in
- * XNNPACK), negative ones crop the input first. The kernels are invoked
- * directly rather than through tf.conv2d so that a stride and a dilation both
- * above 1 (which a gradient conv of a dilated, strided forward conv needs,
- * and which XNNPACK supports) are not refused by the op's argument check.
+ * XNNPACK), negative ones crop the input first. Gradient convs need both: the
+ * near-side pad of an input gradient is `filter - 1 - pad`, negative when an
+ * explicit pad exceeds the filter, and rows a strided or 'ceil'-rounded
+ * forward conv never read are cut off on the far side.
+ *
+ * The kernels are invoked directly rather than through tf.conv2d so that a
+ * stride and a dilation both above 1 (which the filter gradient of a strided,
+ * dilated conv needs, and which XNNPACK supports) are not refused by the op's
+ * argument check.
  */
 export function convPadded(
   kind: ConvKind,
@@ -147,10 +111,19 @@ export function convPadded(
   left: number,
   right: number,
 ): tf.Tensor4D {
-  let input = x;
-  if (top < 0 || bottom < 0 || left < 0 || right < 0) {
-    input = padOrCrop(x, Math.min(0, top), Math.min(0, bottom), Math.min(0, left), Math.min(0, right));
+  const [n, h, w, c] = x.shape;
+  const keptHeight = h - Math.max(0, -top) - Math.max(0, -bottom);
+  const keptWidth = w - Math.max(0, -left) - Math.max(0, -right);
+  if (keptHeight <= 0 || keptWidth <= 0) {
+    // Every window lies in the padding: the result is all zeros.
+    const outHeight = Math.floor((h + top + bottom - (filter.shape[0] - 1) * dilations[0] - 1) / strides[0]) + 1;
+    const outWidth = Math.floor((w + left + right - (filter.shape[1] - 1) * dilations[1] - 1) / strides[1]) + 1;
+    const channels = kind === 'conv2d' ? filter.shape[3] : c * filter.shape[3];
+    return tf.zeros([n, Math.max(0, outHeight), Math.max(0, outWidth), channels]);
   }
+  const input = keptHeight < h || keptWidth < w
+    ? tf.slice(x, [0, Math.max(0, -top), Math.max(0, -left), 0], [n, keptHeight, keptWidth, c])
+    : x;
   const pad = explicitPad(Math.max(0, top), Math.max(0, bottom), Math.max(0, left), Math.max(0, right));
   if (kind === 'conv2d') {
     return tf.engine().runKernel('Conv2D', { x: input, filter }, {
