@@ -5,10 +5,11 @@
  * tfjs's deserialisation error.
  */
 import * as tf from '@tensorflow/tfjs';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EngineError } from './errors';
-import { readModelFiles, resolveInside, type ModelFiles } from './io/modelFiles';
+import { limits, readModelFiles, resolveInside, type ModelFiles } from './io/modelFiles';
 import type { LayerRow, ModelSummary, Normalization, Shape } from '../protocol/model';
 
 export interface LoadedModel {
@@ -33,7 +34,8 @@ function knownClasses(): Set<string> {
 
 function checkLayerClasses(files: ModelFiles): void {
   const name = path.basename(files.modelJsonPath);
-  const bad = files.layerClasses.filter((c) => c in unsupported);
+  // hasOwnProperty, not `in`: a class named "toString" or "__proto__" is unknown, not unsupported.
+  const bad = files.layerClasses.filter((c) => Object.prototype.hasOwnProperty.call(unsupported, c));
   if (bad.length > 0) {
     throw new EngineError(
       'unsupported-layer',
@@ -43,10 +45,125 @@ function checkLayerClasses(files: ModelFiles): void {
   const known = knownClasses();
   const unknown = files.layerClasses.filter((c) => !known.has(c));
   if (unknown.length > 0) {
+    const shown = unknown.slice(0, 5).map((c) => clip(c, 80));
+    const more = unknown.length > 5 ? ` and ${unknown.length - 5} more` : '';
     throw new EngineError(
       'unknown-layer',
-      `${name} uses layer class${unknown.length > 1 ? 'es' : ''} ${unknown.join(', ')}, which tfjs-layers does not provide (a custom layer?). Register it in tfjs or replace it before exporting.`,
+      `${name} uses layer class${unknown.length > 1 ? 'es' : ''} ${shown.join(', ')}${more}, which tfjs-layers does not provide (a custom layer?). Register it in tfjs or replace it before exporting.`,
     );
+  }
+}
+
+/** A name or shape from the file, short enough for a message. */
+function clip(text: string, max = 100): string {
+  return text.length > max ? `${text.slice(0, max)}…` : text;
+}
+
+/** Why tfjs failed, in one short line: its first line, or what a stack overflow or a TypeError from inside it means. */
+function libraryReason(e: unknown): string {
+  if (e instanceof RangeError && /call stack/i.test(e.message)) return 'its layer graph is too deep for tfjs to build: the call stack overflowed';
+  const first = (e instanceof Error ? e.message : String(e)).split('\n')[0];
+  const clipped = first.length > 200 ? `${first.slice(0, 200)}…` : first;
+  // A TypeError from inside tfjs means a field it needs is missing or of the wrong type.
+  return e instanceof TypeError ? `the topology is malformed; tfjs failed with "${clipped}"` : clipped;
+}
+
+interface WeightBudget {
+  shown: string;
+  /** Manifest entries by name. */
+  specs: Map<string, tf.io.WeightsManifestEntry>;
+  /** Values tfjs may allocate for the topology's weights. */
+  allowed: number;
+  /** Values the manifest holds. */
+  manifestValues: number;
+  used: number;
+  created: tf.LayerVariable[];
+}
+
+const building = new AsyncLocalStorage<WeightBudget>();
+let weightGuardInstalled = false;
+
+/**
+ * tfjs allocates every weight the topology describes (as zeros) before it
+ * reads the weights manifest, so a model.json whose layer config says
+ * `filters: 10000000` made it allocate gigabytes (wasm memory never shrinks
+ * back) and then fail with "offset is out of bounds". While loadModel builds
+ * a model, each weight is checked before it is allocated: no more values than
+ * the manifest holds (plus a little slack, so that a merely incomplete
+ * manifest gets tfjs's own message naming the missing weights), and the same
+ * dtype and shape as the manifest entry of the same name. The weights created
+ * are recorded so that a failed build can free them.
+ */
+function installWeightGuard(): void {
+  if (weightGuardInstalled) return;
+  weightGuardInstalled = true;
+  type AddWeight = (this: tf.layers.Layer, name: string, shape: number[], dtype?: tf.DataType, ...rest: unknown[]) => tf.LayerVariable;
+  const proto = tf.layers.Layer.prototype as unknown as { addWeight: AddWeight };
+  const original = proto.addWeight;
+  proto.addWeight = function (this: tf.layers.Layer, name, shape, dtype, ...rest) {
+    const b = building.getStore();
+    if (!b) return original.call(this, name, shape, dtype, ...rest);
+    const values = shape.reduce((a, d) => a * d, 1);
+    b.used += values;
+    if (!(values <= limits.maxTensorElements) || !(b.used <= b.allowed)) {
+      throw new EngineError(
+        'bad-weights',
+        `${b.shown}: layer "${clip(this.name)}" asks for a weight of shape [${clip(shape.join(', '))}] (${values} values), far more than the ${b.manifestValues} values its weights manifest holds; the topology does not match its weights (refused before allocating).`,
+      );
+    }
+    const w = original.call(this, name, shape, dtype, ...rest);
+    b.created.push(w);
+    const spec = b.specs.get(w.originalName);
+    if (spec && spec.dtype !== w.dtype) {
+      throw new EngineError(
+        'bad-weights',
+        `${b.shown}: weight "${clip(spec.name)}" is listed as ${spec.dtype} in the weights manifest, but layer "${clip(this.name)}" stores ${w.dtype} values; the manifest does not match the model. Re-export the model.`,
+      );
+    }
+    if (spec && spec.shape.join(',') !== w.shape.join(',')) {
+      throw new EngineError(
+        'bad-weights',
+        `${b.shown}: weight "${clip(spec.name)}" has shape [${clip(spec.shape.join(', '))}] in the weights manifest, but layer "${clip(this.name)}" needs [${clip(w.shape.join(', '))}]; the manifest does not match the model. Re-export the model.`,
+      );
+    }
+    return w;
+  };
+  // When the names do not match, tfjs throws from loadWeights and never frees the weight values it decoded.
+  type LoadWeights = (this: tf.LayersModel, weights: tf.NamedTensorMap, strict?: boolean) => void;
+  const model = tf.LayersModel.prototype as unknown as { loadWeights: LoadWeights };
+  const loadWeights = model.loadWeights;
+  model.loadWeights = function (this: tf.LayersModel, weights, strict) {
+    try {
+      loadWeights.call(this, weights, strict);
+    } catch (e) {
+      if (building.getStore()) tf.dispose(Object.values(weights));
+      throw e;
+    }
+  };
+}
+
+/** tf.loadLayersModel with the weight guard; a failed build frees what it allocated. */
+async function buildLayersModel(files: ModelFiles, shown: string): Promise<tf.LayersModel> {
+  installWeightGuard();
+  const specs = files.artifacts.weightSpecs ?? [];
+  const manifestValues = specs.reduce((n, s) => n + s.shape.reduce((a, d) => a * d, 1), 0);
+  const budget: WeightBudget = { shown, specs: new Map(specs.map((s) => [s.name, s])), allowed: manifestValues + 2 ** 24, manifestValues, used: 0, created: [] };
+  let model: tf.LayersModel | undefined;
+  try {
+    model = await building.run(budget, () => tf.loadLayersModel(tf.io.fromMemory(files.artifacts)));
+    // Sequential models build their inner graph lazily; force it here, where a failure is caught.
+    model.countParams();
+    return model;
+  } catch (e) {
+    for (const w of budget.created) {
+      try {
+        w.dispose();
+      } catch {
+        // Already disposed.
+      }
+    }
+    if (e instanceof EngineError) throw e;
+    throw new EngineError('not-a-model', `${shown}: tfjs could not build the model from its topology and weights (${libraryReason(e)}).`);
   }
 }
 
@@ -178,7 +295,7 @@ export async function loadModel(modelJsonPath: string): Promise<LoadedModel> {
     try {
       graph = await tf.loadGraphModel(tf.io.fromMemory(files.artifacts));
     } catch (e) {
-      throw new EngineError('not-a-model', `${shown}: the graph model could not be built (${e instanceof Error ? e.message : String(e)}).`);
+      throw new EngineError('not-a-model', `${shown}: the graph model could not be built (${libraryReason(e)}).`);
     }
     const layers = graphRows(graph, files.artifacts.modelTopology as Record<string, unknown>);
     const total = Object.values(graph.weights).reduce((a, ts) => a + ts.reduce((b, t) => b + t.size, 0), 0);
@@ -198,14 +315,14 @@ export async function loadModel(modelJsonPath: string): Promise<LoadedModel> {
     return { files, summary, graph };
   }
   checkLayerClasses(files);
-  let model: tf.LayersModel;
+  const model = await buildLayersModel(files, shown);
+  let summary: ModelSummary;
   try {
-    model = await tf.loadLayersModel(tf.io.fromMemory(files.artifacts));
+    summary = summarize(model, files.modelJsonPath, files.warnings, meta);
   } catch (e) {
-    const why = e instanceof Error ? e.message.split('\n')[0] : String(e);
-    throw new EngineError('not-a-model', `${shown}: tfjs could not build the model from its topology and weights (${why}).`);
+    model.dispose();
+    throw new EngineError('not-a-model', `${shown}: tfjs built the model but cannot describe it (${libraryReason(e)}).`);
   }
-  const summary = summarize(model, files.modelJsonPath, files.warnings, meta);
   summary.loadMs = Math.round(performance.now() - start);
   return { files, summary, layers: model };
 }
