@@ -54,6 +54,11 @@ export function rel(p: string): string {
   return r && !r.startsWith('..') && !path.isAbsolute(r) ? r : p;
 }
 
+/** Text from the file (a name, a path, a shape), short enough for a message. */
+function clip(text: string, max = 100): string {
+  return text.length > max ? `${text.slice(0, max)}…` : text;
+}
+
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
@@ -95,7 +100,7 @@ export async function resolveInside(folder: string, manifestPath: string, modelJ
   const refuse = (why: string) =>
     new EngineError(
       'unsafe-path',
-      `weights path "${manifestPath}" in ${modelJsonName} ${why}; weight files must sit in the model's folder. Move the shard next to model.json and list it by file name.`,
+      `weights path "${clip(manifestPath)}" in ${modelJsonName} ${why}; weight files must sit in the model's folder. Move the shard next to model.json and list it by file name.`,
     );
   if (manifestPath.length === 0 || manifestPath.includes('\0')) throw refuse('is empty or malformed');
   if (/^[a-z][a-z0-9+.-]*:/i.test(manifestPath) && !/^[a-z]:[\\/]/i.test(manifestPath)) throw refuse('is a URL');
@@ -140,18 +145,21 @@ function validateEntry(e: unknown, where: string): tfTypes.io.WeightsManifestEnt
   if (!isObject(e) || typeof e['name'] !== 'string' || !Array.isArray(e['shape']) || typeof e['dtype'] !== 'string') {
     throw new EngineError('not-a-model', `${where}: a weight entry is not of the form {name, shape, dtype}.`);
   }
-  const name = e['name'];
+  const name = clip(e['name']);
+  // tfjs keeps decoded weights in a plain object keyed by name: "__proto__" would replace its prototype.
+  if (e['name'] === '__proto__') throw new EngineError('bad-weights', `${where}: a weight is named "__proto__", which is not a weight name; the manifest is damaged.`);
   const shape = e['shape'] as unknown[];
   if (!shape.every((d) => typeof d === 'number' && Number.isInteger(d) && d >= 0)) {
-    throw new EngineError('bad-weights', `${where}: weight "${name}" has an invalid shape [${shape.join(', ')}].`);
+    throw new EngineError('bad-weights', `${where}: weight "${name}" has an invalid shape [${clip(shape.map((d) => JSON.stringify(d) ?? String(d)).join(', '))}].`);
   }
   const dtype = e['dtype'];
   if (!weightDtypes.has(dtype)) {
-    throw new EngineError('bad-weights', `${where}: weight "${name}" has dtype "${dtype}", which Layer Lens cannot load (float32, int32 or bool).`);
+    throw new EngineError('bad-weights', `${where}: weight "${name}" has dtype "${clip(dtype, 40)}", which Layer Lens cannot load (float32, int32 or bool).`);
   }
   const q = e['quantization'];
   if (q !== undefined) {
-    if (!isObject(q) || typeof q['dtype'] !== 'string' || !(q['dtype'] in quantDtypes)) {
+    // hasOwnProperty, not `in`: "toString" is no quantization dtype.
+    if (!isObject(q) || typeof q['dtype'] !== 'string' || !Object.prototype.hasOwnProperty.call(quantDtypes, q['dtype'])) {
       throw new EngineError('bad-weights', `${where}: weight "${name}" has an unknown quantization (expected uint8, uint16 or float16).`);
     }
   }
@@ -232,6 +240,7 @@ export async function readModelFiles(modelJsonPath: string): Promise<ModelFiles>
   const weightSpecs: tfTypes.io.WeightsManifestEntry[] = [];
   const buffers: Uint8Array[] = [];
   let totalBytes = 0;
+  const shardsSeen = new Set<string>();
   for (let g = 0; g < manifest.length; g++) {
     const group: unknown = manifest[g];
     if (!isObject(group) || !Array.isArray(group['paths']) || !Array.isArray(group['weights'])) {
@@ -247,7 +256,7 @@ export async function readModelFiles(modelJsonPath: string): Promise<ModelFiles>
         if (elements > limits.maxTensorElements) {
           throw new EngineError(
             'bad-weights',
-            `${shown}: weight "${e.name}" claims shape [${e.shape.join(', ')}], more than ${limits.maxTensorElements} values; refused before allocating.`,
+            `${shown}: weight "${clip(e.name)}" claims shape [${clip(e.shape.join(', '))}], more than ${limits.maxTensorElements} values; refused before allocating.`,
           );
         }
       }
@@ -262,18 +271,21 @@ export async function readModelFiles(modelJsonPath: string): Promise<ModelFiles>
     for (const p of paths) {
       if (typeof p !== 'string') throw new EngineError('not-a-model', `${shown}: a weights path is not a string.`);
       const file = await resolveInside(folder, p, name);
+      // Listing one shard many times would make a small file read as gigabytes.
+      if (shardsSeen.has(file)) throw new EngineError('not-a-model', `${shown} lists weights shard ${clip(p)} more than once; the manifest is damaged. Re-export the model.`);
+      shardsSeen.add(file);
       const size = await fileSize(file);
       if (size === undefined) {
         throw new EngineError(
           'missing-shard',
-          `weights shard ${p} is missing next to ${shown} (the manifest lists ${paths.length} shard${paths.length === 1 ? '' : 's'} in group ${g + 1}).`,
+          `weights shard ${clip(p)} is missing next to ${shown} (the manifest lists ${paths.length} shard${paths.length === 1 ? '' : 's'} in group ${g + 1}).`,
         );
       }
       files.push({ shard: p, file, size });
       actual += size;
     }
     if (actual !== expected) {
-      const which = files.length === 1 ? `weights shard ${files[0].shard} is` : `the ${files.length} shards of group ${g + 1} are`;
+      const which = files.length === 1 ? `weights shard ${clip(files[0].shard)} is` : `the ${files.length} shards of group ${g + 1} are`;
       throw new EngineError(
         'shard-size',
         `${which} ${actual} bytes but ${shown} describes ${expected} bytes of weights (${actual < expected ? 'truncated' : 'extra data'}); re-export the model or restore the shard.`,
