@@ -19,6 +19,8 @@ const undoDepth = 50;
 
 export class FreezeService implements FreezeSource, vscode.Disposable {
   private readonly recipes = new Map<string, Recipe>();
+  /** First reads in flight, so that many callers of frozenNow() share one. */
+  private readonly firstReads = new Map<string, Promise<Recipe>>();
   private readonly undoStacks = new Map<string, string[][]>();
   private readonly changed = new vscode.EventEmitter<vscode.Uri>();
   readonly onDidChange = this.changed.event;
@@ -55,7 +57,10 @@ export class FreezeService implements FreezeSource, vscode.Disposable {
   }
 
   private async reload(uri: vscode.Uri): Promise<Recipe> {
-    const before = JSON.stringify(this.recipes.get(uri.fsPath)?.freeze);
+    // Views show no freezes until the file is read, so only a different plan
+    // is a change: every change event refreshes the Models view, and a
+    // refresh while VS Code fetches a model's children registers them twice.
+    const before = JSON.stringify(this.recipes.get(uri.fsPath)?.freeze ?? []);
     const file = await readRecipe(uri.fsPath, { rows: this.rows(uri), modelName: vscode.workspace.asRelativePath(uri) });
     this.recipes.set(uri.fsPath, file.recipe);
     this.publish(vscode.Uri.file(file.file), file.diagnostics);
@@ -81,7 +86,14 @@ export class FreezeService implements FreezeSource, vscode.Disposable {
 
   /** The model's recipe (defaults when there is no layerlens.json). */
   async recipe(uri: vscode.Uri): Promise<Recipe> {
-    return this.recipes.get(uri.fsPath) ?? this.reload(uri);
+    const cached = this.recipes.get(uri.fsPath);
+    if (cached) return cached;
+    let read = this.firstReads.get(uri.fsPath);
+    if (!read) {
+      read = this.reload(uri).finally(() => this.firstReads.delete(uri.fsPath));
+      this.firstReads.set(uri.fsPath, read);
+    }
+    return read;
   }
 
   async frozen(uri: vscode.Uri): Promise<string[]> {
@@ -91,7 +103,7 @@ export class FreezeService implements FreezeSource, vscode.Disposable {
   /** The cached plan, for synchronous tree rendering ([] until read). */
   frozenNow(uri: vscode.Uri): string[] {
     const r = this.recipes.get(uri.fsPath);
-    if (!r) void this.reload(uri);
+    if (!r) void this.recipe(uri).catch(() => undefined);
     return r?.freeze ?? [];
   }
 

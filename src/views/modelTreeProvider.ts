@@ -153,6 +153,11 @@ export class ModelTreeProvider implements vscode.TreeDataProvider<ModelNode>, vs
     } catch (e) {
       return [{ kind: 'message', uri: node.uri, message: e instanceof Error ? e.message : String(e), error: true }];
     }
+    // Read the freeze plan before VS Code asks for the items: getTreeItem()
+    // would start the read itself, and its change event would refresh this
+    // node while its children are being registered ("Element with id … is
+    // already registered").
+    await this.freeze.frozen(node.uri).catch(() => undefined);
     const parent = node.kind === 'layer' ? node.row.path : undefined;
     const rows = summary.layers.filter((r) => r.parent === parent);
     if (!parent && summary.warnings.length > 0) {
