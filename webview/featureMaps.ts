@@ -7,7 +7,7 @@
  * bars. Data arrives quantised (1 byte per value) with per-channel min/max.
  */
 import type { ChannelStats, Colormap, InspectResult, LayerInfo, LayerMaps } from '../src/protocol/inspect';
-import { colormapLut } from '../src/engine/inspect/colormap';
+import { colormapLut } from '../src/protocol/colormap';
 import { button, dropdown, progressRing } from './components/toolkit';
 import { clear, h, num } from './dom';
 

@@ -5,7 +5,7 @@
  */
 import type { GradCamResult, InspectResult } from '../src/protocol/inspect';
 import type { ModelSummary } from '../src/protocol/model';
-import { colormapLut } from '../src/engine/inspect/colormap';
+import { colormapLut } from '../src/protocol/colormap';
 import { button, dropdown, progressRing } from './components/toolkit';
 import { clear, h } from './dom';
 

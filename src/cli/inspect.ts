@@ -15,7 +15,7 @@ import { parseArgs } from 'node:util';
 import { initBackend, type BackendPreference } from '../engine/backend';
 import { EngineError } from '../engine/errors';
 import { encodePng } from '../engine/image';
-import { channelGrid, colormaps, isColormap, type Colormap } from '../engine/inspect/colormap';
+import { channelGrid, colormaps, isColormap, type Colormap } from '../protocol/colormap';
 import { Inspector } from '../engine/inspect/inspector';
 import { writeFileAtomic, writeFolderAtomic } from '../engine/io/atomic';
 import { loadModel } from '../engine/model';

@@ -9,7 +9,7 @@
  * which is below what the eye separates in a heatmap, and the tables stay
  * small enough to read.
  */
-import type { Colormap } from '../../protocol/inspect';
+import type { Colormap } from './inspect';
 
 export type { Colormap };
 

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { EngineError } from '../../src/engine/errors';
 import { decodeImage, readImageFile, toInputTensor, type DecodedImage } from '../../src/engine/image';
-import { channelGrid, colormapLut, gridShape } from '../../src/engine/inspect/colormap';
+import { channelGrid, colormapLut, gridShape } from '../../src/protocol/colormap';
 import { statsPath, sumAndZeros, tensorStats } from '../../src/engine/inspect/fastStats';
 import { flatGraph } from '../../src/engine/inspect/flatGraph';
 import { Inspector } from '../../src/engine/inspect/inspector';
@@ -501,9 +501,9 @@ describe('colormaps and channel grids', () => {
   });
 
   it('colormap.ts imports neither tfjs nor Node, so the webview can use it', () => {
-    const src = fs.readFileSync(path.resolve(__dirname, '../../src/engine/inspect/colormap.ts'), 'utf8');
+    const src = fs.readFileSync(path.resolve(__dirname, '../../src/protocol/colormap.ts'), 'utf8');
     const imports = [...src.matchAll(/^import\s.*?from\s+'([^']+)'/gm)].map((m) => m[1]);
-    assert.deepEqual(imports, ['../../protocol/inspect']);
+    assert.deepEqual(imports, ['./inspect']);
     assert.match(src, /^import type /m);
   });
 });
