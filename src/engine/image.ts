@@ -39,6 +39,12 @@ export const imageLimits = {
   maxPixels: 50_000_000,
   /** Bytes of an image file we agree to read. */
   maxFileBytes: 100 * 1024 * 1024,
+  /**
+   * Pixels of a model input we agree to resize an image to (4096x4096). A
+   * model.json can declare any input size; at 100000x100000 the resize alone
+   * took 93 s and 5 GB before wasm failed with "memory access out of bounds".
+   */
+  maxInputPixels: 4096 * 4096,
 };
 
 const PNG_MAGIC = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
@@ -334,6 +340,12 @@ const LUMA = [0.2989, 0.587, 0.114];
  */
 export function resizeToTensor(img: DecodedImage, height: number, width: number): tf.Tensor3D {
   if (!(height > 0 && width > 0)) throw new EngineError('bad-input', `the model input size ${height}x${width} is not a valid image size.`);
+  if (height * width > imageLimits.maxInputPixels) {
+    throw new EngineError(
+      'bad-input',
+      `the model input size ${height}x${width} is over the ${Math.sqrt(imageLimits.maxInputPixels)}x${Math.sqrt(imageLimits.maxInputPixels)} pixels Layer Lens feeds a model; the model.json declares an input far larger than any image model uses.`,
+    );
+  }
   return tf.tidy(() => {
     let x: tf.Tensor3D = tf.cast(tf.tensor3d(img.data, [img.height, img.width, 3], 'int32'), 'float32');
     const kh = Math.floor(img.height / height);
