@@ -64,7 +64,9 @@ function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, wha
 
 /** Runs `f` on a backend and returns its results as plain arrays. */
 async function on(backend: Backend, f: () => tf.Tensor[]): Promise<Float32Array[]> {
-  await tf.setBackend(backend);
+  // A silent failure to switch would compare cpu with itself.
+  assert.ok(await tf.setBackend(backend), `backend ${backend} did not initialise`);
+  assert.equal(tf.getBackend(), backend);
   return tf.tidy(f).map((t) => {
     const v = t.dataSync() as Float32Array;
     t.dispose();
