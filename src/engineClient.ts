@@ -25,6 +25,13 @@ export interface EngineClientOptions {
   cancelGraceMs?: number;
 }
 
+/** Per call: a time limit, after which the worker is restarted and the call rejects with code "timeout". */
+export interface TimeoutOption {
+  timeoutMs?: number;
+  /** The user-facing message on timeout (default: "<method> took longer than N s; …"). */
+  timeoutMessage?: string;
+}
+
 interface Running {
   worker: Worker;
   rpc: RpcClient<WorkerApi>;
@@ -79,11 +86,27 @@ export class EngineClient {
   async call<K extends keyof WorkerApi & string>(
     method: K,
     params: WorkerApi[K]['params'],
-    options: CallOptions<WorkerApi[K]['progress']> = {},
+    options: CallOptions<WorkerApi[K]['progress']> & TimeoutOption = {},
   ): Promise<WorkerApi[K]['result']> {
     const running = this.start();
     this.setBusy(+1);
     let timer: NodeJS.Timeout | undefined;
+    let deadline: NodeJS.Timeout | undefined;
+    // A pathological file can keep the worker busy for ever: past the limit,
+    // the call fails and the worker is replaced (other calls in flight fail too).
+    const timedOut =
+      options.timeoutMs === undefined
+        ? undefined
+        : new Promise<never>((_, reject) => {
+            deadline = setTimeout(() => {
+              const seconds = Math.round((options.timeoutMs ?? 0) / 100) / 10;
+              reject(new RemoteError('timeout', options.timeoutMessage ?? `${method} took longer than ${seconds} s; the compute worker was restarted.`));
+              if (this.running === running) {
+                this.options.log.warn(`The compute worker did not finish ${method} within ${seconds} s; restarting it.`);
+                void this.restart();
+              }
+            }, options.timeoutMs);
+          });
     const onAbort = () => {
       // The worker checks its cancel flag between batches; if it does not
       // answer within the grace period it is stuck in one long kernel.
@@ -96,10 +119,11 @@ export class EngineClient {
     };
     options.signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      await running.ready;
-      return await running.rpc.call(method, params, options);
+      const work = running.ready.then(() => running.rpc.call(method, params, options));
+      return await (timedOut ? Promise.race([work, timedOut]) : work);
     } finally {
       if (timer) clearTimeout(timer);
+      if (deadline) clearTimeout(deadline);
       options.signal?.removeEventListener('abort', onAbort);
       this.setBusy(-1);
     }

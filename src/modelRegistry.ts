@@ -102,7 +102,13 @@ export class ModelRegistry implements vscode.Disposable {
     if (s.kind === 'loaded') return Promise.resolve(s.summary);
     if (s.kind === 'loading') return s.promise;
     const rel = vscode.workspace.asRelativePath(uri);
-    const promise = this.engine.call('loadModel', { path: uri.fsPath }).then(
+    // A pathological file must not keep the worker (and every other request) busy for ever.
+    const seconds = vscode.workspace.getConfiguration('layerLens').get<number>('loadTimeoutSeconds', 60);
+    const timeout = {
+      timeoutMs: seconds * 1000,
+      timeoutMessage: `Loading ${rel} took longer than ${seconds} s; the compute worker was restarted. The file may be damaged or far larger than a model needs; if it is a real model, raise the setting layerLens.loadTimeoutSeconds.`,
+    };
+    const promise = this.engine.call('loadModel', { path: uri.fsPath }, seconds > 0 ? timeout : {}).then(
       (summary) => {
         this.states.set(uri.fsPath, { kind: 'loaded', summary });
         const trainable = summary.format === 'layers' ? `, ${formatCount(summary.trainableParams)} trainable` : ', graph model (inference only)';
