@@ -80,7 +80,10 @@ const mapsView = new FeatureMapsView(
   mapsSettings,
 );
 const gradCam = new GradCamView((layerPath, classIndex) => host.call('gradCam', { layerPath, classIndex }));
-const training = new TrainingView(() => void host.call('stopTraining', {}));
+const training = new TrainingView(
+  () => void host.call('stopTraining', {}),
+  () => host.call('augmentPreview', {}),
+);
 const centerTabs = tabs(
   [
     { id: 'maps', label: 'Feature maps' },

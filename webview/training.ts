@@ -4,6 +4,7 @@
  * the output channel (one formatter serves both), and a Stop button.
  */
 import { formatProgress, type EpochMetrics, type TrainProgress } from '../src/protocol/train';
+import type { AugmentPreview } from '../src/protocol/webviewApi';
 import { button } from './components/toolkit';
 import { clear, h, num } from './dom';
 
@@ -17,8 +18,54 @@ export class TrainingView {
   private running = false;
   private readonly chart = h('canvas', { width: 640, height: 220, class: 'chart', role: 'img', 'aria-label': 'Loss and accuracy per epoch' });
 
-  constructor(private readonly stop: () => void) {
+  private preview: AugmentPreview | string | undefined;
+
+  constructor(
+    private readonly stop: () => void,
+    private readonly loadPreview: () => Promise<AugmentPreview>,
+  ) {
     this.render();
+  }
+
+  private async showPreview(): Promise<void> {
+    try {
+      this.preview = await this.loadPreview();
+    } catch (e) {
+      this.preview = e instanceof Error ? e.message : String(e);
+    }
+    this.render();
+  }
+
+  /** Eight augmented samples of the current image, as training will see them. */
+  private previewSection(): HTMLElement {
+    const section = h(
+      'section',
+      { class: 'augment-preview' },
+      h('div', { class: 'train-bar' }, h('strong', {}, 'Augmentations'), button('Preview', () => void this.showPreview(), { secondary: true, title: "Show augmented samples of the current image with the recipe's settings" })),
+    );
+    const p = this.preview;
+    if (typeof p === 'string') section.append(h('p', { class: 'error' }, p));
+    else if (p) {
+      section.append(h('p', { class: 'muted' }, p.summary === 'none' ? 'Augmentation is off in layerlens.json ("finetune.augment"); training sees the image as is.' : `${p.summary}, seeded as training does:`));
+      const row = h('div', { class: 'augment-row' });
+      for (const rgb of p.images) {
+        const c = h('canvas', { width: p.width, height: p.height, class: 'augment-sample', role: 'img', 'aria-label': 'augmented sample' });
+        const ctx = c.getContext('2d');
+        if (ctx) {
+          const img = ctx.createImageData(p.width, p.height);
+          for (let i = 0, j = 0; i < rgb.length; i += 3, j += 4) {
+            img.data[j] = rgb[i];
+            img.data[j + 1] = rgb[i + 1];
+            img.data[j + 2] = rgb[i + 2];
+            img.data[j + 3] = 255;
+          }
+          ctx.putImageData(img, 0, 0);
+        }
+        row.append(c);
+      }
+      section.append(row);
+    }
+    return section;
   }
 
   onProgress(p: TrainProgress): void {
@@ -59,6 +106,7 @@ export class TrainingView {
 
   private render(): void {
     clear(this.element);
+    this.element.append(this.previewSection());
     if (!this.running && this.points.length === 0 && this.lines.length === 0) {
       this.element.append(h('p', { class: 'empty' }, 'No training run yet. Start one with “Layer Lens: Fine-Tune…” from the command palette; its progress appears here live.'));
       return;

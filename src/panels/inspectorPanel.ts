@@ -15,10 +15,13 @@ import type { Normalization } from '../protocol/model';
 import { RpcServer, type Handlers, type RpcError, type RpcMessage } from '../protocol/rpc';
 import { checkWebviewMessage, type HostEvent, type InitState, type WebviewApi } from '../protocol/webviewApi';
 import { pickImage } from '../commands/pickImage';
+import { augmentSummary } from '../protocol/train';
+import type { Recipe } from '../protocol/recipe';
 
 /** The freeze plan as the panel sees it (implemented by the FreezeService). */
 export interface FreezeSource {
   frozen(uri: vscode.Uri): Promise<string[]>;
+  recipe(uri: vscode.Uri): Promise<Recipe>;
   setFrozen(uri: vscode.Uri, paths: string[], frozen: boolean): Promise<void>;
   readonly onDidChange: vscode.Event<vscode.Uri>;
 }
@@ -234,6 +237,22 @@ export class InspectorPanel implements vscode.Disposable {
         await vscode.commands.executeCommand('vscode.open', vscode.Uri.file(p), { preview: true, viewColumn: vscode.ViewColumn.Beside });
       },
       stopTraining: () => d.stopTraining(this.modelUri),
+      augmentPreview: async () => {
+        if (!this.imagePath) throw Object.assign(new Error('No image yet: pick one first.'), { code: 'bad-input' });
+        const summary = await d.registry.summary(this.modelUri);
+        const recipe = await d.freeze.recipe(this.modelUri);
+        const [, h, w] = summary.inputShape;
+        const size = recipe.finetune.imageSize ?? [typeof h === 'number' && h > 0 ? h : 128, typeof w === 'number' && w > 0 ? w : 128];
+        const out = await d.engine.call('augmentPreview', {
+          imagePath: this.imagePath,
+          settings: recipe.finetune.augment,
+          n: 8,
+          seed: recipe.finetune.seed,
+          height: Math.min(size[0], 256),
+          width: Math.min(size[1], 256),
+        });
+        return { summary: augmentSummary(recipe.finetune.augment), ...out };
+      },
     };
   }
 

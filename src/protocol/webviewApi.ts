@@ -22,6 +22,7 @@ export const webviewRequestSchemas = {
   exportPng: z.object({ fileName: z.string().min(1).max(255), png: z.instanceof(Uint8Array) }).strict(),
   openImage: z.object({ path: z.string().min(1).max(4096) }).strict(),
   stopTraining: z.object({}).strict(),
+  augmentPreview: z.object({}).strict(),
 } as const;
 
 export type WebviewMethod = keyof typeof webviewRequestSchemas;
@@ -71,6 +72,17 @@ export interface WebviewApi {
   exportPng: { params: z.infer<(typeof webviewRequestSchemas)['exportPng']>; result: string | null; progress: never };
   openImage: { params: z.infer<(typeof webviewRequestSchemas)['openImage']>; result: void; progress: never };
   stopTraining: { params: z.infer<(typeof webviewRequestSchemas)['stopTraining']>; result: void; progress: never };
+  augmentPreview: { params: z.infer<(typeof webviewRequestSchemas)['augmentPreview']>; result: AugmentPreview; progress: never };
+}
+
+/** Augmented versions of the current image, as the recipe's settings make them. */
+export interface AugmentPreview {
+  /** E.g. "flip+rotate(15)", or "none". */
+  summary: string;
+  width: number;
+  height: number;
+  /** RGB bytes, one array per sample. */
+  images: Uint8Array[];
 }
 
 /** What the host pushes without being asked. */

@@ -4,7 +4,7 @@
  */
 import type { GradCamResult, InspectResult, LayerMaps } from './inspect';
 import type { ModelSummary, Normalization } from './model';
-import type { FinetuneSettings } from './recipe';
+import type { AugmentSettings, FinetuneSettings } from './recipe';
 import type { FinetuneResult, TrainProgress } from './train';
 
 export type BackendPreference = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
@@ -26,6 +26,11 @@ export interface WorkerApi {
     params: { modelPath: string; datasetDir: string; settings: FinetuneSettings; frozen: string[]; outDir?: string };
     result: FinetuneResult;
     progress: TrainProgress;
+  };
+  augmentPreview: {
+    params: { imagePath: string; settings: AugmentSettings; n: number; seed: number; height: number; width: number };
+    result: { width: number; height: number; images: Uint8Array[] };
+    progress: never;
   };
   memory: { params: Record<string, never>; result: { numTensors: number; numBytes: number }; progress: never };
 }

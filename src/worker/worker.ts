@@ -10,6 +10,8 @@ import { EngineError, messageOf } from '../engine/errors';
 import { setDisplayRoot } from '../engine/io/modelFiles';
 import { Inspector } from '../engine/inspect/inspector';
 import { EngineSession } from '../engine/session';
+import { readImageFile, resizeImage } from '../engine/image';
+import { previewAugmentations } from '../engine/train/augment';
 import { finetune } from '../engine/train/finetune';
 import { isRpcMessage, RpcServer, type Handlers, type Port, type RpcError } from '../protocol/rpc';
 import type { WorkerApi } from '../protocol/workerApi';
@@ -49,6 +51,12 @@ const handlers: Handlers<WorkerApi> = {
   gradCam: async ({ modelPath, layerPath, classIndex }) => inspector.gradCam(modelPath, layerPath, classIndex),
   finetune: ({ modelPath, datasetDir, settings, frozen, outDir }, ctx) =>
     finetune({ modelJsonPath: modelPath, datasetDir, settings, frozen, outDir, signal: ctx.signal, onProgress: (p) => ctx.progress(p) }),
+  augmentPreview: async ({ imagePath, settings, n, seed, height, width }, ctx) => {
+    const img = resizeImage(await readImageFile(imagePath), height, width);
+    const images = previewAugmentations(img, settings, n, seed).map((a) => a.data);
+    ctx.transfer(images.map((a) => a.buffer as ArrayBuffer));
+    return { width, height, images };
+  },
   memory: () => {
     const m = tf.memory();
     return { numTensors: m.numTensors, numBytes: m.numBytes };
