@@ -1,7 +1,8 @@
 /**
  * Which models the workspace holds and what each one looks like: the list of
- * model.json files (kept current by a file watcher), plus any the user opened
- * from elsewhere, and their summaries loaded through the worker on demand.
+ * model.json, Keras .h5 and .keras files (kept current by a file watcher),
+ * plus any the user opened from elsewhere, and their summaries loaded through
+ * the worker on demand.
  * The Models view, the inspector and the commands all read from here, so they
  * agree.
  */
@@ -18,6 +19,8 @@ export type ModelState =
   | { kind: 'failed'; message: string };
 
 const exclude = '{**/node_modules/**,**/.git/**,**/.cache/**}';
+/** TF.js model.json files and Keras files (opened directly, see engine/io/keras.ts). */
+const modelGlob = '**/{model.json,*.h5,*.keras}';
 
 export class ModelRegistry implements vscode.Disposable {
   private readonly found = new Map<string, vscode.Uri>();
@@ -32,7 +35,7 @@ export class ModelRegistry implements vscode.Disposable {
     private readonly log: Logger,
     private readonly memento: vscode.Memento,
   ) {
-    const watcher = vscode.workspace.createFileSystemWatcher('**/model.json');
+    const watcher = vscode.workspace.createFileSystemWatcher(modelGlob);
     this.disposables.push(
       watcher,
       watcher.onDidCreate((uri) => this.add(uri)),
@@ -51,7 +54,7 @@ export class ModelRegistry implements vscode.Disposable {
   }
 
   private async scan(): Promise<void> {
-    const uris = await vscode.workspace.findFiles('**/model.json', exclude);
+    const uris = await vscode.workspace.findFiles(modelGlob, exclude);
     for (const u of uris) this.found.set(u.fsPath, u);
   }
 

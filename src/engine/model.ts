@@ -281,7 +281,7 @@ function modelName(modelJsonPath: string, model?: tf.LayersModel): string {
   const dir = path.basename(path.dirname(modelJsonPath));
   const file = path.basename(modelJsonPath);
   if (file === 'model.json') return dir || model?.name || file;
-  return file.replace(/\.json$/, '');
+  return file.replace(/\.(json|h5|hdf5|keras)$/i, '');
 }
 
 /** Loads model.json and its weights; throws EngineError with a clear message on any failure. */

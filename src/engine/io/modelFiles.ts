@@ -7,7 +7,8 @@
  * an EngineError whose message names the file, the cause and the fix.
  *
  * All file access goes through `fs.promises` looked up at call time, so a test
- * can record every path this module opens.
+ * can record every path this module opens. Keras `.h5`/`.keras` files are
+ * read by keras.ts into the same ModelFiles.
  */
 import type * as tfTypes from '@tensorflow/tfjs';
 import * as fs from 'node:fs';
@@ -181,10 +182,9 @@ export async function readModelFiles(modelJsonPath: string): Promise<ModelFiles>
   const shown = rel(abs);
   const ext = path.extname(abs).toLowerCase();
   if (ext === '.h5' || ext === '.hdf5' || ext === '.keras') {
-    throw new EngineError(
-      'keras-file',
-      `${shown} is a Keras file; opening Keras files directly is planned. Today, convert it with "tensorflowjs_converter --input_format keras ${path.basename(abs)} out/" and open out/model.json.`,
-    );
+    // Loaded on demand: the Keras reader brings h5wasm (4 MB) along.
+    const { readKerasFiles } = await import('./keras');
+    return readKerasFiles(abs);
   }
   let realJson: string;
   let st: fs.Stats;
