@@ -23,12 +23,27 @@ export class ModelTreeProvider implements vscode.TreeDataProvider<ModelNode>, vs
   private readonly disposables: vscode.Disposable[] = [this.changed];
   /** Stable node objects, so reveal() and refreshes find the same element. */
   private readonly modelNodes = new Map<string, ModelNode & { kind: 'model' }>();
+  /** getChildren() calls in flight per model, and models whose refresh waits for them. */
+  private readonly fetching = new Map<string, number>();
+  private readonly refreshAfterFetch = new Set<string>();
 
   private constructor(
     private readonly registry: ModelRegistry,
     private readonly freeze: FreezeService,
   ) {
-    const refresh = (uri: vscode.Uri | undefined) => this.changed.fire(uri ? this.modelNodes.get(uri.fsPath) : undefined);
+    const refresh = (uri: vscode.Uri | undefined) => {
+      // VS Code attaches the children it is fetching to the node it had when
+      // the fetch began; refreshing that node meanwhile replaces it, the
+      // children stay registered under the old one, and the next refresh
+      // fails with "Element with id … is already registered" (and the layers
+      // vanish). Loading a model on expand fires exactly such a refresh, so
+      // a model's refresh waits until its fetches are done.
+      if (uri && this.fetching.has(uri.fsPath)) {
+        this.refreshAfterFetch.add(uri.fsPath);
+        return;
+      }
+      this.changed.fire(uri ? this.modelNodes.get(uri.fsPath) : undefined);
+    };
     this.disposables.push(registry.onDidChange(refresh), freeze.onDidChange(refresh));
   }
 
@@ -147,6 +162,22 @@ export class ModelTreeProvider implements vscode.TreeDataProvider<ModelNode>, vs
   async getChildren(node?: ModelNode): Promise<ModelNode[]> {
     if (!node) return (await this.registry.list()).map((u) => this.modelNode(u));
     if (node.kind === 'message') return [];
+    const key = node.uri.fsPath;
+    this.fetching.set(key, (this.fetching.get(key) ?? 0) + 1);
+    try {
+      return await this.childrenOf(node);
+    } finally {
+      const left = (this.fetching.get(key) ?? 1) - 1;
+      if (left > 0) this.fetching.set(key, left);
+      else {
+        this.fetching.delete(key);
+        // After VS Code has registered the children (it does so right after this promise settles).
+        if (this.refreshAfterFetch.delete(key)) setTimeout(() => this.changed.fire(this.modelNodes.get(key)), 0);
+      }
+    }
+  }
+
+  private async childrenOf(node: ModelNode & { kind: 'model' | 'layer' }): Promise<ModelNode[]> {
     let summary;
     try {
       summary = await this.registry.summary(node.uri);

@@ -34,6 +34,7 @@ import {
 import { augmentationEnabled, augmentBatch, augmentRng, pixelMapOf } from './augment';
 import { epochOrder, ImageSource, InputCache, scanDataset, splitDataset, type DatasetImage, type ImageBatch } from './dataset';
 import { EmbeddingCache, embeddingBatches } from './embeddingCache';
+import { openDiskEmbeddings } from '../embed/finetuneCache';
 import { applyFreezePlan } from './freeze';
 import { planHead, type HeadPlan } from './head';
 import { createOptimizer, trainLoop, type Batch, type Trainable, type TrainData } from './loop';
@@ -280,6 +281,10 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
     const bs = settings.batchSize;
     const k = labels.length;
     if (useCache) embeddings.cache = new EmbeddingCache(featureShape as number[]);
+    // One cache with Compute Embeddings: unchanged images' backbone outputs come from disk (embed/finetuneCache.ts).
+    const disk = embeddings.cache
+      ? await openDiskEmbeddings({ files: loaded.files, datasetDir: scan.dir, classes: scan.classes, images: scan.images, layer: plan.cutLayer, normalization, imageSize: [geometry.height, geometry.width], featureShape: featureShape as number[], cache: embeddings.cache })
+      : undefined;
     const valOrder = Array.from({ length: valSrc.length }, (_, i) => i);
     const data: TrainData = {
       trainSize: trainSrc.length,
@@ -418,6 +423,8 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
       // Last chance to cancel: the rename that follows is the commit.
       checkCancel(signal);
     });
+    const cacheWarning = await disk?.save();
+    if (cacheWarning) onProgress({ type: 'warning', message: cacheWarning });
 
     const seconds = (performance.now() - started) / 1000;
     onProgress({

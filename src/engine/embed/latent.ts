@@ -1,0 +1,149 @@
+/**
+ * What the worker does with a computed set of embeddings: keeps the latest
+ * few in memory (by id) and answers the latent-space map's requests on them:
+ * the 2-D projection, a point's thumbnail, its nearest neighbours, the
+ * Projector export; and builds the advisor's report.
+ */
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import { EngineError } from '../errors';
+import { decodeImage, encodePng, resizeImage } from '../image';
+import type { LoadedModel } from '../model';
+import { adviseFreeze, type AdvisorReport, type EmbeddingSummary, type EmbedProgress, type LatentMap, type Neighbor, type ProjectionMethod, type Thumbnail, type TsvExport } from '../../protocol/embed';
+import { freezeUpTo } from '../../protocol/freezePlan';
+import { chanceCorrected, linearProbe, silhouette, varianceRatio } from './advisor';
+import type { EmbeddingSet } from './compute';
+import { CosineIndex } from './knn';
+import { pca } from './pca';
+import { writeProjectorFiles } from './tsv';
+import { umap2d } from './umap';
+
+export interface HeldSet extends EmbeddingSet {
+  id: string;
+  labels: Int32Array;
+  index?: CosineIndex;
+}
+
+/** The latest sets by id (a few: each may hold 10,000 x 1,024 floats). */
+export class EmbeddingSets {
+  private readonly sets = new Map<string, HeldSet>();
+
+  constructor(private readonly max = 3) {}
+
+  add(set: EmbeddingSet): HeldSet {
+    const id = randomBytes(6).toString('hex');
+    const held: HeldSet = { ...set, id, labels: Int32Array.from(set.images, (im) => im.label) };
+    this.sets.set(id, held);
+    while (this.sets.size > this.max) this.sets.delete(this.sets.keys().next().value as string);
+    return held;
+  }
+
+  get(id: string): HeldSet {
+    const s = this.sets.get(id);
+    if (!s) throw new EngineError('bad-input', 'these embeddings are no longer in memory (the worker restarted or newer ones replaced them); compute the map again.');
+    return s;
+  }
+
+  summary(set: HeldSet): EmbeddingSummary {
+    return { ...set.summary, setId: set.id };
+  }
+
+  clear(): void {
+    this.sets.clear();
+  }
+}
+
+export async function projectSet(
+  set: HeldSet,
+  summary: EmbeddingSummary,
+  method: ProjectionMethod,
+  o: { seed?: number; signal?: AbortSignal; onProgress?: (p: EmbedProgress) => void } = {},
+): Promise<LatentMap> {
+  const n = set.images.length;
+  const started = performance.now();
+  let xy: Float32Array;
+  let explained: [number, number] | undefined;
+  if (method === 'pca') {
+    const r = pca(set.vectors, n, set.dim, 2, { seed: o.seed });
+    xy = r.projection;
+    explained = [r.explained[0], r.explained[1]];
+  } else {
+    xy = await umap2d(set.vectors, n, set.dim, { seed: o.seed, signal: o.signal, onProgress: (done, total) => o.onProgress?.({ type: 'project', method, done, total }) });
+  }
+  return {
+    summary,
+    method,
+    xy,
+    labels: set.labels,
+    paths: set.images.map((im) => im.rel),
+    ...(explained ? { explained } : {}),
+    projectionMs: Math.round(performance.now() - started),
+  };
+}
+
+function checkIndex(set: HeldSet, index: number): void {
+  if (!Number.isInteger(index) || index < 0 || index >= set.images.length) throw new EngineError('bad-input', `point ${index} is not in this map (${set.images.length} points).`);
+}
+
+/** A PNG data URL of the image, at most `size` pixels on its longer side. */
+export async function thumbnail(set: HeldSet, index: number, size: number): Promise<Thumbnail> {
+  checkIndex(set, index);
+  const im = set.images[index];
+  const img = decodeImage(await fs.promises.readFile(im.file), im.rel);
+  const scale = Math.min(1, size / Math.max(img.width, img.height));
+  const small = resizeImage(img, Math.max(1, Math.round(img.height * scale)), Math.max(1, Math.round(img.width * scale)));
+  const png = encodePng(small.width, small.height, small.data, 3);
+  return { index, path: im.rel, absPath: im.file, dataUrl: `data:image/png;base64,${Buffer.from(png).toString('base64')}` };
+}
+
+export function neighbors(set: HeldSet, index: number, k: number): Neighbor[] {
+  checkIndex(set, index);
+  set.index ??= new CosineIndex(set.vectors, set.dim);
+  return set.index.neighbors(index, Math.max(1, Math.min(k, 100))).map((s) => ({ index: s.index, path: set.images[s.index].rel, label: set.labels[s.index], similarity: s.similarity }));
+}
+
+export async function exportProjector(set: HeldSet, dir: string): Promise<TsvExport> {
+  await fs.promises.mkdir(dir, { recursive: true });
+  return writeProjectorFiles(dir, { vectors: set.vectors, dim: set.dim, paths: set.images.map((im) => im.rel), labels: set.labels, classes: set.classes });
+}
+
+/** Freeze-early's stopping point: the middle one of the layers with weights before the cut. */
+function earlyBlockEnd(loaded: LoadedModel, cut: string): string | null {
+  const rows = loaded.summary.layers;
+  const cutIndex = rows.findIndex((r) => r.path === cut);
+  const before = (cutIndex >= 0 ? rows.slice(0, cutIndex + 1) : rows).filter((r) => !r.isContainer && r.params > 0);
+  if (before.length < 2) return null;
+  return before[Math.ceil(before.length / 2) - 1].path;
+}
+
+export function adviseOn(loaded: LoadedModel, set: HeldSet, o: { seed: number; learningRate: number }): AdvisorReport {
+  const classes = set.classes;
+  if (!classes || classes.length < 2) {
+    throw new EngineError('bad-dataset', `${set.summary.datasetDir} is not a folder with one sub-folder of images per class; the advisor compares classes, so it needs at least 2.`);
+  }
+  const k = classes.length;
+  const probe = linearProbe(set.vectors, set.dim, set.labels, k, o.seed);
+  const similarity = chanceCorrected(probe.accuracy, probe.chance);
+  const counts = classes.map((_, c) => set.summary.counts[c] ?? 0);
+  const advice = adviseFreeze(Math.min(...counts), similarity);
+  const layer = set.summary.layer;
+  let planUpTo: string | null = null;
+  if (advice.recommendation === 'freeze-all') planUpTo = layer;
+  else if (advice.recommendation === 'freeze-early') planUpTo = earlyBlockEnd(loaded, layer);
+  const plan = planUpTo ? freezeUpTo(loaded.summary.layers, planUpTo) : [];
+  return {
+    modelPath: loaded.files.modelJsonPath,
+    datasetDir: set.summary.datasetDir,
+    layer,
+    classes: classes.map((name, c) => ({ name, images: counts[c] })),
+    probe: { ...probe, seed: o.seed },
+    similarity,
+    silhouette: silhouette(set.vectors, set.dim, set.labels, k, o.seed),
+    varianceRatio: varianceRatio(set.vectors, set.dim, set.labels, k),
+    advice,
+    plan,
+    planUpTo,
+    learningRate: { recipe: o.learningRate, suggested: Number((o.learningRate * advice.learningRateFactor).toPrecision(3)) },
+    embeddings: { computed: set.summary.computed, reused: set.summary.reused, cacheDir: set.summary.cacheDir },
+  };
+}

@@ -1,0 +1,284 @@
+/**
+ * Self-supervised pretraining with the rotation pretext task (Gidaris et al.,
+ * "Unsupervised representation learning by predicting image rotations",
+ * 2018): every unlabelled image is shown turned by 0, 90, 180 and 270
+ * degrees, and the network learns to tell which. To do that it must find what
+ * is "up" in an image (the shapes and parts of objects), which is the kind of
+ * feature a later classifier can reuse with few labels.
+ *
+ * The network is the chosen model's backbone (up to its last feature layer,
+ * head.ts findFeatureCut) with a new 4-way head; it trains with the same loop
+ * as a fine-tune (loop.ts) and streams the same progress (TrainProgress). The
+ * result is a new model folder `<name>-rotation-pretrained-<stamp>/` next to
+ * the model (written atomically): the trained backbone with its rotation
+ * head, labelled rot0..rot270, so that Fine-Tune replaces that head with one
+ * for the real classes.
+ *
+ * Rotations are exact (tf.reverse and tf.transpose: pixels move, none is
+ * interpolated), which needs a square input.
+ */
+import * as tf from '@tensorflow/tfjs';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { currentBackend } from '../backend';
+import { CancelledError, EngineError } from '../errors';
+import { writeFolderAtomic } from '../io/atomic';
+import { rel } from '../io/modelFiles';
+import { modelArtifacts, writeArtifacts } from '../io/save';
+import { loadModel } from '../model';
+import { Rng } from '../random';
+import { defaultPretextSettings, rotationLabels, type PretextResult, type PretextSettings } from '../../protocol/embed';
+import type { EpochMetrics, SkippedFile, TrainProgress } from '../../protocol/train';
+import { listImagesRecursive } from '../embed/images';
+import { deriveSeed, ImageSource, InputCache, oneHot, type DatasetImage } from './dataset';
+import { applyFreezePlan } from './freeze';
+import { findFeatureCut, planHead, type HeadPlan } from './head';
+import { createOptimizer, trainLoop, type Batch, type Trainable } from './loop';
+
+/**
+ * `xs` ([n, h, w, c], h = w) turned counter-clockwise by k * 90 degrees:
+ * k = 1 moves the top-right pixel to the top-left, as numpy's rot90 does.
+ */
+export function rotate90(xs: tf.Tensor4D, k: number): tf.Tensor4D {
+  const turns = ((k % 4) + 4) % 4;
+  return tf.tidy(() => {
+    if (turns === 0) return xs.clone();
+    if (turns === 2) return tf.reverse(xs, [1, 2]);
+    if (turns === 1) return tf.reverse(tf.transpose(xs, [0, 2, 1, 3]), 1);
+    return tf.transpose(tf.reverse(xs, 1), [0, 2, 1, 3]);
+  });
+}
+
+/** The 4 rotations of every image in `xs`, grouped by rotation, with one-hot labels (label k = k * 90 degrees). */
+export function rotationBatch(xs: tf.Tensor4D): { xs: tf.Tensor4D; ys: tf.Tensor2D; labels: number[] } {
+  const n = xs.shape[0];
+  const labels = [0, 1, 2, 3].flatMap((k) => new Array<number>(n).fill(k));
+  const out = tf.tidy(() => tf.concat([0, 1, 2, 3].map((k) => rotate90(xs, k)), 0) as tf.Tensor4D);
+  return { xs: out, ys: oneHot(labels, 4), labels };
+}
+
+export interface PretextOptions {
+  modelJsonPath: string;
+  /** A folder of unlabelled images, read recursively. */
+  imagesDir: string;
+  settings?: Partial<PretextSettings>;
+  /** Where to save; must not exist. Default: `<name>-rotation-pretrained-<YYYYMMDD-HHMM>` next to the model. */
+  outDir?: string;
+  signal?: AbortSignal;
+  onProgress: (p: TrainProgress) => void;
+  batchProgressMs?: number;
+  now?: () => Date;
+}
+
+const pad2 = (n: number) => String(n).padStart(2, '0');
+
+export function pretextOutputPath(modelJsonPath: string, name: string, now: Date): string {
+  const abs = path.resolve(modelJsonPath);
+  const folder = path.dirname(abs);
+  const parent = path.basename(abs) === 'model.json' ? path.dirname(folder) : folder;
+  const stamp = `${now.getFullYear()}${pad2(now.getMonth() + 1)}${pad2(now.getDate())}-${pad2(now.getHours())}${pad2(now.getMinutes())}`;
+  const base = path.join(parent, `${name}-rotation-pretrained-${stamp}`);
+  let candidate = base;
+  for (let k = 2; fs.existsSync(candidate); k++) candidate = `${base}-${k}`;
+  return candidate;
+}
+
+function disposeAll(models: (tf.LayersModel | undefined)[], extra: tf.layers.Layer[]): void {
+  const seen = new Set<tf.LayerVariable>();
+  for (const m of models) if (m) for (const w of m.weights) seen.add(w);
+  for (const l of extra) for (const w of l.weights) seen.add(w);
+  for (const w of seen) {
+    try {
+      w.dispose();
+    } catch {
+      // Shared and already gone.
+    }
+  }
+}
+
+async function* rotated(source: ImageSource, order: number[], batchSize: number, signal?: AbortSignal): AsyncGenerator<Batch> {
+  for await (const b of source.batches(order, batchSize, signal)) {
+    b.ys.dispose();
+    try {
+      const r = rotationBatch(b.xs);
+      yield { xs: r.xs, ys: r.ys, size: r.labels.length };
+    } finally {
+      b.xs.dispose();
+    }
+  }
+}
+
+export async function pretrainRotation(o: PretextOptions): Promise<PretextResult> {
+  const started = performance.now();
+  const settings: PretextSettings = { ...defaultPretextSettings, ...o.settings };
+  const { signal, onProgress } = o;
+  if (signal?.aborted) throw new CancelledError('Pretraining');
+  const loaded = await loadModel(o.modelJsonPath);
+  const modelName = rel(loaded.files.modelJsonPath);
+  let plan: HeadPlan | undefined;
+  let optimizer: tf.Optimizer | undefined;
+  const inputCache = new InputCache(256 * 1024 * 1024);
+  try {
+    const source = loaded.layers;
+    if (!source) throw new EngineError('bad-input', `${modelName} is a graph model (inference only); pretraining needs a layers model.`);
+    const shape = source.inputs[0].shape;
+    const [, h, w, c] = shape;
+    if (shape.length !== 4 || h == null || w == null) throw new EngineError('bad-input', `${modelName} takes inputs of shape [${shape.map((d) => d ?? '?').join(', ')}]; the rotation task needs an image model with a fixed input size.`);
+    if (h !== w) throw new EngineError('bad-input', `${modelName} takes ${h}x${w} images; the rotation task turns images by 90 degrees, which needs a square input.`);
+    const channels = c ?? 3;
+    const normalization = loaded.summary.normalization ?? 'zeroOne';
+    const warnings: string[] = [];
+    if (!loaded.summary.normalization) warnings.push(`${modelName} does not say how its inputs are scaled; pretraining with pixels in [0, 1].`);
+    const outputPath = o.outDir ? path.resolve(o.outDir) : pretextOutputPath(loaded.files.modelJsonPath, loaded.summary.name, o.now?.() ?? new Date());
+    if (fs.existsSync(outputPath)) throw new EngineError('bad-input', `${rel(outputPath)} already exists; Layer Lens never writes over a folder. Choose another output folder.`);
+
+    const listed = await listImagesRecursive(o.imagesDir, signal);
+    if (listed.length < 4) throw new EngineError('bad-dataset', `${rel(path.resolve(o.imagesDir))} holds ${listed.length} image${listed.length === 1 ? '' : 's'}; the rotation task needs at least 4 (hundreds help).`);
+    const all: DatasetImage[] = listed.map((im) => ({ file: im.file, rel: im.rel, label: 0 }));
+    const shuffled = new Rng(deriveSeed(settings.seed, 'pretext-split')).shuffle(all.map((_, i) => i));
+    const nVal = all.length >= 20 ? Math.round(settings.validationFraction * all.length) : 0;
+    const valIdx = shuffled.slice(0, nVal).sort((a, b) => a - b);
+    const trainIdx = shuffled.slice(nVal).sort((a, b) => a - b);
+
+    let cut: string;
+    try {
+      cut = findFeatureCut(source, modelName).layer.name;
+    } catch {
+      cut = source.layers[source.layers.length - 1].name;
+      warnings.push(`${modelName} has no classification head; the whole model is the backbone and the rotation head follows ${cut}.`);
+    }
+    plan = planHead(source, { classes: rotationLabels, cutLayer: cut, seed: settings.seed, modelName });
+    const model = plan.model;
+    applyFreezePlan(model, []);
+
+    const skippedNow: SkippedFile[] = [];
+    const sourceOptions = { height: h, width: w, channels, normalization, classCount: 1, cache: inputCache, onBadImage: (s: SkippedFile) => {
+      skippedNow.push(s);
+      onProgress({ type: 'warning', message: `Skipped ${s.file}: it ${s.detail}; pretraining goes on without it.` });
+    } };
+    const trainSrc = new ImageSource(trainIdx.map((i) => all[i]), sourceOptions);
+    const valSrc = new ImageSource(valIdx.map((i) => all[i]), sourceOptions);
+    const bs = settings.batchSize;
+    const batchesPerEpoch = Math.ceil(trainSrc.length / bs);
+    const monitor = nVal > 0 ? 'val_acc' : 'acc';
+
+    onProgress({
+      type: 'start',
+      modelPath: loaded.files.modelJsonPath,
+      datasetDir: path.resolve(o.imagesDir),
+      classes: rotationLabels.map((name) => ({ name, images: all.length, train: trainSrc.length, val: valSrc.length })),
+      trainSize: trainSrc.length * 4,
+      valSize: valSrc.length * 4,
+      validationFraction: nVal > 0 ? settings.validationFraction : 0,
+      seed: settings.seed,
+      epochs: settings.epochs,
+      batchSize: bs * 4,
+      batchesPerEpoch,
+      optimizer: 'adam',
+      learningRate: settings.learningRate,
+      imageSize: [h, w],
+      normalization,
+      skipped: [],
+      frozen: { paths: [], params: 0 },
+      trainableParams: model.trainableWeights.reduce((n, v) => n + v.shape.reduce((a: number, b) => a * (b ?? 1), 1), 0),
+      totalParams: model.countParams(),
+      head: { replaced: true, cutLayer: cut, units: 4, reason: 'rotation pretext task: predict the turn (0, 90, 180, 270 degrees) of unlabelled images' },
+      augment: 'rotations 0/90/180/270 (the pretext labels)',
+      embeddingCache: false,
+      warnings,
+    });
+
+    const trainable: Trainable = {
+      forward: (x, training) => model.apply(x, { training }) as tf.Tensor,
+      outputKind: 'probabilities',
+      variables: model.trainableWeights.map((v) => v.read() as tf.Variable),
+      state: model.weights,
+    };
+    optimizer = createOptimizer('adam', settings.learningRate);
+    const throttle = o.batchProgressMs ?? 250;
+    let lastBatch = 0;
+    let epochNow = 0;
+    const metrics: EpochMetrics[] = [];
+    const valOrder = Array.from({ length: valSrc.length }, (_, i) => i);
+    const loop = await trainLoop(
+      trainable,
+      {
+        trainSize: trainSrc.length * 4,
+        batchesPerEpoch,
+        train: (epoch) => rotated(trainSrc, new Rng(deriveSeed(settings.seed, 'pretext-shuffle', epoch)).shuffle(Array.from({ length: trainSrc.length }, (_, i) => i)), bs, signal),
+        validation: nVal > 0 ? () => rotated(valSrc, valOrder, bs, signal) : undefined,
+      },
+      {
+        epochs: settings.epochs,
+        optimizer,
+        learningRate: settings.learningRate,
+        monitor,
+        seed: settings.seed,
+        signal,
+        callbacks: {
+          onEpochBegin: (epoch) => {
+            epochNow = epoch;
+          },
+          onBatchEnd: (batch, logs) => {
+            const now = performance.now();
+            if (now - lastBatch < throttle) return;
+            lastBatch = now;
+            onProgress({ type: 'batch', epoch: epochNow + 1, epochs: settings.epochs, batch: batch + 1, batches: batchesPerEpoch, loss: logs.loss, acc: logs.acc, imagesPerSec: logs.imagesPerSec, etaSec: logs.etaSec });
+          },
+          onEpochEnd: (epoch, logs) => {
+            const m: EpochMetrics = { epoch: epoch + 1, loss: logs.loss, acc: logs.acc, ...(logs.val_loss !== undefined ? { val_loss: logs.val_loss, val_acc: logs.val_acc } : {}), lr: logs.lr, imagesPerSec: logs.imagesPerSec, seconds: logs.seconds };
+            metrics.push(m);
+            onProgress({ type: 'epoch', epochs: settings.epochs, batches: batchesPerEpoch, metrics: m, etaSec: logs.etaSec, improved: logs.improved });
+          },
+        },
+      },
+    );
+    if (signal?.aborted) throw new CancelledError('Pretraining');
+    const artifacts = await modelArtifacts(model);
+    const last = metrics[metrics.length - 1];
+    const relFromOut = (p: string) => path.relative(outputPath, p).split(path.sep).join('/');
+    const metadata = {
+      labels: rotationLabels,
+      normalization,
+      imageSize: [h, w],
+      createdBy: 'Layer Lens',
+      created: new Date().toISOString(),
+      sourceModel: relFromOut(loaded.files.modelJsonPath),
+      backend: currentBackend()?.name ?? tf.getBackend(),
+      pretext: {
+        task: 'rotation',
+        cutLayer: cut,
+        note: 'The layers up to cutLayer are the pretrained backbone; the head after it predicts rotations. Fine-Tune replaces it for your classes.',
+        images: relFromOut(path.resolve(o.imagesDir)),
+        trainImages: trainSrc.length,
+        valImages: valSrc.length,
+        settings,
+        epochsRun: loop.epochsRun,
+        acc: last?.acc,
+        val_acc: last?.val_acc,
+        skippedFiles: skippedNow.length,
+      },
+    };
+    await writeFolderAtomic(outputPath, async (tmp) => {
+      if (signal?.aborted) throw new CancelledError('Pretraining');
+      await writeArtifacts(tmp, artifacts, { extraFiles: { 'metadata.json': JSON.stringify(metadata, null, 2) + '\n' } });
+    });
+    const seconds = (performance.now() - started) / 1000;
+    onProgress({ type: 'end', epochsRun: loop.epochsRun, stoppedEarly: loop.stoppedEarly, monitor: loop.monitor, bestEpoch: loop.bestEpoch, bestValue: loop.bestValue, restored: loop.restored, outputPath, seconds });
+    return {
+      outputPath,
+      cutLayer: cut,
+      images: all.length,
+      trainImages: trainSrc.length,
+      valImages: valSrc.length,
+      epochsRun: loop.epochsRun,
+      acc: last?.acc ?? NaN,
+      ...(last?.val_acc !== undefined ? { valAcc: last.val_acc } : {}),
+      seconds,
+    };
+  } finally {
+    optimizer?.dispose();
+    inputCache.clear();
+    disposeAll([loaded.layers, plan?.model], plan?.created ?? []);
+  }
+}
