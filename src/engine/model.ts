@@ -62,10 +62,10 @@ function clip(text: string, max = 100): string {
 /** Why tfjs failed, in one short line: its first line, or what a stack overflow or a TypeError from inside it means. */
 function libraryReason(e: unknown): string {
   if (e instanceof RangeError && /call stack/i.test(e.message)) return 'its layer graph is too deep for tfjs to build: the call stack overflowed';
-  const first = (e instanceof Error ? e.message : String(e)).split('\n')[0];
-  const clipped = first.length > 200 ? `${first.slice(0, 200)}…` : first;
-  // A TypeError from inside tfjs means a field it needs is missing or of the wrong type.
-  return e instanceof TypeError ? `the topology is malformed; tfjs failed with "${clipped}"` : clipped;
+  // A TypeError from inside tfjs ("Cannot read properties of undefined") means a field it needs is missing or of the wrong type.
+  if (e instanceof TypeError) return 'the topology is malformed: a field tfjs needs is missing or has the wrong type';
+  const first = (e instanceof Error ? e.message : String(e)).split('\n')[0].replace(/\[object Object\]/g, 'an object');
+  return clip(first, 200);
 }
 
 interface WeightBudget {
@@ -140,6 +140,80 @@ function installWeightGuard(): void {
       throw e;
     }
   };
+}
+
+/**
+ * tfjs rebuilds a functional model by calling each layer on its inbound nodes,
+ * re-queueing a call whose input does not exist yet, in a loop that ends only
+ * when every call has been made: a call whose input never comes into
+ * existence (an inbound_nodes entry naming a missing layer, or node 3 of a
+ * layer that is called once) loops for ever, synchronously, so nothing else
+ * in the worker runs. This replays tfjs's loop on the JSON, counting nodes
+ * only, and names the first call that can never be made. Where tfjs would
+ * throw instead (a malformed entry), it stops and lets tfjs say so.
+ */
+function findUnresolvableCall(topology: unknown, depth = 0): string | undefined {
+  const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (depth > 200 || !isRecord(topology)) return undefined;
+  const config = isRecord(topology['model_config']) ? topology['model_config']['config'] : topology['config'];
+  if (!isRecord(config) || !Array.isArray(config['layers'])) return undefined;
+  const layers = config['layers'] as unknown[];
+  for (const l of layers) {
+    const inner = findUnresolvableCall(l, depth + 1);
+    if (inner) return inner;
+  }
+  if (!layers.every((l) => isRecord(l) && Array.isArray(l['inbound_nodes']) && isRecord(l['config']))) return undefined; // Sequential, or tfjs throws
+  type Entry = { name: string; nodes: number };
+  // Plain objects keyed as tfjs keys them, so that `in` behaves as it does there.
+  const created: Record<string, Entry> = {};
+  const queue: Record<string, unknown[][]> = {};
+  let auto = 0;
+  for (const l of layers as Record<string, unknown>[]) {
+    const cfg = l['config'] as Record<string, unknown>;
+    const name = cfg['name'] === undefined || cfg['name'] === null ? `\u0000auto${auto++}` : String(cfg['name']);
+    // An input layer, or a nested functional model, holds one node from the start.
+    const nodes = l['class_name'] === 'InputLayer' || Array.isArray(cfg['layers']) ? 1 : 0;
+    created[String(l['name'])] = { name, nodes };
+    for (const nodeData of l['inbound_nodes'] as unknown[]) {
+      if (!Array.isArray(nodeData)) return undefined;
+      (queue[name] ??= []).push(nodeData);
+    }
+  }
+  while (Object.keys(queue).length > 0) {
+    let progress = false;
+    let stuck: string | undefined;
+    for (const l of layers as Record<string, unknown>[]) {
+      const layer = created[String(l['name'])];
+      if (!Object.prototype.hasOwnProperty.call(queue, layer.name)) {
+        if (layer.name in queue) return undefined; // an inherited key: tfjs throws
+        continue;
+      }
+      const calls = queue[layer.name];
+      delete queue[layer.name];
+      for (const nodeData of calls) {
+        let waiting: string | undefined;
+        for (const input of nodeData) {
+          if (!Array.isArray(input)) return undefined;
+          const [from, index] = input as [unknown, unknown];
+          const key = String(from);
+          if (!(key in created)) waiting = `layer "${clip(key)}", which the model does not have`;
+          else if (!Object.prototype.hasOwnProperty.call(created, key)) return undefined;
+          else if (created[key].nodes <= (index as number)) waiting = `call ${String(index)} of layer "${clip(key)}", which is ${created[key].nodes === 0 ? 'never called' : `called only ${created[key].nodes} time${created[key].nodes === 1 ? '' : 's'}`}`;
+          else if (!(Number.isInteger(index) && (index as number) >= 0)) return undefined;
+          if (waiting) break;
+        }
+        if (waiting) {
+          (queue[layer.name] ??= []).push(nodeData);
+          stuck ??= `layer "${clip(layer.name)}" takes its input from ${waiting}`;
+        } else {
+          progress = true;
+          if (nodeData.length > 0) layer.nodes++;
+        }
+      }
+    }
+    if (!progress) return stuck;
+  }
+  return undefined;
 }
 
 /** tf.loadLayersModel with the weight guard; a failed build frees what it allocated. */
@@ -315,6 +389,8 @@ export async function loadModel(modelJsonPath: string): Promise<LoadedModel> {
     return { files, summary, graph };
   }
   checkLayerClasses(files);
+  const unresolvable = findUnresolvableCall(files.artifacts.modelTopology);
+  if (unresolvable) throw new EngineError('not-a-model', `${shown}: the model's graph cannot be rebuilt: ${unresolvable} (its inbound_nodes are damaged). Re-export the model.`);
   const model = await buildLayersModel(files, shown);
   let summary: ModelSummary;
   try {
