@@ -110,7 +110,8 @@ function checkPng(bytes: Uint8Array, name: string): { width: number; height: num
     if (o + 8 > bytes.length) throw truncated(name, sawData ? 'it ends inside its image data' : 'it ends before any image data');
     const len = u32(bytes, o);
     const type = Buffer.from(bytes.subarray(o + 4, o + 8)).toString('latin1');
-    if (o + 12 + len > bytes.length) throw truncated(name, `it ends inside its ${type} chunk`);
+    // A damaged chunk type would print control characters into the message.
+    if (o + 12 + len > bytes.length) throw truncated(name, /^[A-Za-z]{4}$/.test(type) ? `it ends inside its ${type} chunk` : 'it ends inside a damaged chunk');
     if (type === 'IDAT') sawData = true;
     if (type === 'IEND') break;
     o += 12 + len;
@@ -293,7 +294,8 @@ export function decodeImage(bytes: Uint8Array, name: string): DecodedImage {
       h = img.height;
     }
   } catch (e) {
-    const why = e instanceof Error ? e.message : String(e);
+    // A TypeError or RangeError from inside the decoder ("Cannot set properties of undefined") means damaged data, nothing more useful.
+    const why = e instanceof TypeError || e instanceof RangeError ? 'its data is damaged' : (e instanceof Error ? e.message : String(e)).split('\n')[0].slice(0, 200);
     // pngjs stops reading at a failed CRC, then reports the unread rest as
     // "unrecognised content at end of stream"; nothing else follows IEND here.
     if (format === 'png' && /crc error|unrecognised content at end of stream/i.test(why)) throw new EngineError('bad-image', `${name} is corrupt: a PNG chunk fails its checksum. Copy the image again or re-export it.`);
