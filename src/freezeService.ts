@@ -5,9 +5,8 @@
  * reach every view through a file watcher; problems in the file become
  * diagnostics in the Problems panel. Keeps an undo stack of plan changes.
  */
-import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { readRecipe, writeRecipe, type RecipeDiagnostic } from './engine/recipe';
+import { modelPathsForRecipe, readRecipe, recipePathFor, writeRecipe, type RecipeDiagnostic } from './engine/recipe';
 import type { Logger } from './logger';
 import type { ModelRegistry } from './modelRegistry';
 import { setFrozen as planSetFrozen } from './protocol/freezePlan';
@@ -33,22 +32,19 @@ export class FreezeService implements FreezeSource, vscode.Disposable {
     private readonly registry: ModelRegistry,
     private readonly log: Logger,
   ) {
-    const watcher = vscode.workspace.createFileSystemWatcher(`**/${recipeFileName}`);
+    const watcher = vscode.workspace.createFileSystemWatcher(`**/*${recipeFileName}`);
     const reload = (uri: vscode.Uri) => void this.onRecipeFile(uri);
     this.disposables.push(watcher, watcher.onDidChange(reload), watcher.onDidCreate(reload), watcher.onDidDelete(reload));
     // A model that (re)loads may turn unknown layer names into known ones.
     this.disposables.push(registry.onDidChange((uri) => uri && this.recipes.has(uri.fsPath) && void this.reload(uri)));
   }
 
-  private modelFor(recipeUri: vscode.Uri): vscode.Uri {
-    return vscode.Uri.file(path.join(path.dirname(recipeUri.fsPath), 'model.json'));
-  }
-
   private async onRecipeFile(recipeUri: vscode.Uri): Promise<void> {
     if (this.ownWrites.delete(recipeUri.fsPath)) return;
-    const model = this.modelFor(recipeUri);
-    if (!this.recipes.has(model.fsPath)) return; // not loaded yet; read on first use
-    await this.reload(model);
+    for (const p of modelPathsForRecipe(recipeUri.fsPath)) {
+      // Models not read yet pick the file up on first use.
+      if (this.recipes.has(p)) await this.reload(vscode.Uri.file(p));
+    }
   }
 
   private rows(uri: vscode.Uri): LayerRow[] | undefined {
@@ -121,7 +117,7 @@ export class FreezeService implements FreezeSource, vscode.Disposable {
       this.undoStacks.set(uri.fsPath, stack);
     }
     const next: Recipe = { ...recipe, freeze: plan };
-    const file = path.join(path.dirname(uri.fsPath), recipeFileName);
+    const file = recipePathFor(uri.fsPath);
     this.ownWrites.add(file);
     try {
       const wrote = await writeRecipe(uri.fsPath, next);

@@ -50,7 +50,20 @@ export interface RecipeFile extends ParsedRecipe {
 
 /** layerlens.json in the folder of a model.json. */
 export function recipePathFor(modelJsonPath: string): string {
-  return path.join(path.dirname(modelJsonPath), recipeFileName);
+  // A model.json owns its folder; a Keras file may share one with others, so
+  // its recipe is named after it: cnn.h5 -> cnn.layerlens.json.
+  const base = path.basename(modelJsonPath);
+  if (base === 'model.json') return path.join(path.dirname(modelJsonPath), recipeFileName);
+  return path.join(path.dirname(modelJsonPath), `${base.replace(/\.[^.]+$/, '')}.${recipeFileName}`);
+}
+
+/** The model a recipe file belongs to: model.json for layerlens.json, else the Keras file named by its stem. */
+export function modelPathsForRecipe(recipePath: string): string[] {
+  const dir = path.dirname(recipePath);
+  const base = path.basename(recipePath);
+  if (base === recipeFileName) return [path.join(dir, 'model.json')];
+  const stem = base.slice(0, -(recipeFileName.length + 1));
+  return [path.join(dir, `${stem}.h5`), path.join(dir, `${stem}.keras`), path.join(dir, `${stem}.hdf5`)];
 }
 
 /** "layerlens.json:3:14: error: …", as compilers print them (for the CLI and the log). */

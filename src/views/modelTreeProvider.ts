@@ -111,8 +111,10 @@ export class ModelTreeProvider implements vscode.TreeDataProvider<ModelNode>, vs
 
   private modelItem(uri: vscode.Uri): vscode.TreeItem {
     const rel = vscode.workspace.asRelativePath(uri);
-    const folder = path.basename(path.dirname(uri.fsPath));
-    const item = new vscode.TreeItem(folder, vscode.TreeItemCollapsibleState.Collapsed);
+    // A model.json is named by its folder; a Keras file by its own name.
+    const file = path.basename(uri.fsPath);
+    const label = file === 'model.json' ? path.basename(path.dirname(uri.fsPath)) : file;
+    const item = new vscode.TreeItem(label, vscode.TreeItemCollapsibleState.Collapsed);
     item.id = `model:${uri.fsPath}`;
     item.resourceUri = uri;
     item.contextValue = 'layerLens.model';
