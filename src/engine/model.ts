@@ -103,6 +103,13 @@ function installWeightGuard(): void {
   proto.addWeight = function (this: tf.layers.Layer, name, shape, dtype, ...rest) {
     const b = building.getStore();
     if (!b) return original.call(this, name, shape, dtype, ...rest);
+    if (!shape.every((d) => Number.isInteger(d) && d >= 0)) {
+      throw new EngineError('not-a-model', `${b.shown}: layer "${clip(this.name)}" asks for a weight of shape [${clip(shape.join(', '))}], which is not a shape; its config is damaged.`);
+    }
+    // tfjs refuses these names (its weight names are "<layer>/<weight>") only after allocating the weight, which then leaks.
+    if (!/^[A-Za-z0-9][-A-Za-z0-9._/]*$/.test(`${this.name}/${name}`)) {
+      throw new EngineError('not-a-model', `${b.shown}: layer "${clip(this.name)}" has a name tfjs cannot give its weights (letters, digits, "-", "_", "." and "/" only).`);
+    }
     const values = shape.reduce((a, d) => a * d, 1);
     b.used += values;
     if (!(values <= limits.maxTensorElements) || !(b.used <= b.allowed)) {
@@ -366,12 +373,22 @@ export async function loadModel(modelJsonPath: string): Promise<LoadedModel> {
   const shown = path.basename(files.modelJsonPath);
   if (files.format === 'graph') {
     let graph: tf.GraphModel;
+    // The weights tfjs decodes, so that a failed build can free them (tfjs does not).
+    let decoded: tf.NamedTensorMap | undefined;
+    const tfio = { ...tf.io, decodeWeights: (...a: Parameters<typeof tf.io.decodeWeights>) => (decoded = tf.io.decodeWeights(...a)) } as typeof tf.io;
+    let layers: LayerRow[];
     try {
-      graph = await tf.loadGraphModel(tf.io.fromMemory(files.artifacts));
+      graph = await tf.loadGraphModel(tf.io.fromMemory(files.artifacts), {}, tfio);
+      try {
+        layers = graphRows(graph, files.artifacts.modelTopology as Record<string, unknown>);
+      } catch (e) {
+        graph.dispose();
+        throw e;
+      }
     } catch (e) {
+      if (decoded) tf.dispose(Object.values(decoded));
       throw new EngineError('not-a-model', `${shown}: the graph model could not be built (${libraryReason(e)}).`);
     }
-    const layers = graphRows(graph, files.artifacts.modelTopology as Record<string, unknown>);
     const total = Object.values(graph.weights).reduce((a, ts) => a + ts.reduce((b, t) => b + t.size, 0), 0);
     const summary: ModelSummary = {
       modelPath: files.modelJsonPath,
