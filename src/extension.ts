@@ -3,6 +3,7 @@
  * a worker that starts on the first request.
  */
 import * as vscode from 'vscode';
+import { EmbeddingCommands } from './commands/embeddings';
 import { FinetuneRuns } from './commands/finetune';
 import { registerFreezeCommands } from './commands/freeze';
 import { registerInspectCommands } from './commands/inspect';
@@ -34,6 +35,7 @@ export function activate(context: vscode.ExtensionContext): void {
   const freeze = new FreezeService(registry, logger);
   const tree = ModelTreeProvider.register(registry, freeze);
   const runs = new FinetuneRuns(engine, registry, freeze, logger, channel, () => inspectorDeps);
+  const embeddings = new EmbeddingCommands(engine, registry, freeze, logger, channel, () => inspectorDeps);
   const inspectorDeps: InspectorDeps = {
     extensionUri: context.extensionUri,
     engine,
@@ -55,6 +57,8 @@ export function activate(context: vscode.ExtensionContext): void {
     ...registerFreezeCommands(registry, freeze, logger),
     runs,
     ...runs.register(),
+    embeddings,
+    ...embeddings.register(),
   );
 }
 

@@ -17,6 +17,7 @@ import { host, listen, vscode } from './host';
 import { LayerList } from './layerList';
 import { GradCamView } from './gradCam';
 import { TrainingView } from './training';
+import { LatentMapView, type LatentSettings } from './latentMap';
 
 interface SavedState {
   modelPath?: string;
@@ -25,6 +26,7 @@ interface SavedState {
   selected?: string;
   tab?: string;
   maps?: MapsSettings;
+  latent?: LatentSettings;
 }
 
 const saved = (vscode.getState() as SavedState | undefined) ?? {};
@@ -53,6 +55,7 @@ function persist(): void {
     selected: state.selected,
     tab: state.tab,
     maps: mapsSettings,
+    latent: latentView.settings(),
   };
   vscode.setState(s);
 }
@@ -84,13 +87,35 @@ const training = new TrainingView(
   () => void host.call('stopTraining', {}),
   () => host.call('augmentPreview', {}),
 );
+const latentView = new LatentMapView(
+  {
+    state: () => host.call('latentState', {}),
+    pickFolder: () => host.call('latentPickFolder', {}),
+    map: (params, onProgress, signal) => host.call('latentMap', params, { onProgress, signal }),
+    neighbors: (index, k) => host.call('latentNeighbors', { index, k }),
+    thumbnail: (index) => host.call('latentThumbnail', { index }),
+    exportTsv: () => host.call('latentExport', {}),
+    openImage: (p) => void host.call('openImage', { path: p }),
+    normalization: () => state.normalization,
+    onSettings: () => persist(),
+    focus: () => {
+      state.tab = 'latent';
+      centerTabs.select('latent');
+      latentView.setVisible(true);
+      persist();
+    },
+  },
+  saved.latent,
+);
 const centerTabs = tabs(
   [
     { id: 'maps', label: 'Feature maps' },
     { id: 'gradcam', label: 'Grad-CAM' },
     { id: 'training', label: 'Training' },
+    { id: 'latent', label: 'Latent' },
   ],
   (id) => {
+    latentView.setVisible(id === 'latent');
     state.tab = id;
     persist();
   },
@@ -98,6 +123,7 @@ const centerTabs = tabs(
 centerTabs.views['maps'].append(mapsView.element);
 centerTabs.views['gradcam'].append(gradCam.element);
 centerTabs.views['training'].append(training.element);
+centerTabs.views['latent'].append(latentView.element);
 const side = h('aside', { class: 'side' });
 const totalsEl = h('div', { class: 'totals' });
 const left = h('section', { class: 'left', 'aria-label': 'Layers' }, h('div', { class: 'left-head' }, filter), layerList.element, totalsEl);
@@ -178,6 +204,7 @@ function renderSide(): void {
 
 function renderLayers(): void {
   const s = state.summary;
+  latentView.setModel(s);
   layerList.setRows(s?.layers ?? [], state.trusted && s?.format === 'layers');
   layerList.setFrozen(state.frozen);
 }
@@ -278,6 +305,9 @@ function onEvent(e: HostEvent): void {
         persist();
       }
       break;
+    case 'latent':
+      latentView.show(e.datasetDir, e.layerPath);
+      break;
     case 'trainStopped':
       training.stopped(e.message);
       break;
@@ -315,6 +345,8 @@ async function start(): Promise<void> {
   persist();
   renderAll();
   centerTabs.select(state.tab);
+  latentView.setVisible(state.tab === 'latent');
+  void latentView.start();
   if (state.summary && state.imagePath) await inspect();
 }
 

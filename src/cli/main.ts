@@ -9,13 +9,15 @@ import { isEngineError, messageOf } from '../engine/errors';
 import { loadModel } from '../engine/model';
 import { inspectCommand, inspectUsage } from './inspect';
 import { finetuneCommand, finetuneUsage } from './finetune';
+import { adviseCommand, embedCommand, embedUsage } from './embed';
+import { pretextCommand, pretextUsage } from './pretext';
 import { formatCount, formatShape, type ModelSummary } from '../protocol/model';
 
 export const usage = `Usage: layer-lens <command> [options]
 
 Commands:
   summary <model.json> [--json]   Print the layer table of a TF.js model.
-${inspectUsage}${finetuneUsage}
+${inspectUsage}${finetuneUsage}${embedUsage}${pretextUsage}
 Options:
   --backend auto|tensorflow|wasm|cpu   Compute backend (default auto).
   --help                               Show this help.
@@ -81,6 +83,12 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       case 'finetune':
         return await finetuneCommand(rest, { usageError: (m) => new UsageError(m), backendOption, out });
+      case 'embed':
+        return await embedCommand(rest, { usageError: (m) => new UsageError(m), backendOption, out });
+      case 'advise':
+        return await adviseCommand(rest, { usageError: (m) => new UsageError(m), backendOption, out });
+      case 'pretext':
+        return await pretextCommand(rest, { usageError: (m) => new UsageError(m), backendOption, out });
       case undefined:
       case '--help':
       case '-h':

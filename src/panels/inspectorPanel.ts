@@ -15,6 +15,7 @@ import type { Normalization } from '../protocol/model';
 import { RpcServer, type Handlers, type RpcError, type RpcMessage } from '../protocol/rpc';
 import { checkWebviewMessage, type HostEvent, type InitState, type WebviewApi } from '../protocol/webviewApi';
 import { pickImage } from '../commands/pickImage';
+import { latentHandlers } from '../commands/embeddings';
 import { augmentSummary } from '../protocol/train';
 import type { Recipe } from '../protocol/recipe';
 
@@ -237,6 +238,7 @@ export class InspectorPanel implements vscode.Disposable {
         await vscode.commands.executeCommand('vscode.open', vscode.Uri.file(p), { preview: true, viewColumn: vscode.ViewColumn.Beside });
       },
       stopTraining: () => d.stopTraining(this.modelUri),
+      ...latentHandlers({ engine: d.engine, modelUri: this.modelUri, log: d.log }),
       augmentPreview: async () => {
         if (!this.imagePath) throw Object.assign(new Error('No image yet: pick one first.'), { code: 'bad-input' });
         const summary = await d.registry.summary(this.modelUri);

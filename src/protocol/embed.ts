@@ -14,6 +14,16 @@ export type EmbedProgress =
   | { type: 'project'; method: ProjectionMethod; done: number; total: number }
   | { type: 'probe'; message: string };
 
+/** What an embedding request names: a model, a folder of images, and optionally the layer and preprocessing. */
+export interface EmbedParams {
+  modelPath: string;
+  datasetDir: string;
+  /** Layer path; default: the last feature layer. */
+  layer?: string;
+  /** Default: the model's metadata, else [0, 1]. */
+  normalization?: Normalization;
+}
+
 /** What identifies one set of embeddings (the cache key and what the manifest records). */
 export interface EmbeddingKey {
   /** Layer path as in the layer table. */
@@ -295,4 +305,9 @@ export interface PretextResult {
   acc: number;
   valAcc?: number;
   seconds: number;
+}
+
+/** What the Latent tab finds when it opens: a map the host was asked to show (the Compute Embeddings command), if any. */
+export interface LatentState {
+  pending: { datasetDir: string; layerPath: string | null } | null;
 }

@@ -5,6 +5,7 @@
  * changed, freeze changed, training progress) as `{ kind: 'event', event }`.
  */
 import { z } from 'zod';
+import type { EmbedProgress, LatentMap, LatentState, Neighbor, Thumbnail } from './embed';
 import type { GradCamResult, InspectResult, LayerMaps } from './inspect';
 import type { ModelSummary, Normalization } from './model';
 import type { TrainProgress } from './train';
@@ -23,6 +24,13 @@ export const webviewRequestSchemas = {
   openImage: z.object({ path: z.string().min(1).max(4096) }).strict(),
   stopTraining: z.object({}).strict(),
   augmentPreview: z.object({}).strict(),
+  // Latent tab: the folder comes from a host dialog (or the Compute Embeddings command); the host accepts only a folder it handed out or one inside the workspace.
+  latentState: z.object({}).strict(),
+  latentPickFolder: z.object({}).strict(),
+  latentMap: z.object({ datasetDir: z.string().min(1).max(4096), method: z.enum(['pca', 'umap']), layerPath: z.string().min(1).max(4096).optional(), normalization: normalizationSchema }).strict(),
+  latentNeighbors: z.object({ index: z.number().int().min(0).max(10_000_000), k: z.number().int().min(1).max(100) }).strict(),
+  latentThumbnail: z.object({ index: z.number().int().min(0).max(10_000_000) }).strict(),
+  latentExport: z.object({}).strict(),
 } as const;
 
 export type WebviewMethod = keyof typeof webviewRequestSchemas;
@@ -73,6 +81,12 @@ export interface WebviewApi {
   openImage: { params: z.infer<(typeof webviewRequestSchemas)['openImage']>; result: void; progress: never };
   stopTraining: { params: z.infer<(typeof webviewRequestSchemas)['stopTraining']>; result: void; progress: never };
   augmentPreview: { params: z.infer<(typeof webviewRequestSchemas)['augmentPreview']>; result: AugmentPreview; progress: never };
+  latentState: { params: z.infer<(typeof webviewRequestSchemas)['latentState']>; result: LatentState; progress: never };
+  latentPickFolder: { params: z.infer<(typeof webviewRequestSchemas)['latentPickFolder']>; result: string | null; progress: never };
+  latentMap: { params: z.infer<(typeof webviewRequestSchemas)['latentMap']>; result: LatentMap; progress: EmbedProgress };
+  latentNeighbors: { params: z.infer<(typeof webviewRequestSchemas)['latentNeighbors']>; result: Neighbor[]; progress: never };
+  latentThumbnail: { params: z.infer<(typeof webviewRequestSchemas)['latentThumbnail']>; result: Thumbnail; progress: never };
+  latentExport: { params: z.infer<(typeof webviewRequestSchemas)['latentExport']>; result: string | null; progress: never };
 }
 
 /** Augmented versions of the current image, as the recipe's settings make them. */
@@ -92,6 +106,8 @@ export type HostEvent =
   | { type: 'freeze'; frozen: string[]; trainableParams: number; totalParams: number }
   | { type: 'image'; imagePath: string }
   | { type: 'train'; progress: TrainProgress }
+  /** Embeddings of this folder were computed (Layer Lens: Compute Embeddings…): the Latent tab shows their map. */
+  | { type: 'latent'; datasetDir: string; layerPath: string | null }
   /** A run ended without a TrainEnd: cancelled or failed (nothing was saved). */
   | { type: 'trainStopped'; status: 'cancelled' | 'failed'; message: string };
 

@@ -2,6 +2,7 @@
  * The host<->worker protocol: every method the compute worker serves, with its
  * params, result and progress types. Types only; both sides import them.
  */
+import type { AdvisorReport, EmbedParams, EmbedProgress, EmbeddingSummary, LatentMap, Neighbor, PretextResult, PretextSettings, ProjectionMethod, Thumbnail, TsvExport } from './embed';
 import type { GradCamResult, InspectResult, LayerMaps } from './inspect';
 import type { ModelSummary, Normalization } from './model';
 import type { AugmentSettings, FinetuneSettings } from './recipe';
@@ -32,5 +33,13 @@ export interface WorkerApi {
     result: { width: number; height: number; images: Uint8Array[] };
     progress: never;
   };
+  // Embeddings (src/engine/embed): cached on disk; a set stays in the worker under its setId for the map's follow-up requests.
+  computeEmbeddings: { params: EmbedParams; result: EmbeddingSummary; progress: EmbedProgress };
+  latentMap: { params: EmbedParams & { method: ProjectionMethod; seed?: number }; result: LatentMap; progress: EmbedProgress };
+  latentNeighbors: { params: { setId: string; index: number; k: number }; result: Neighbor[]; progress: never };
+  latentThumbnail: { params: { setId: string; index: number; size: number }; result: Thumbnail; progress: never };
+  exportProjector: { params: { setId: string; dir: string }; result: TsvExport; progress: never };
+  advise: { params: { modelPath: string; datasetDir: string; learningRate: number; seed: number }; result: AdvisorReport; progress: EmbedProgress };
+  pretrainRotation: { params: { modelPath: string; imagesDir: string; settings?: Partial<PretextSettings>; outDir?: string }; result: PretextResult; progress: TrainProgress };
   memory: { params: Record<string, never>; result: { numTensors: number; numBytes: number }; progress: never };
 }

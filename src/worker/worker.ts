@@ -6,6 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { parentPort } from 'node:worker_threads';
 import { initBackend } from '../engine/backend';
+import { embedHandlers } from '../engine/embed/jobs';
 import { EngineError, messageOf } from '../engine/errors';
 import { setDisplayRoot } from '../engine/io/modelFiles';
 import { Inspector } from '../engine/inspect/inspector';
@@ -57,6 +58,7 @@ const handlers: Handlers<WorkerApi> = {
     ctx.transfer(images.map((a) => a.buffer as ArrayBuffer));
     return { width, height, images };
   },
+  ...embedHandlers(session),
   memory: () => {
     const m = tf.memory();
     return { numTensors: m.numTensors, numBytes: m.numBytes };

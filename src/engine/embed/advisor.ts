@@ -86,7 +86,8 @@ export function linearProbe(vectors: Float32Array, dim: number, labels: ArrayLik
 
 /** (acc - chance) / (1 - chance), clamped to [0, 1]. */
 export function chanceCorrected(accuracy: number, chance: number): number {
-  return chance >= 1 ? 0 : Math.max(0, Math.min(1, (accuracy - chance) / (1 - chance)));
+  // Rounded to 3 decimals, so that the report's figure and its class agree (2/3 right of 3 classes is 0.5, not 0.4999…).
+  return chance >= 1 ? 0 : Math.max(0, Math.min(1, Math.round(((accuracy - chance) / (1 - chance)) * 1000) / 1000));
 }
 
 /** Mean silhouette with cosine distance on a seeded sample of at most `sample` points. */

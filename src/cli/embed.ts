@@ -1,0 +1,144 @@
+/**
+ * `layer-lens embed` and `layer-lens advise`: embeddings of an image folder
+ * (cached on disk next to the model, exportable for TensorBoard's Projector,
+ * projectable to 2-D) and the freeze-or-fine-tune report, in a terminal.
+ * src/cli/main.ts routes here.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { initBackend, type BackendPreference } from '../engine/backend';
+import { computeEmbeddings } from '../engine/embed/compute';
+import { adviseOn, EmbeddingSets, exportProjector, projectSet } from '../engine/embed/latent';
+import { writeFileAtomic } from '../engine/io/atomic';
+import { disposeModel, loadModel } from '../engine/model';
+import { readRecipe } from '../engine/recipe';
+import { formatAdvisorReport, type EmbedProgress, type ProjectionMethod } from '../protocol/embed';
+import type { Normalization } from '../protocol/model';
+
+export interface EmbedCliContext {
+  usageError: (message: string) => Error;
+  backendOption: (v: string | undefined) => BackendPreference;
+  out: (line: string) => void;
+}
+
+export const embedUsage =
+  '  embed <model.json> <images> [--layer <path>] [--normalization zeroOne|minusOneOne|imagenet|raw]\n' +
+  '        [--tsv <dir>] [--map pca|umap [--out map.json]] [--json]\n' +
+  '                                  Embeddings of a folder (one sub-folder per class, or flat) at a layer\n' +
+  '                                  (default: the last feature layer), cached in .layerlens/embeddings/\n' +
+  '                                  next to the model; --tsv writes vectors.tsv + metadata.tsv for the\n' +
+  '                                  TensorBoard Projector; --map projects to 2-D.\n' +
+  '  advise <model.json> <dataset> [--seed N] [--json]\n' +
+  '                                  Freeze or fine-tune? Images per class, a linear probe on the cached\n' +
+  '                                  embeddings, class separation, and the recommended freeze plan.\n';
+
+const normalizations: Normalization[] = ['zeroOne', 'minusOneOne', 'imagenet', 'raw'];
+
+function shown(p: string): string {
+  const r = path.relative(process.cwd(), p);
+  return r && !r.startsWith('..') && !path.isAbsolute(r) ? r : p;
+}
+
+function progressPrinter(): (p: EmbedProgress) => void {
+  const tty = process.stderr.isTTY === true;
+  return (p) => {
+    if (!tty) return;
+    const text = p.type === 'embed' ? `embedding ${p.done}/${p.total}${p.reused ? ` (${p.reused} cached)` : ''}` : p.type === 'project' ? `${p.method} ${p.done}/${p.total}` : p.type === 'scan' ? `${p.files} images` : p.message;
+    process.stderr.write(`\r\x1b[2K${text}`);
+  };
+}
+
+function clearLine(): void {
+  if (process.stderr.isTTY) process.stderr.write('\r\x1b[2K');
+}
+
+function cancellable(): { signal: AbortSignal; dispose: () => void } {
+  const controller = new AbortController();
+  const onSigint = () => {
+    if (controller.signal.aborted) process.exit(130);
+    controller.abort();
+  };
+  process.on('SIGINT', onSigint);
+  return { signal: controller.signal, dispose: () => process.off('SIGINT', onSigint) };
+}
+
+export async function embedCommand(args: string[], ctx: EmbedCliContext): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { layer: { type: 'string' }, normalization: { type: 'string' }, tsv: { type: 'string' }, map: { type: 'string' }, out: { type: 'string' }, json: { type: 'boolean' }, backend: { type: 'string' } },
+  });
+  if (positionals.length !== 2) throw ctx.usageError('embed takes a model.json path and an image folder.');
+  const norm = values.normalization;
+  if (norm !== undefined && !normalizations.includes(norm as Normalization)) throw ctx.usageError(`--normalization must be one of ${normalizations.join(', ')}.`);
+  const method = values.map;
+  if (method !== undefined && method !== 'pca' && method !== 'umap') throw ctx.usageError('--map must be pca or umap.');
+  if (values.out !== undefined && method === undefined) throw ctx.usageError('--out goes with --map.');
+  await initBackend({ prefer: ctx.backendOption(values.backend) });
+  const [modelJsonPath, dir] = positionals.map((p) => path.resolve(p));
+  const loaded = await loadModel(modelJsonPath);
+  const cancel = cancellable();
+  try {
+    const set = await computeEmbeddings({ loaded, datasetDir: dir, layer: values.layer, normalization: norm as Normalization | undefined, signal: cancel.signal, onProgress: progressPrinter() });
+    clearLine();
+    const s = set.summary;
+    for (const k of s.skipped) process.stderr.write(`layer-lens: warning: skipped ${k.file}: ${k.detail}\n`);
+    const held = new EmbeddingSets().add(set);
+    const lines = [
+      `Embeddings of ${shown(s.datasetDir)} at ${s.layer}: ${s.count} images, ${s.dim} values each${s.pooling === 'mean' ? ' (feature map averaged over space)' : ''}, ${s.normalization}, ${s.imageSize[0]}x${s.imageSize[1]}`,
+      s.classes ? `Classes: ${s.classes.map((c, i) => `${c} ${s.counts[i]}`).join(', ')}` : 'No classes (a flat folder)',
+      `${s.computed} computed, ${s.reused} reused, ${s.dropped} dropped in ${s.seconds.toFixed(2)} s; cache ${shown(s.cacheDir)}`,
+    ];
+    let mapInfo: Record<string, unknown> | undefined;
+    if (values.tsv !== undefined) {
+      const t = await exportProjector(held, path.resolve(values.tsv));
+      lines.push(`Projector files: ${shown(t.vectors)}, ${shown(t.metadata)}`);
+    }
+    if (method !== undefined) {
+      const map = await projectSet(held, { ...s, setId: held.id }, method as ProjectionMethod, { seed: 7, signal: cancel.signal, onProgress: progressPrinter() });
+      clearLine();
+      lines.push(`${method.toUpperCase()} to 2-D in ${map.projectionMs} ms${map.explained ? ` (axes explain ${(map.explained[0] * 100).toFixed(1)}% and ${(map.explained[1] * 100).toFixed(1)}%)` : ''}`);
+      mapInfo = { method, projectionMs: map.projectionMs, explained: map.explained };
+      if (values.out !== undefined) {
+        const json = { method, classes: s.classes, points: map.paths.map((p, i) => ({ path: p, label: map.labels[i], x: map.xy[2 * i], y: map.xy[2 * i + 1] })) };
+        await writeFileAtomic(path.resolve(values.out), JSON.stringify(json) + '\n');
+        lines.push(`Map: ${shown(path.resolve(values.out))}`);
+      }
+    }
+    if (values.json) ctx.out(JSON.stringify({ ...s, ...(mapInfo ? { map: mapInfo } : {}) }, null, 2));
+    else for (const l of lines) ctx.out(l);
+    return 0;
+  } finally {
+    clearLine();
+    cancel.dispose();
+    disposeModel(loaded);
+  }
+}
+
+export async function adviseCommand(args: string[], ctx: EmbedCliContext): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { seed: { type: 'string' }, json: { type: 'boolean' }, backend: { type: 'string' } } });
+  if (positionals.length !== 2) throw ctx.usageError('advise takes a model.json path and a dataset folder (one sub-folder per class).');
+  let seed: number | undefined;
+  if (values.seed !== undefined) {
+    seed = Number(values.seed);
+    if (!Number.isInteger(seed) || seed < 0) throw ctx.usageError(`--seed ${values.seed}: must be a whole number of at least 0.`);
+  }
+  await initBackend({ prefer: ctx.backendOption(values.backend) });
+  const [modelJsonPath, dir] = positionals.map((p) => path.resolve(p));
+  const loaded = await loadModel(modelJsonPath);
+  const cancel = cancellable();
+  try {
+    const recipe = fs.existsSync(modelJsonPath) ? (await readRecipe(modelJsonPath, { rows: loaded.summary.layers })).recipe : undefined;
+    const set = await computeEmbeddings({ loaded, datasetDir: dir, signal: cancel.signal, onProgress: progressPrinter() });
+    clearLine();
+    const held = new EmbeddingSets().add(set);
+    const report = adviseOn(loaded, held, { seed: seed ?? recipe?.finetune.seed ?? 7, learningRate: recipe?.finetune.learningRate ?? 0.001 });
+    ctx.out(values.json ? JSON.stringify(report, null, 2) : formatAdvisorReport(report, shown));
+    return 0;
+  } finally {
+    clearLine();
+    cancel.dispose();
+    disposeModel(loaded);
+  }
+}

@@ -1,0 +1,42 @@
+/**
+ * The worker's embedding methods (src/worker/worker.ts spreads these into
+ * its handlers): compute and cache, project to a map, neighbours and
+ * thumbnails of a map's points, the Projector export, the advisor and the
+ * rotation pretext task.
+ */
+import type { Handlers } from '../../protocol/rpc';
+import type { WorkerApi } from '../../protocol/workerApi';
+import type { EngineSession } from '../session';
+import { pretrainRotation } from '../train/pretext';
+import { computeEmbeddings } from './compute';
+import { adviseOn, EmbeddingSets, exportProjector, neighbors, projectSet, thumbnail } from './latent';
+
+export type EmbedMethod = 'computeEmbeddings' | 'latentMap' | 'latentNeighbors' | 'latentThumbnail' | 'exportProjector' | 'advise' | 'pretrainRotation';
+
+export function embedHandlers(session: EngineSession, sets = new EmbeddingSets()): Pick<Handlers<WorkerApi>, EmbedMethod> {
+  return {
+    computeEmbeddings: async ({ modelPath, datasetDir, layer, normalization }, ctx) => {
+      const loaded = await session.model(modelPath);
+      const held = sets.add(await computeEmbeddings({ loaded, datasetDir, layer, normalization, signal: ctx.signal, onProgress: (p) => ctx.progress(p) }));
+      return sets.summary(held);
+    },
+    latentMap: async ({ modelPath, datasetDir, layer, normalization, method, seed }, ctx) => {
+      const loaded = await session.model(modelPath);
+      const held = sets.add(await computeEmbeddings({ loaded, datasetDir, layer, normalization, signal: ctx.signal, onProgress: (p) => ctx.progress(p) }));
+      const map = await projectSet(held, sets.summary(held), method, { seed, signal: ctx.signal, onProgress: (p) => ctx.progress(p) });
+      ctx.transfer([map.xy.buffer as ArrayBuffer]);
+      return { ...map, labels: map.labels.slice() };
+    },
+    latentNeighbors: ({ setId, index, k }) => neighbors(sets.get(setId), index, k),
+    latentThumbnail: ({ setId, index, size }) => thumbnail(sets.get(setId), index, size),
+    exportProjector: ({ setId, dir }) => exportProjector(sets.get(setId), dir),
+    advise: async ({ modelPath, datasetDir, learningRate, seed }, ctx) => {
+      const loaded = await session.model(modelPath);
+      const held = sets.add(await computeEmbeddings({ loaded, datasetDir, signal: ctx.signal, onProgress: (p) => ctx.progress(p) }));
+      ctx.progress({ type: 'probe', message: 'Training a linear probe on the embeddings…' });
+      return adviseOn(loaded, held, { seed, learningRate });
+    },
+    pretrainRotation: ({ modelPath, imagesDir, settings, outDir }, ctx) =>
+      pretrainRotation({ modelJsonPath: modelPath, imagesDir, settings, outDir, signal: ctx.signal, onProgress: (p) => ctx.progress(p) }),
+  };
+}
