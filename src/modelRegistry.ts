@@ -18,7 +18,14 @@ export type ModelState =
   | { kind: 'loaded'; summary: ModelSummary }
   | { kind: 'failed'; message: string };
 
-const exclude = '{**/node_modules/**,**/.git/**,**/.cache/**}';
+const exclude = '{**/node_modules/**,**/.git/**,**/.cache/**,**/*.layerlens-tmp-*/**}';
+/**
+ * Folders that are not (yet) where models live: dependencies, and the
+ * temporary folders Layer Lens builds a result in before renaming it into
+ * place (engine/io/atomic.ts), which vanish without a watcher event for their
+ * model.json.
+ */
+const ignored = /[\\/](node_modules|\.git|\.cache|[^\\/]*\.layerlens-tmp-[^\\/]*)[\\/]/;
 /** TF.js model.json files and Keras files (opened directly, see engine/io/keras.ts). */
 const modelGlob = '**/{model.json,*.h5,*.keras}';
 
@@ -55,7 +62,7 @@ export class ModelRegistry implements vscode.Disposable {
 
   private async scan(): Promise<void> {
     const uris = await vscode.workspace.findFiles(modelGlob, exclude);
-    for (const u of uris) this.found.set(u.fsPath, u);
+    for (const u of uris) if (!ignored.test(u.fsPath)) this.found.set(u.fsPath, u);
   }
 
   rescan(): void {
@@ -78,7 +85,7 @@ export class ModelRegistry implements vscode.Disposable {
   }
 
   private add(uri: vscode.Uri): void {
-    if (/[\\/](node_modules|\.git|\.cache)[\\/]/.test(uri.fsPath)) return;
+    if (ignored.test(uri.fsPath)) return;
     this.found.set(uri.fsPath, uri);
     this.changed.fire(undefined);
   }

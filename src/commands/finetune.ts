@@ -146,6 +146,9 @@ export class FinetuneRuns implements vscode.Disposable {
       );
       this.log.info(`Extension host event loop during the run: max delay ${(loop.max / 1e6).toFixed(0)} ms, mean ${(loop.mean / 1e6).toFixed(1)} ms`);
       const out = vscode.Uri.file(path.join(result.outputPath, 'model.json'));
+      // The result folder was renamed into place, and file watchers do not report
+      // the model.json inside a renamed folder: add it to the Models view here.
+      void this.registry.open(out).catch(() => undefined);
       void vscode.window.showInformationMessage(`Fine-tuned ${summary.name} saved to ${rel(result.outputPath)}.`, 'Inspect', 'Show Log').then((choice) => {
         if (choice === 'Inspect') void vscode.commands.executeCommand('layerLens.inspectModel', out);
         else if (choice === 'Show Log') this.channel.show(true);

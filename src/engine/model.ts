@@ -224,7 +224,7 @@ function findUnresolvableCall(topology: unknown, depth = 0): string | undefined 
 }
 
 /** tf.loadLayersModel with the weight guard; a failed build frees what it allocated. */
-async function buildLayersModel(files: ModelFiles, shown: string): Promise<tf.LayersModel> {
+async function buildLayersModel<T>(files: ModelFiles, shown: string, describe: (model: tf.LayersModel) => T): Promise<{ model: tf.LayersModel; described: T }> {
   installWeightGuard();
   const specs = files.artifacts.weightSpecs ?? [];
   const manifestValues = specs.reduce((n, s) => n + s.shape.reduce((a, d) => a * d, 1), 0);
@@ -232,9 +232,6 @@ async function buildLayersModel(files: ModelFiles, shown: string): Promise<tf.La
   let model: tf.LayersModel | undefined;
   try {
     model = await building.run(budget, () => tf.loadLayersModel(tf.io.fromMemory(files.artifacts)));
-    // Sequential models build their inner graph lazily; force it here, where a failure is caught.
-    model.countParams();
-    return model;
   } catch (e) {
     for (const w of budget.created) {
       try {
@@ -245,6 +242,20 @@ async function buildLayersModel(files: ModelFiles, shown: string): Promise<tf.La
     }
     if (e instanceof EngineError) throw e;
     throw new EngineError('not-a-model', `${shown}: tfjs could not build the model from its topology and weights (${libraryReason(e)}).`);
+  }
+  try {
+    // Sequential models build their inner graph lazily, so describing one can fail too.
+    return { model, described: describe(model) };
+  } catch (e) {
+    // model.dispose() leaves the weights of a half-built nested model behind; free every weight made.
+    for (const w of budget.created) {
+      try {
+        w.dispose();
+      } catch {
+        // Already disposed.
+      }
+    }
+    throw new EngineError('not-a-model', `${shown}: tfjs built the model but cannot describe it (${libraryReason(e)}).`);
   }
 }
 
@@ -408,14 +419,7 @@ export async function loadModel(modelJsonPath: string): Promise<LoadedModel> {
   checkLayerClasses(files);
   const unresolvable = findUnresolvableCall(files.artifacts.modelTopology);
   if (unresolvable) throw new EngineError('not-a-model', `${shown}: the model's graph cannot be rebuilt: ${unresolvable} (its inbound_nodes are damaged). Re-export the model.`);
-  const model = await buildLayersModel(files, shown);
-  let summary: ModelSummary;
-  try {
-    summary = summarize(model, files.modelJsonPath, files.warnings, meta);
-  } catch (e) {
-    model.dispose();
-    throw new EngineError('not-a-model', `${shown}: tfjs built the model but cannot describe it (${libraryReason(e)}).`);
-  }
+  const { model, described: summary } = await buildLayersModel(files, shown, (m) => summarize(m, files.modelJsonPath, files.warnings, meta));
   summary.loadMs = Math.round(performance.now() - start);
   return { files, summary, layers: model };
 }
@@ -442,6 +446,16 @@ export function summarize(
 }
 
 export function disposeModel(m: LoadedModel): void {
+  // LayersModel.dispose() leaves some weights of nested models behind (a Teachable
+  // Machine export's head lost 4 tensors per reload): free every weight it had.
+  const weights = m.layers?.weights ?? [];
   m.layers?.dispose();
+  for (const w of weights) {
+    try {
+      w.dispose();
+    } catch {
+      // Already disposed with its layer.
+    }
+  }
   m.graph?.dispose();
 }
