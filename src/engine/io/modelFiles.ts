@@ -214,7 +214,8 @@ export async function readModelFiles(modelJsonPath: string): Promise<ModelFiles>
   try {
     json = JSON.parse(text);
   } catch (e) {
-    const why = e instanceof Error ? e.message : String(e);
+    // V8 quotes the text around the error, line breaks included: keep the message on one line.
+    const why = clip((e instanceof Error ? e.message : String(e)).replace(/[\u0000-\u001f]+/g, ' '), 200);
     throw new EngineError('not-json', `${shown} is not valid JSON (${why}); the file may be truncated or hand-edited.`);
   }
   if (!isObject(json) || !isObject(json['modelTopology'])) {
