@@ -106,17 +106,27 @@ function checkPng(bytes: Uint8Array, name: string): { width: number; height: num
   checkPixels(name, width, height);
   let o = 8;
   let sawData = false;
+  let dataBytes = 0;
   for (;;) {
     if (o + 8 > bytes.length) throw truncated(name, sawData ? 'it ends inside its image data' : 'it ends before any image data');
     const len = u32(bytes, o);
     const type = Buffer.from(bytes.subarray(o + 4, o + 8)).toString('latin1');
     // A damaged chunk type would print control characters into the message.
     if (o + 12 + len > bytes.length) throw truncated(name, /^[A-Za-z]{4}$/.test(type) ? `it ends inside its ${type} chunk` : 'it ends inside a damaged chunk');
-    if (type === 'IDAT') sawData = true;
+    if (type === 'IDAT') {
+      sawData = true;
+      dataBytes += len;
+    }
     if (type === 'IEND') break;
     o += 12 + len;
   }
   if (!sawData) throw new EngineError('bad-image', `${name} is a PNG without image data (no IDAT chunk); the file is corrupt.`);
+  // Deflate compresses at most about 1032:1, so less data than this cannot hold the pixels the header claims
+  // (a damaged header: decoding would allocate and fill the claimed size for nothing).
+  const channels = ({ 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 } as Record<number, number>)[bytes[25]];
+  if (channels !== undefined && dataBytes * 1100 < height * (1 + Math.ceil((width * channels * bytes[24]) / 8))) {
+    throw new EngineError('bad-image', `${name} is damaged: ${dataBytes} bytes of image data cannot hold the ${width}x${height} pixels its header claims. Copy the image again or re-export it.`);
+  }
   return { width, height, end: o + 12 };
 }
 
@@ -162,6 +172,11 @@ function checkJpeg(bytes: Uint8Array, name: string): { width: number; height: nu
       break;
     }
     o += 2 + len;
+  }
+  // Every 8x8 block costs at least a bit, so a smaller file cannot hold the pixels its header claims
+  // (a damaged header: jpeg-js would take seconds and hundreds of MB to decode garbage).
+  if (bytes.length * 1024 < size.width * size.height) {
+    throw new EngineError('bad-image', `${name} is damaged: ${bytes.length} bytes cannot hold the ${size.width}x${size.height} pixels its header claims. Copy the image again or re-export it.`);
   }
   for (let i = bytes.length - 2; i > o; i--) {
     if (bytes[i] === 0xff && bytes[i + 1] === 0xd9) return { ...size, orientation };
