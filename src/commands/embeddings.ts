@@ -39,6 +39,19 @@ function isCancel(e: unknown, signal: AbortSignal): boolean {
   return signal.aborted || (e instanceof RemoteError && e.code === 'cancelled');
 }
 
+interface ComputeArgs {
+  model?: string;
+  folder: string;
+  layer?: string;
+  showMap?: boolean;
+}
+
+function isComputeArgs(a: unknown): a is ComputeArgs {
+  if (typeof a !== 'object' || a === null || a instanceof vscode.Uri) return false;
+  const r = a as Record<string, unknown>;
+  return typeof r['folder'] === 'string' && (r['model'] === undefined || typeof r['model'] === 'string') && (r['layer'] === undefined || typeof r['layer'] === 'string');
+}
+
 function describeProgress(p: EmbedProgress): string {
   switch (p.type) {
     case 'scan':
@@ -197,13 +210,21 @@ export class EmbeddingCommands implements vscode.Disposable {
 
   async compute(arg?: unknown, folderArg?: unknown, layerArg?: unknown): Promise<EmbeddingSummary | undefined> {
     if (!this.trusted('compute embeddings')) return undefined;
+    // Keybindings and tasks pass one object: { "model": "…/model.json", "folder": "…", "layer": "…", "showMap": true }.
+    let showMap = false;
+    if (isComputeArgs(arg)) {
+      folderArg = arg.folder;
+      layerArg = arg.layer ?? null;
+      showMap = arg.showMap === true;
+      arg = arg.model !== undefined ? vscode.Uri.file(arg.model) : undefined;
+    }
     const model = await resolveModel(this.registry, arg, 'Compute embeddings with which model?');
     if (!model) return undefined;
     const summary = await this.layersSummary(model, 'embed');
     if (!summary) return undefined;
     const folder = typeof folderArg === 'string' ? vscode.Uri.file(folderArg) : folderArg instanceof vscode.Uri ? folderArg : await pickFolder('Images to embed: a folder (one sub-folder per class, or just images)', model, 'Embed These Images');
     if (!folder) return undefined;
-    const layer = typeof layerArg === 'string' ? layerArg : layerArg === undefined && (folderArg !== undefined) ? null : await this.pickLayer(summary.layers);
+    const layer = typeof layerArg === 'string' ? layerArg : layerArg === null || folderArg !== undefined ? null : await this.pickLayer(summary.layers);
     if (layer === undefined) return undefined;
     const s = await this.run(`Embeddings of ${path.basename(folder.fsPath)}`, (signal, report) =>
       this.engine.call('computeEmbeddings', { modelPath: model.fsPath, datasetDir: folder.fsPath, ...(layer ? { layer } : {}) }, { signal, onProgress: (p) => report(describeProgress(p)) }),
@@ -212,6 +233,10 @@ export class EmbeddingCommands implements vscode.Disposable {
     this.log.info(summaryLine(s));
     for (const k of s.skipped.slice(0, 10)) this.log.warn(`Skipped ${k.file}: ${k.detail}`);
     handedOut.add(s.datasetDir);
+    if (showMap) {
+      this.showMap(model, s.datasetDir, s.layer);
+      return s;
+    }
     void vscode.window.showInformationMessage(`${s.count} embeddings of ${path.basename(s.datasetDir)} at ${s.layer} (${s.computed} computed, ${s.reused} from the cache).`, 'Show Map', 'Export for Projector', 'Show Log').then(async (choice) => {
       if (choice === 'Show Map') this.showMap(model, s.datasetDir, s.layer);
       else if (choice === 'Export for Projector') await exportProjector(this.engine, this.log, s.setId, s).catch((e: unknown) => this.log.error(`Export failed: ${e instanceof Error ? e.message : String(e)}`));

@@ -99,7 +99,7 @@ export function silhouette(vectors: Float32Array, dim: number, labels: ArrayLike
   const unit = normalizeRows(gatherRows(vectors, dim, rows), dim);
   const gram = tf.tidy(() => {
     const u = tf.tensor2d(unit, [m, dim]);
-    return tf.matMul(u, u, false, true).dataSync();
+    return tf.matMul(u, tf.transpose(u)).dataSync();
   });
   const lab = rows.map((r) => labels[r]);
   const size = new Array<number>(classCount).fill(0);

@@ -29,7 +29,8 @@ export async function umap2d(vectors: Float32Array, n: number, dim: number, o: U
   let reduced = unit;
   let d = dim;
   if (dim > 50) {
-    reduced = pca(unit, n, dim, 50, { seed, maxIterations: 30, tolerance: 1e-6 }).projection;
+    // A few power rounds are plenty here (randomised-SVD style): the neighbour graph needs the main directions, not 7 digits.
+    reduced = pca(unit, n, dim, 50, { seed, maxIterations: 6, tolerance: 1e-4 }).projection;
     d = 50;
   }
   const rows: number[][] = new Array(n);
