@@ -7,6 +7,7 @@ import { EmbeddingCommands } from './commands/embeddings';
 import { FinetuneRuns } from './commands/finetune';
 import { registerFreezeCommands } from './commands/freeze';
 import { registerInspectCommands } from './commands/inspect';
+import { registerCompareCommands } from './commands/compare';
 import { registerModelCommands } from './commands/models';
 import { EngineClient } from './engineClient';
 import { createLogger } from './logger';
@@ -54,6 +55,7 @@ export function activate(context: vscode.ExtensionContext): void {
     InspectorPanel.registerSerializer(inspectorDeps),
     ...registerModelCommands(registry, tree, channel, logger),
     ...registerInspectCommands(registry, inspectorDeps),
+    ...registerCompareCommands(registry, () => inspectorDeps),
     ...registerFreezeCommands(registry, freeze, logger),
     runs,
     ...runs.register(),

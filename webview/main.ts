@@ -9,7 +9,7 @@
 import type { Colormap, InspectResult, LayerInfo } from '../src/protocol/inspect';
 import { trainableCounts } from '../src/protocol/freezePlan';
 import { formatCount, type ModelSummary, type Normalization } from '../src/protocol/model';
-import type { HostEvent, InitState } from '../src/protocol/webviewApi';
+import type { HostEvent, InitState, ProbeState } from '../src/protocol/webviewApi';
 import { badge, button, dropdown, progressRing, registerComponents, setDropdown, tabs, textField } from './components/toolkit';
 import { append, clear, h } from './dom';
 import { FeatureMapsView, type MapsSettings } from './featureMaps';
@@ -18,6 +18,7 @@ import { LayerList } from './layerList';
 import { GradCamView } from './gradCam';
 import { TrainingView } from './training';
 import { LatentMapView, type LatentSettings } from './latentMap';
+import { CompareView, type CompareSaved } from './compare';
 
 interface SavedState {
   modelPath?: string;
@@ -27,6 +28,9 @@ interface SavedState {
   tab?: string;
   maps?: MapsSettings;
   latent?: LatentSettings;
+  compare?: CompareSaved;
+  /** The Compare tab's reference model: the host's serializer reads it after a reload. */
+  reference?: string;
 }
 
 const saved = (vscode.getState() as SavedState | undefined) ?? {};
@@ -56,6 +60,8 @@ function persist(): void {
     tab: state.tab,
     maps: mapsSettings,
     latent: latentView.settings(),
+    compare: compareView.saved(),
+    reference: compareView.saved().reference,
   };
   vscode.setState(s);
 }
@@ -87,6 +93,19 @@ const training = new TrainingView(
   () => void host.call('stopTraining', {}),
   () => host.call('augmentPreview', {}),
 );
+const compareView = new CompareView(
+  {
+    state: () => host.call('compareState', {}),
+    pickReference: () => host.call('pickReference', {}),
+    pickImageSet: () => host.call('pickImageSet', {}),
+    compare: (normalization) => host.call('compare', { normalization }),
+    maps: (layerPath, maxSize) => host.call('compareMaps', { layerPath, maxSize }),
+    similarity: (normalization, maxImages, onProgress, signal) => host.call('compareSimilarity', { normalization, maxImages }, { onProgress, signal }),
+    pickImage: () => void pickImage(),
+    onChange: () => persist(),
+  },
+  saved.compare,
+);
 const latentView = new LatentMapView(
   {
     state: () => host.call('latentState', {}),
@@ -113,9 +132,11 @@ const centerTabs = tabs(
     { id: 'gradcam', label: 'Grad-CAM' },
     { id: 'training', label: 'Training' },
     { id: 'latent', label: 'Latent' },
+    { id: 'compare', label: 'Compare' },
   ],
   (id) => {
     latentView.setVisible(id === 'latent');
+    compareView.setVisible(id === 'compare');
     state.tab = id;
     persist();
   },
@@ -124,6 +145,7 @@ centerTabs.views['maps'].append(mapsView.element);
 centerTabs.views['gradcam'].append(gradCam.element);
 centerTabs.views['training'].append(training.element);
 centerTabs.views['latent'].append(latentView.element);
+centerTabs.views['compare'].append(compareView.element);
 const side = h('aside', { class: 'side' });
 const totalsEl = h('div', { class: 'totals' });
 const left = h('section', { class: 'left', 'aria-label': 'Layers' }, h('div', { class: 'left-head' }, filter), layerList.element, totalsEl);
@@ -191,7 +213,8 @@ function renderSide(): void {
     ctx.putImageData(img, 0, 0);
   }
   canvas.addEventListener('click', () => void host.call('openImage', { path: r.imagePath }));
-  side.append(canvas, h('div', { class: 'muted' }, `${r.ms} ms · ${r.layers.length} layers`));
+  side.append(canvas, h('div', { class: 'muted' }, `${r.ms} ms · ${r.layers.length} layers`), probeEl);
+  renderProbe();
   const list = h('ol', { class: 'predictions', 'aria-label': 'Top predictions' });
   for (const p of r.predictions) {
     const pct = r.probabilities ? `${(p.probability * 100).toFixed(1)}%` : p.probability.toPrecision(3);
@@ -225,8 +248,40 @@ function infoFor(path: string | undefined): LayerInfo | undefined {
   return state.result?.layers.find((l) => l.path === path);
 }
 
+/** Live maps: the image and layer the next fine-tune watches (the current ones unless pinned). */
+let probe: ProbeState | null = null;
+const probeEl = h('div', { class: 'probe' });
+
+function renderProbe(): void {
+  clear(probeEl);
+  const name = (p: string) => p.split(/[\\/]/).pop() ?? p;
+  if (probe?.pinned) {
+    probeEl.append(
+      h('span', { class: 'muted', title: `${probe.imagePath} · ${probe.layerPath}` }, `Probe: ${name(probe.imagePath)} · ${probe.layerPath}`),
+      button('Unpin', () => void setProbe(null, false), { secondary: true, title: 'Fine-tunes watch the current image and layer again' }),
+    );
+  } else {
+    probeEl.append(
+      button('Pin as probe', () => void setProbe(state.selected ?? null, true), {
+        secondary: true,
+        title: 'Watch this image’s maps of the selected layer in the Training tab after every epoch of the next fine-tune',
+      }),
+    );
+  }
+}
+
+async function setProbe(layerPath: string | null, pinned: boolean): Promise<void> {
+  try {
+    probe = await host.call('setProbe', { layerPath, pinned });
+  } catch {
+    // No image or layer yet: the button stays.
+  }
+  renderProbe();
+}
+
 function selectLayer(path: string): void {
   state.selected = path;
+  void setProbe(path, false);
   persist();
   const info = infoFor(path);
   if (info && state.result) void mapsView.show(info, state.result);
@@ -262,6 +317,7 @@ async function inspect(): Promise<void> {
     layerList.select(state.selected);
     if (state.selected) selectLayer(state.selected);
     gradCam.setModel(state.summary, result);
+    compareView.setInput(true, state.normalization);
   } catch (e) {
     if (seq !== inspectSeq) return;
     state.result = null;
@@ -311,6 +367,13 @@ function onEvent(e: HostEvent): void {
     case 'trainStopped':
       training.stopped(e.message);
       break;
+    case 'compare':
+      state.tab = 'compare';
+      centerTabs.select('compare');
+      compareView.setVisible(true);
+      compareView.setReference(e.reference);
+      persist();
+      break;
     default: {
       const never: never = e;
       void never;
@@ -344,9 +407,11 @@ async function start(): Promise<void> {
   state.trusted = init.workspaceTrusted;
   persist();
   renderAll();
+  if (await compareView.init().catch(() => false)) state.tab = 'compare';
   centerTabs.select(state.tab);
   latentView.setVisible(state.tab === 'latent');
   void latentView.start();
+  compareView.setVisible(state.tab === 'compare');
   if (state.summary && state.imagePath) await inspect();
 }
 

@@ -1,9 +1,12 @@
 /**
  * The Training tab: a live loss/accuracy chart (train and validation, with
  * the running batch loss faint behind), the epoch lines in the same words as
- * the output channel (one formatter serves both), and a Stop button.
+ * the output channel (one formatter serves both), a Stop button, and the
+ * probe image's feature maps of the watched layer before training and after
+ * the latest epoch (live maps).
  */
-import { formatProgress, type EpochMetrics, type TrainProgress } from '../src/protocol/train';
+import { formatProgress, type EpochMetrics, type TrainProbe, type TrainProgress } from '../src/protocol/train';
+import { mapsCanvas } from './compare';
 import type { AugmentPreview } from '../src/protocol/webviewApi';
 import { button } from './components/toolkit';
 import { clear, h, num } from './dom';
@@ -16,6 +19,9 @@ export class TrainingView {
   private lines: string[] = [];
   private status = '';
   private running = false;
+  /** Live maps: before training (epoch 0) and the latest epoch. */
+  private probeFirst: TrainProbe | undefined;
+  private probeLast: TrainProbe | undefined;
   private readonly chart = h('canvas', { width: 640, height: 220, class: 'chart', role: 'img', 'aria-label': 'Loss and accuracy per epoch' });
 
   private preview: AugmentPreview | string | undefined;
@@ -76,6 +82,8 @@ export class TrainingView {
         this.epochs = p.epochs;
         this.lines = [];
         this.running = true;
+        this.probeFirst = undefined;
+        this.probeLast = undefined;
         this.status = `Training ${p.trainSize} images in ${p.classes.length} classes…`;
         break;
       case 'batch':
@@ -86,6 +94,10 @@ export class TrainingView {
         this.points.push(p.metrics);
         break;
       case 'warning':
+        break;
+      case 'probe':
+        if (p.epoch === 0) this.probeFirst = p;
+        this.probeLast = p;
         break;
       case 'end':
         this.running = false;
@@ -114,9 +126,38 @@ export class TrainingView {
     this.element.append(
       h('div', { class: 'train-bar' }, h('span', { class: 'train-status', 'aria-live': 'polite' }, this.status), this.running ? button('Stop', this.stop, { secondary: true, title: 'Stop training (nothing is saved)' }) : null),
       this.chart,
+      this.liveMaps(),
       h('pre', { class: 'epoch-log' }, this.lines.join('\n')),
     );
     this.draw();
+  }
+
+  private liveMaps(): HTMLElement {
+    const box = h('section', { class: 'live-maps', 'aria-label': 'Live feature maps of the probe image' });
+    const first = this.probeFirst;
+    const last = this.probeLast;
+    if (!last) {
+      if (this.running) box.append(h('p', { class: 'muted' }, 'Live maps: pick an image and a layer in the inspector (or pin them with “Pin as probe”) before starting a fine-tune to watch its feature maps change here after every epoch.'));
+      return box;
+    }
+    const name = last.imagePath.split(/[\\/]/).pop() ?? last.imagePath;
+    const when = last.epoch === 0 ? 'before training' : `after epoch ${last.epoch}/${last.epochs}`;
+    box.append(h('h3', {}, `Live maps · ${last.layerPath} · ${name}`));
+    const fig = (p: TrainProbe, caption: string) => h('figure', { class: 'cmp-fig' }, mapsCanvas(p.maps, 'viridis', `${p.layerPath} ${caption}`, 300), h('figcaption', {}, caption));
+    const figs = h('div', { class: 'cmp-figs' });
+    if (first && first !== last) figs.append(fig(first, 'before training'));
+    figs.append(fig(last, last.unchanging ? 'before and during training' : when));
+    box.append(figs);
+    box.append(
+      h(
+        'p',
+        { class: 'muted' },
+        last.unchanging
+          ? `Every layer up to ${last.layerPath} is frozen (or has no weights): its maps cannot change during this run.`
+          : `Each map scaled to its own range. The probe took ${last.ms.toFixed(0)} ms; it skips epochs rather than slow training by more than 5%.`,
+      ),
+    );
+    return box;
   }
 
   private draw(): void {

@@ -11,13 +11,14 @@ import { inspectCommand, inspectUsage } from './inspect';
 import { finetuneCommand, finetuneUsage } from './finetune';
 import { adviseCommand, embedCommand, embedUsage } from './embed';
 import { pretextCommand, pretextUsage } from './pretext';
+import { compareCommand, compareUsage } from './compare';
 import { formatCount, formatShape, type ModelSummary } from '../protocol/model';
 
 export const usage = `Usage: layer-lens <command> [options]
 
 Commands:
   summary <model.json> [--json]   Print the layer table of a TF.js model.
-${inspectUsage}${finetuneUsage}${embedUsage}${pretextUsage}
+${inspectUsage}${finetuneUsage}${embedUsage}${pretextUsage}${compareUsage}
 Options:
   --backend auto|tensorflow|wasm|cpu   Compute backend (default auto).
   --help                               Show this help.
@@ -89,6 +90,9 @@ export async function main(argv: string[]): Promise<number> {
         return await adviseCommand(rest, { usageError: (m) => new UsageError(m), backendOption, out });
       case 'pretext':
         return await pretextCommand(rest, { usageError: (m) => new UsageError(m), backendOption, out });
+      case 'compare':
+        await compareCommand(rest, { usageError: (m) => new UsageError(m), backendOption, out });
+        return 0;
       case undefined:
       case '--help':
       case '-h':

@@ -112,6 +112,9 @@ export class FinetuneRuns implements vscode.Disposable {
     const panel = InspectorPanel.show(model, this.inspector());
     const rel = (p: string) => vscode.workspace.asRelativePath(p);
     this.log.info(`Fine-tune of ${rel(model.fsPath)} on ${rel(dataset.fsPath)} started`);
+    // Live maps: the inspector's pinned probe image and layer (else its current image and layer).
+    const probe = panel.probe();
+    if (probe) this.log.info(`Live maps: ${rel(probe.imagePath)} at ${probe.layerPath}, after every epoch (within 5% of the training time)`);
     const loop = monitorEventLoopDelay({ resolution: 10 });
     loop.enable();
     try {
@@ -139,7 +142,7 @@ export class FinetuneRuns implements vscode.Disposable {
           };
           return this.engine.call(
             'finetune',
-            { modelPath: model.fsPath, datasetDir: dataset.fsPath, settings: recipe.finetune, frozen: recipe.freeze },
+            { modelPath: model.fsPath, datasetDir: dataset.fsPath, settings: recipe.finetune, frozen: recipe.freeze, ...(probe ? { probe } : {}) },
             { signal: controller.signal, onProgress },
           );
         },
@@ -149,8 +152,9 @@ export class FinetuneRuns implements vscode.Disposable {
       // The result folder was renamed into place, and file watchers do not report
       // the model.json inside a renamed folder: add it to the Models view here.
       void this.registry.open(out).catch(() => undefined);
-      void vscode.window.showInformationMessage(`Fine-tuned ${summary.name} saved to ${rel(result.outputPath)}.`, 'Inspect', 'Show Log').then((choice) => {
+      void vscode.window.showInformationMessage(`Fine-tuned ${summary.name} saved to ${rel(result.outputPath)}.`, 'Inspect', 'Compare with original', 'Show Log').then((choice) => {
         if (choice === 'Inspect') void vscode.commands.executeCommand('layerLens.inspectModel', out);
+        else if (choice === 'Compare with original') void vscode.commands.executeCommand('layerLens.compareModels', out, model);
         else if (choice === 'Show Log') this.channel.show(true);
       });
       return result.outputPath;

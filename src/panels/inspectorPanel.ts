@@ -16,6 +16,7 @@ import { RpcServer, type Handlers, type RpcError, type RpcMessage } from '../pro
 import { checkWebviewMessage, type HostEvent, type InitState, type WebviewApi } from '../protocol/webviewApi';
 import { pickImage } from '../commands/pickImage';
 import { latentHandlers } from '../commands/embeddings';
+import { CompareController } from '../commands/compare';
 import { augmentSummary } from '../protocol/train';
 import type { Recipe } from '../protocol/recipe';
 
@@ -42,6 +43,8 @@ interface PanelState {
   modelPath: string;
   imagePath?: string | null;
   normalization?: Normalization;
+  /** The Compare tab's reference model (A). */
+  reference?: string;
 }
 
 const normalizationLabels: Record<Normalization, string> = {
@@ -58,6 +61,7 @@ export class InspectorPanel implements vscode.Disposable {
   private readonly disposables: vscode.Disposable[] = [];
   private imagePath: string | null;
   private normalization: Normalization | undefined;
+  private readonly compare: CompareController;
 
   private constructor(
     private readonly panel: vscode.WebviewPanel,
@@ -67,6 +71,7 @@ export class InspectorPanel implements vscode.Disposable {
   ) {
     this.imagePath = state?.imagePath ?? null;
     this.normalization = state?.normalization;
+    this.compare = new CompareController(modelUri, deps, { imagePath: () => this.imagePath, post: (e) => this.post(e) }, state?.reference);
     panel.webview.options = {
       enableScripts: true,
       localResourceRoots: [vscode.Uri.joinPath(deps.extensionUri, 'dist'), vscode.Uri.joinPath(deps.extensionUri, 'media')],
@@ -137,6 +142,7 @@ export class InspectorPanel implements vscode.Disposable {
           modelPath: s.modelPath,
           imagePath: typeof s.imagePath === 'string' ? s.imagePath : null,
           normalization: s.normalization,
+          reference: typeof s.reference === 'string' ? s.reference : undefined,
         });
         InspectorPanel.panels.set(uri.fsPath, p);
       },
@@ -147,6 +153,22 @@ export class InspectorPanel implements vscode.Disposable {
   setImage(imagePath: string): void {
     this.imagePath = imagePath;
     this.post({ type: 'image', imagePath });
+  }
+
+  /** The panel's input image, if any. */
+  get currentImage(): string | null {
+    return this.imagePath;
+  }
+
+  /** Opens the Compare tab with `reference` as model A (this panel's model is B). */
+  compareWith(reference: vscode.Uri): void {
+    this.compare.setReference(reference.fsPath);
+  }
+
+  /** The image and layer the next fine-tune of this model watches (live maps), if any. */
+  probe(): { imagePath: string; layerPath: string } | undefined {
+    const p = this.compare.probe();
+    return p ? { imagePath: p.imagePath, layerPath: p.layerPath } : undefined;
   }
 
   post(event: HostEvent): void {
@@ -255,6 +277,7 @@ export class InspectorPanel implements vscode.Disposable {
         });
         return { summary: augmentSummary(recipe.finetune.augment), ...out };
       },
+      ...this.compare.handlers(),
     };
   }
 

@@ -5,6 +5,7 @@
  * that the two never drift apart. Plain data; no tfjs, no vscode, no DOM.
  */
 import type { z } from 'zod';
+import type { LayerMaps } from './inspect';
 import type { Normalization } from './model';
 import type { AugmentSettings, finetuneSchema } from './recipe';
 
@@ -121,7 +122,22 @@ export interface TrainEnd {
   seconds: number;
 }
 
-export type TrainProgress = TrainStart | TrainBatch | TrainEpoch | TrainWarning | TrainEnd;
+/** The probe image's maps of the watched layer, before training (epoch 0) and after each epoch (live maps). */
+export interface TrainProbe {
+  type: 'probe';
+  /** 0 before the first epoch, else the epoch just finished (1-based). */
+  epoch: number;
+  epochs: number;
+  imagePath: string;
+  layerPath: string;
+  maps: LayerMaps;
+  /** Time the probe took. */
+  ms: number;
+  /** Nothing before this layer trains (a frozen backbone): these maps stay as they are for the whole run. */
+  unchanging?: boolean;
+}
+
+export type TrainProgress = TrainStart | TrainBatch | TrainEpoch | TrainWarning | TrainEnd | TrainProbe;
 
 export interface FinetuneResult {
   outputPath: string;
@@ -223,6 +239,7 @@ export function formatProgress(p: TrainProgress, showPath?: (p: string) => strin
     case 'start':
       return formatStartLines(p);
     case 'batch':
+    case 'probe':
       return [];
     case 'epoch':
       return [formatEpochLine(p)];

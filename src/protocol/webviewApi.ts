@@ -5,6 +5,7 @@
  * changed, freeze changed, training progress) as `{ kind: 'event', event }`.
  */
 import { z } from 'zod';
+import type { CompareMaps, CompareResult, SimilarityProgress, SimilarityResult } from './compare';
 import type { EmbedProgress, LatentMap, LatentState, Neighbor, Thumbnail } from './embed';
 import type { GradCamResult, InspectResult, LayerMaps } from './inspect';
 import type { ModelSummary, Normalization } from './model';
@@ -31,6 +32,15 @@ export const webviewRequestSchemas = {
   latentNeighbors: z.object({ index: z.number().int().min(0).max(10_000_000), k: z.number().int().min(1).max(100) }).strict(),
   latentThumbnail: z.object({ index: z.number().int().min(0).max(10_000_000) }).strict(),
   latentExport: z.object({}).strict(),
+  // Compare tab: the reference model and the image set are chosen on the host (quick picks), never sent as paths.
+  compareState: z.object({}).strict(),
+  pickReference: z.object({}).strict(),
+  pickImageSet: z.object({}).strict(),
+  compare: z.object({ normalization: normalizationSchema }).strict(),
+  compareMaps: z.object({ layerPath: z.string().min(1).max(4096), maxSize: z.number().int().min(8).max(4096) }).strict(),
+  compareSimilarity: z.object({ normalization: normalizationSchema, maxImages: z.number().int().min(2).max(256) }).strict(),
+  /** The probe of the next fine-tune: the current image and this layer; `pinned` keeps it when the selection changes. */
+  setProbe: z.object({ layerPath: z.string().min(1).max(4096).nullable(), pinned: z.boolean() }).strict(),
 } as const;
 
 export type WebviewMethod = keyof typeof webviewRequestSchemas;
@@ -87,6 +97,34 @@ export interface WebviewApi {
   latentNeighbors: { params: z.infer<(typeof webviewRequestSchemas)['latentNeighbors']>; result: Neighbor[]; progress: never };
   latentThumbnail: { params: z.infer<(typeof webviewRequestSchemas)['latentThumbnail']>; result: Thumbnail; progress: never };
   latentExport: { params: z.infer<(typeof webviewRequestSchemas)['latentExport']>; result: string | null; progress: never };
+  compareState: { params: z.infer<(typeof webviewRequestSchemas)['compareState']>; result: CompareState; progress: never };
+  pickReference: { params: z.infer<(typeof webviewRequestSchemas)['pickReference']>; result: CompareTarget | null; progress: never };
+  pickImageSet: { params: z.infer<(typeof webviewRequestSchemas)['pickImageSet']>; result: string | null; progress: never };
+  compare: { params: z.infer<(typeof webviewRequestSchemas)['compare']>; result: CompareResult; progress: never };
+  compareMaps: { params: z.infer<(typeof webviewRequestSchemas)['compareMaps']>; result: CompareMaps; progress: never };
+  compareSimilarity: { params: z.infer<(typeof webviewRequestSchemas)['compareSimilarity']>; result: SimilarityResult; progress: SimilarityProgress };
+  setProbe: { params: z.infer<(typeof webviewRequestSchemas)['setProbe']>; result: ProbeState | null; progress: never };
+}
+
+/** The model the Compare tab compares this one with (A, the reference). */
+export interface CompareTarget {
+  path: string;
+  name: string;
+}
+
+export interface CompareState {
+  reference: CompareTarget | null;
+  /** Folder of the images the similarity runs on (chosen, or the default the host found). */
+  imageSet: string | null;
+  /** The host was just asked to compare (a command): show the Compare tab. */
+  focus: boolean;
+}
+
+/** The image and layer whose maps the next fine-tune sends after every epoch. */
+export interface ProbeState {
+  imagePath: string;
+  layerPath: string;
+  pinned: boolean;
 }
 
 /** Augmented versions of the current image, as the recipe's settings make them. */
@@ -106,6 +144,8 @@ export type HostEvent =
   | { type: 'freeze'; frozen: string[]; trainableParams: number; totalParams: number }
   | { type: 'image'; imagePath: string }
   | { type: 'train'; progress: TrainProgress }
+  /** Compare this model with `reference` (Layer Lens: Compare Models…): the Compare tab opens. */
+  | { type: 'compare'; reference: CompareTarget }
   /** Embeddings of this folder were computed (Layer Lens: Compute Embeddings…): the Latent tab shows their map. */
   | { type: 'latent'; datasetDir: string; layerPath: string | null }
   /** A run ended without a TrainEnd: cancelled or failed (nothing was saved). */

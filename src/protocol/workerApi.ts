@@ -2,6 +2,7 @@
  * The host<->worker protocol: every method the compute worker serves, with its
  * params, result and progress types. Types only; both sides import them.
  */
+import type { CompareMaps, CompareResult, SimilarityProgress, SimilarityResult } from './compare';
 import type { AdvisorReport, EmbedParams, EmbedProgress, EmbeddingSummary, LatentMap, Neighbor, PretextResult, PretextSettings, ProjectionMethod, Thumbnail, TsvExport } from './embed';
 import type { GradCamResult, InspectResult, LayerMaps } from './inspect';
 import type { ModelSummary, Normalization } from './model';
@@ -24,7 +25,15 @@ export interface WorkerApi {
   layerMaps: { params: { modelPath: string; layerPath: string; maxSize: number }; result: LayerMaps; progress: never };
   gradCam: { params: { modelPath: string; layerPath: string; classIndex: number }; result: GradCamResult; progress: never };
   finetune: {
-    params: { modelPath: string; datasetDir: string; settings: FinetuneSettings; frozen: string[]; outDir?: string };
+    params: {
+      modelPath: string;
+      datasetDir: string;
+      settings: FinetuneSettings;
+      frozen: string[];
+      outDir?: string;
+      /** Live maps: this image's maps of this layer before training and after each epoch. */
+      probe?: { imagePath: string; layerPath: string };
+    };
     result: FinetuneResult;
     progress: TrainProgress;
   };
@@ -32,6 +41,15 @@ export interface WorkerApi {
     params: { imagePath: string; settings: AugmentSettings; n: number; seed: number; height: number; width: number };
     result: { width: number; height: number; images: Uint8Array[] };
     progress: never;
+  };
+  /** A = the reference (e.g. the original), B = the compared model (e.g. its fine-tuned copy). */
+  compare: { params: { aPath: string; bPath: string; imagePath: string; normalization: Normalization }; result: CompareResult; progress: never };
+  compareMaps: { params: { aPath: string; bPath: string; layerPath: string; maxSize: number }; result: CompareMaps; progress: never };
+  /** Linear CKA per matched layer over up to maxImages images from `folder` (or `imagePaths`). */
+  compareSimilarity: {
+    params: { aPath: string; bPath: string; folder?: string; imagePaths?: string[]; normalization: Normalization; maxImages: number };
+    result: SimilarityResult;
+    progress: SimilarityProgress;
   };
   // Embeddings (src/engine/embed): cached on disk; a set stays in the worker under its setId for the map's follow-up requests.
   computeEmbeddings: { params: EmbedParams; result: EmbeddingSummary; progress: EmbedProgress };

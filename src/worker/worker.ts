@@ -9,6 +9,9 @@ import { initBackend } from '../engine/backend';
 import { embedHandlers } from '../engine/embed/jobs';
 import { EngineError, messageOf } from '../engine/errors';
 import { setDisplayRoot } from '../engine/io/modelFiles';
+import { Comparer } from '../engine/compare/comparer';
+import { listImageSet } from '../engine/compare/imageSet';
+import { LiveMapsProbe } from '../engine/compare/probe';
 import { Inspector } from '../engine/inspect/inspector';
 import { EngineSession } from '../engine/session';
 import { readImageFile, resizeImage } from '../engine/image';
@@ -22,6 +25,7 @@ if (!port) throw new Error('worker.js must run in a worker thread');
 
 const session = new EngineSession();
 const inspector = new Inspector();
+const comparer = new Comparer();
 
 const handlers: Handlers<WorkerApi> = {
   init: async ({ prefer, wasmDir, displayRoot }) => {
@@ -30,10 +34,12 @@ const handlers: Handlers<WorkerApi> = {
   },
   loadModel: async ({ path }) => {
     inspector.release(path);
+    comparer.release(path);
     return (await session.model(path, { reload: true })).summary;
   },
   unloadModel: ({ path }) => {
     inspector.release(path);
+    comparer.release(path);
     session.unload(path);
   },
   inspect: async ({ modelPath, imagePath, normalization }, ctx) => {
@@ -50,8 +56,35 @@ const handlers: Handlers<WorkerApi> = {
     return maps;
   },
   gradCam: async ({ modelPath, layerPath, classIndex }) => inspector.gradCam(modelPath, layerPath, classIndex),
-  finetune: ({ modelPath, datasetDir, settings, frozen, outDir }, ctx) =>
-    finetune({ modelJsonPath: modelPath, datasetDir, settings, frozen, outDir, signal: ctx.signal, onProgress: (p) => ctx.progress(p) }),
+  finetune: async ({ modelPath, datasetDir, settings, frozen, outDir, probe }, ctx) => {
+    const live = probe ? new LiveMapsProbe(probe) : undefined;
+    try {
+      return await finetune({ modelJsonPath: modelPath, datasetDir, settings, frozen, outDir, signal: ctx.signal, onProgress: (p) => ctx.progress(p), probe: live });
+    } finally {
+      live?.dispose();
+    }
+  },
+  compare: async ({ aPath, bPath, imagePath, normalization }, ctx) => {
+    const result = await comparer.compare(await session.model(aPath), await session.model(bPath), imagePath, normalization);
+    const rgb = result.input.rgb.slice();
+    ctx.transfer([rgb.buffer]);
+    return { ...result, input: { ...result.input, rgb } };
+  },
+  compareMaps: async ({ aPath, bPath, layerPath, maxSize }, ctx) => {
+    const maps = await comparer.maps(aPath, bPath, layerPath, maxSize);
+    ctx.transfer([maps.a.data.buffer, maps.b.data.buffer, maps.diff.data.buffer] as ArrayBuffer[]);
+    return maps;
+  },
+  compareSimilarity: async ({ aPath, bPath, folder, imagePaths, normalization, maxImages }, ctx) => {
+    const set = folder ? await listImageSet(folder, maxImages) : undefined;
+    const files = set?.files ?? (imagePaths ?? []).slice(0, maxImages);
+    return comparer.similarity(await session.model(aPath), await session.model(bPath), files, normalization, {
+      folder: set?.folder,
+      found: set?.found,
+      signal: ctx.signal,
+      onProgress: (p) => ctx.progress(p),
+    });
+  },
   augmentPreview: async ({ imagePath, settings, n, seed, height, width }, ctx) => {
     const img = resizeImage(await readImageFile(imagePath), height, width);
     const images = previewAugmentations(img, settings, n, seed).map((a) => a.data);

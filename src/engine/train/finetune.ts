@@ -39,6 +39,27 @@ import { applyFreezePlan } from './freeze';
 import { planHead, type HeadPlan } from './head';
 import { createOptimizer, trainLoop, type Batch, type Trainable, type TrainData } from './loop';
 
+/** What a probe sees at the end of an epoch: the model being trained, and how its inputs are made. */
+export interface EpochProbeContext {
+  model: tf.LayersModel;
+  /** 0 before the first epoch, else the epoch just finished (1-based). */
+  epoch: number;
+  epochs: number;
+  height: number;
+  width: number;
+  channels: number;
+  normalization: Normalization;
+}
+
+/**
+ * Runs before the first epoch and after each one, outside the gradient tape
+ * (live feature maps: src/engine/compare/probe.ts); what it returns is sent to
+ * onProgress. It must not throw: a probe reports its own failure as a warning.
+ */
+export interface EpochProbe {
+  onEpochEnd(ctx: EpochProbeContext): Promise<TrainProgress | undefined>;
+}
+
 export interface FinetuneOptions {
   modelJsonPath: string;
   /** One sub-folder of PNG/JPEG images per class. */
@@ -63,6 +84,8 @@ export interface FinetuneOptions {
   batchProgressMs?: number;
   /** The clock for the folder name (tests). */
   now?: () => Date;
+  /** Called at epoch ends (and once before training); see EpochProbe. Owned by the caller. */
+  probe?: EpochProbe;
 }
 
 function parseSettings(input: FinetuneOptions['settings']): FinetuneSettings {
@@ -331,6 +354,13 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
       warnings,
     });
 
+    const probeAt = async (epoch: number) => {
+      if (!o.probe) return;
+      const p = await o.probe.onEpochEnd({ model, epoch, epochs: settings.epochs, ...geometry, normalization });
+      if (p) onProgress(p);
+    };
+    await probeAt(0);
+
     optimizer = createOptimizer(settings.optimizer, settings.learningRate);
     const throttle = o.batchProgressMs ?? 250;
     let lastBatchMessage = 0;
@@ -365,7 +395,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
             etaSec: logs.etaSec,
           });
         },
-        onEpochEnd: (epoch, logs) => {
+        onEpochEnd: async (epoch, logs) => {
           const m: EpochMetrics = {
             epoch: epoch + 1,
             loss: logs.loss,
@@ -377,6 +407,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
           };
           metrics.push(m);
           onProgress({ type: 'epoch', epochs: settings.epochs, batches: data.batchesPerEpoch, metrics: m, etaSec: logs.etaSec, improved: logs.improved });
+          await probeAt(epoch + 1);
         },
       },
     });
