@@ -9,7 +9,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EngineError } from './errors';
-import { limits, readModelFiles, resolveInside, type ModelFiles } from './io/modelFiles';
+import { clipText as clip, limits, readModelFiles, resolveInside, type ModelFiles } from './io/modelFiles';
 import type { LayerRow, ModelSummary, Normalization, Shape } from '../protocol/model';
 
 export interface LoadedModel {
@@ -52,11 +52,6 @@ function checkLayerClasses(files: ModelFiles): void {
       `${name} uses layer class${unknown.length > 1 ? 'es' : ''} ${shown.join(', ')}${more}, which tfjs-layers does not provide (a custom layer?). Register it in tfjs or replace it before exporting.`,
     );
   }
-}
-
-/** A name or shape from the file, short enough for a message. */
-function clip(text: string, max = 100): string {
-  return text.length > max ? `${text.slice(0, max)}…` : text;
 }
 
 /** Why tfjs failed, in one short line: its first line, or what a stack overflow or a TypeError from inside it means. */

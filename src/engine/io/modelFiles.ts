@@ -55,10 +55,12 @@ export function rel(p: string): string {
   return r && !r.startsWith('..') && !path.isAbsolute(r) ? r : p;
 }
 
-/** Text from the file (a name, a path, a shape), short enough for a message. */
-function clip(text: string, max = 100): string {
-  return text.length > max ? `${text.slice(0, max)}…` : text;
+/** Text from the file (a name, a path, a shape) as a message shows it: one line, control characters escaped, short. */
+export function clipText(text: string, max = 100): string {
+  const shown = text.length > max ? `${text.slice(0, max)}…` : text;
+  return shown.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
+const clip = clipText;
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -215,7 +217,7 @@ export async function readModelFiles(modelJsonPath: string): Promise<ModelFiles>
     json = JSON.parse(text);
   } catch (e) {
     // V8 quotes the text around the error, line breaks included: keep the message on one line.
-    const why = clip((e instanceof Error ? e.message : String(e)).replace(/[\u0000-\u001f]+/g, ' '), 200);
+    const why = clip(e instanceof Error ? e.message : String(e), 200);
     throw new EngineError('not-json', `${shown} is not valid JSON (${why}); the file may be truncated or hand-edited.`);
   }
   if (!isObject(json) || !isObject(json['modelTopology'])) {
