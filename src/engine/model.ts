@@ -195,8 +195,10 @@ function findUnresolvableCall(topology: unknown, depth = 0): string | undefined 
       for (const nodeData of calls) {
         let waiting: string | undefined;
         for (const input of nodeData) {
-          if (!Array.isArray(input)) return undefined;
-          const [from, index] = input as [unknown, unknown];
+          // tfjs reads input[0] and input[1] whatever input is: a string's first characters, a number's undefined.
+          if (input === null || input === undefined) return undefined; // tfjs throws
+          const from = (input as Record<number, unknown>)[0];
+          const index = (input as Record<number, unknown>)[1];
           const key = String(from);
           if (!(key in created)) waiting = `layer "${clip(key)}", which the model does not have`;
           else if (!Object.prototype.hasOwnProperty.call(created, key)) return undefined;

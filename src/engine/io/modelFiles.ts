@@ -57,8 +57,8 @@ export function rel(p: string): string {
 
 /** Text from the file (a name, a path, a shape) as a message shows it: one line, control characters escaped, short. */
 export function clipText(text: string, max = 100): string {
-  const shown = text.length > max ? `${text.slice(0, max)}…` : text;
-  return shown.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  const escaped = text.slice(0, max * 6).replace(/[\u0000-\u001f\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return escaped.length > max ? `${escaped.slice(0, max)}…` : escaped;
 }
 const clip = clipText;
 
