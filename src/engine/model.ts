@@ -73,6 +73,7 @@ interface WeightBudget {
   manifestValues: number;
   used: number;
   created: tf.LayerVariable[];
+  names: Set<string>;
 }
 
 const building = new AsyncLocalStorage<WeightBudget>();
@@ -115,6 +116,11 @@ function installWeightGuard(): void {
     }
     const w = original.call(this, name, shape, dtype, ...rest);
     b.created.push(w);
+    // tfjs would find out only after building every layer (seconds for a model.json holding 1600 copies of a layer).
+    if (b.names.has(w.originalName)) {
+      throw new EngineError('not-a-model', `${b.shown}: the weight "${clip(w.originalName)}" is made by two layers named "${clip(this.name)}"; layer names must be unique. Re-export the model.`);
+    }
+    b.names.add(w.originalName);
     const spec = b.specs.get(w.originalName);
     if (spec && spec.dtype !== w.dtype) {
       throw new EngineError(
@@ -225,7 +231,7 @@ async function buildLayersModel<T>(files: ModelFiles, shown: string, describe: (
   installWeightGuard();
   const specs = files.artifacts.weightSpecs ?? [];
   const manifestValues = specs.reduce((n, s) => n + s.shape.reduce((a, d) => a * d, 1), 0);
-  const budget: WeightBudget = { shown, specs: new Map(specs.map((s) => [s.name, s])), allowed: manifestValues + 2 ** 24, manifestValues, used: 0, created: [] };
+  const budget: WeightBudget = { shown, specs: new Map(specs.map((s) => [s.name, s])), allowed: manifestValues + 2 ** 24, manifestValues, used: 0, created: [], names: new Set() };
   let model: tf.LayersModel | undefined;
   try {
     model = await building.run(budget, () => tf.loadLayersModel(tf.io.fromMemory(files.artifacts)));
