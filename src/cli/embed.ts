@@ -80,7 +80,9 @@ export async function embedCommand(args: string[], ctx: EmbedCliContext): Promis
   const loaded = await loadModel(modelJsonPath);
   const cancel = cancellable();
   try {
-    const set = await computeEmbeddings({ loaded, datasetDir: dir, layer: values.layer, normalization: norm as Normalization | undefined, signal: cancel.signal, onProgress: progressPrinter() });
+    // Default preprocessing as Fine-Tune's: the recipe's, else the model's metadata (so both share the cache).
+    const recipeNorm = await readRecipe(modelJsonPath, { rows: loaded.summary.layers }).then((r) => r.recipe.finetune.normalization, () => undefined);
+    const set = await computeEmbeddings({ loaded, datasetDir: dir, layer: values.layer, normalization: (norm as Normalization | undefined) ?? recipeNorm, signal: cancel.signal, onProgress: progressPrinter() });
     clearLine();
     const s = set.summary;
     for (const k of s.skipped) process.stderr.write(`layer-lens: warning: skipped ${k.file}: ${k.detail}\n`);
@@ -130,7 +132,7 @@ export async function adviseCommand(args: string[], ctx: EmbedCliContext): Promi
   const cancel = cancellable();
   try {
     const recipe = fs.existsSync(modelJsonPath) ? (await readRecipe(modelJsonPath, { rows: loaded.summary.layers })).recipe : undefined;
-    const set = await computeEmbeddings({ loaded, datasetDir: dir, signal: cancel.signal, onProgress: progressPrinter() });
+    const set = await computeEmbeddings({ loaded, datasetDir: dir, normalization: recipe?.finetune.normalization, signal: cancel.signal, onProgress: progressPrinter() });
     clearLine();
     const held = new EmbeddingSets().add(set);
     const report = adviseOn(loaded, held, { seed: seed ?? recipe?.finetune.seed ?? 7, learningRate: recipe?.finetune.learningRate ?? 0.001 });

@@ -226,8 +226,10 @@ export class EmbeddingCommands implements vscode.Disposable {
     if (!folder) return undefined;
     const layer = typeof layerArg === 'string' ? layerArg : layerArg === null || folderArg !== undefined ? null : await this.pickLayer(summary.layers);
     if (layer === undefined) return undefined;
+    // The recipe's preprocessing when it sets one (else the model's metadata): what Fine-Tune uses, so both share the cache.
+    const normalization = (await this.freeze.recipe(model)).finetune.normalization;
     const s = await this.run(`Embeddings of ${path.basename(folder.fsPath)}`, (signal, report) =>
-      this.engine.call('computeEmbeddings', { modelPath: model.fsPath, datasetDir: folder.fsPath, ...(layer ? { layer } : {}) }, { signal, onProgress: (p) => report(describeProgress(p)) }),
+      this.engine.call('computeEmbeddings', { modelPath: model.fsPath, datasetDir: folder.fsPath, ...(layer ? { layer } : {}), ...(normalization ? { normalization } : {}) }, { signal, onProgress: (p) => report(describeProgress(p)) }),
     );
     if (!s) return undefined;
     this.log.info(summaryLine(s));
@@ -313,7 +315,7 @@ export class EmbeddingCommands implements vscode.Disposable {
     if (!folder) return undefined;
     const recipe = await this.freeze.recipe(model);
     const report = await this.run(`Freeze or fine-tune? ${summary.name}`, (signal, progress) =>
-      this.engine.call('advise', { modelPath: model.fsPath, datasetDir: folder.fsPath, learningRate: recipe.finetune.learningRate, seed: recipe.finetune.seed }, { signal, onProgress: (p) => progress(describeProgress(p)) }),
+      this.engine.call('advise', { modelPath: model.fsPath, datasetDir: folder.fsPath, learningRate: recipe.finetune.learningRate, seed: recipe.finetune.seed, ...(recipe.finetune.normalization ? { normalization: recipe.finetune.normalization } : {}) }, { signal, onProgress: (p) => progress(describeProgress(p)) }),
     );
     if (!report) return undefined;
     const md = formatAdvisorReport(report, rel);

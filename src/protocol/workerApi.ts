@@ -57,7 +57,7 @@ export interface WorkerApi {
   latentNeighbors: { params: { setId: string; index: number; k: number }; result: Neighbor[]; progress: never };
   latentThumbnail: { params: { setId: string; index: number; size: number }; result: Thumbnail; progress: never };
   exportProjector: { params: { setId: string; dir: string }; result: TsvExport; progress: never };
-  advise: { params: { modelPath: string; datasetDir: string; learningRate: number; seed: number }; result: AdvisorReport; progress: EmbedProgress };
+  advise: { params: { modelPath: string; datasetDir: string; learningRate: number; seed: number; normalization?: Normalization }; result: AdvisorReport; progress: EmbedProgress };
   pretrainRotation: { params: { modelPath: string; imagesDir: string; settings?: Partial<PretextSettings>; outDir?: string }; result: PretextResult; progress: TrainProgress };
   memory: { params: Record<string, never>; result: { numTensors: number; numBytes: number }; progress: never };
 }

@@ -30,9 +30,10 @@ export function embedHandlers(session: EngineSession, sets = new EmbeddingSets()
     latentNeighbors: ({ setId, index, k }) => neighbors(sets.get(setId), index, k),
     latentThumbnail: ({ setId, index, size }) => thumbnail(sets.get(setId), index, size),
     exportProjector: ({ setId, dir }) => exportProjector(sets.get(setId), dir),
-    advise: async ({ modelPath, datasetDir, learningRate, seed }, ctx) => {
+    advise: async ({ modelPath, datasetDir, learningRate, seed, normalization }, ctx) => {
       const loaded = await session.model(modelPath);
-      const held = sets.add(await computeEmbeddings({ loaded, datasetDir, signal: ctx.signal, onProgress: (p) => ctx.progress(p) }));
+      // The recipe's preprocessing, as the fine-tune uses it: the same embeddings, the same cache.
+      const held = sets.add(await computeEmbeddings({ loaded, datasetDir, normalization, signal: ctx.signal, onProgress: (p) => ctx.progress(p) }));
       ctx.progress({ type: 'probe', message: 'Training a linear probe on the embeddings…' });
       return adviseOn(loaded, held, { seed, learningRate });
     },
