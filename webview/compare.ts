@@ -228,7 +228,7 @@ export class CompareView {
   private renderSimStatus(): void {
     if (!this.simStatusEl) return;
     const p = this.simProgress;
-    this.simStatusEl.textContent = p ? `Measuring activation similarity… ${p.total ? `image ${p.done}/${p.total}` : ''}` : '';
+    this.simStatusEl.textContent = p && p.total ? `image ${p.done}/${p.total}` : '';
   }
 
   private render(): void {
