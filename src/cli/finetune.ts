@@ -83,7 +83,18 @@ function numberFlag(flag: string, raw: string | undefined, field: NumberField, u
   const v = Number(raw);
   const checked = finetuneSchema.shape[field].safeParse(v);
   if (raw.trim() === '' || !Number.isFinite(v) || !checked.success) {
-    const why = checked.success ? 'not a number' : checked.error.issues[0]?.message ?? 'out of range';
+    // In words, not zod's ("Invalid input: expected number, received NaN", "Too small: expected number to be >=1").
+    const issue = checked.success ? undefined : (checked.error.issues[0] as { code?: string; expected?: string; minimum?: unknown; maximum?: unknown; inclusive?: boolean } | undefined);
+    const why =
+      raw.trim() === '' || !Number.isFinite(v)
+        ? 'not a number'
+        : issue?.code === 'too_small'
+          ? `must be ${issue.inclusive === false ? 'more than' : 'at least'} ${String(issue.minimum)}`
+          : issue?.code === 'too_big'
+            ? `must be ${issue.inclusive === false ? 'less than' : 'at most'} ${String(issue.maximum)}`
+            : issue?.code === 'invalid_type' && issue.expected === 'int'
+              ? 'must be a whole number'
+              : 'out of range';
     throw usageError(`${flag} ${raw}: ${why}.`);
   }
   return v;
