@@ -103,7 +103,7 @@ const spanKey = (p: JsonPath): string => JSON.stringify(p);
 const maxDepth = 64;
 
 function describeChar(c: string | undefined): string {
-  if (c === undefined) return 'the end of the file';
+  if (c === undefined) return 'end of the file'; // "unexpected end of the file", not "unexpected the end…"
   if (c === '\n' || c === '\r') return 'a line break';
   return `'${c}'`;
 }
