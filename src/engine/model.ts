@@ -221,7 +221,11 @@ function findUnresolvableCall(topology: unknown, depth = 0): string | undefined 
         }
       }
     }
-    if (!progress) return stuck;
+    if (!progress) {
+      // Calls queued under a name that no listed layer has (its config names it otherwise) are never made either.
+      const orphan = Object.keys(queue)[0];
+      return stuck ?? `layer "${clip(orphan)}" is never called: no layer in the list goes by that name (two layers share a name, or one's config renames it)`;
+    }
   }
   return undefined;
 }
@@ -421,7 +425,7 @@ export async function loadModel(modelJsonPath: string): Promise<LoadedModel> {
   }
   checkLayerClasses(files);
   const unresolvable = findUnresolvableCall(files.artifacts.modelTopology);
-  if (unresolvable) throw new EngineError('not-a-model', `${shown}: the model's graph cannot be rebuilt: ${unresolvable} (its inbound_nodes are damaged). Re-export the model.`);
+  if (unresolvable) throw new EngineError('not-a-model', `${shown}: the model's graph cannot be rebuilt: ${unresolvable}. Its layer list is damaged; re-export the model.`);
   const { model, described: summary } = await buildLayersModel(files, shown, (m) => summarize(m, files.modelJsonPath, files.warnings, meta));
   summary.loadMs = Math.round(performance.now() - start);
   return { files, summary, layers: model };
