@@ -209,7 +209,8 @@ function findUnresolvableCall(topology: unknown, depth = 0): string | undefined 
           if (!(key in created)) waiting = `layer "${clip(key)}", which the model does not have`;
           else if (!Object.prototype.hasOwnProperty.call(created, key)) return undefined;
           else if (created[key].nodes <= (index as number)) waiting = `call ${String(index)} of layer "${clip(key)}", which is ${created[key].nodes === 0 ? 'never called' : `called only ${created[key].nodes} time${created[key].nodes === 1 ? '' : 's'}`}`;
-          else if (!(Number.isInteger(index) && (index as number) >= 0)) return undefined;
+          // tfjs then reads inboundNodes[index]: a node when index is "0", "1"... below the count, else it throws.
+          else if (!(/^(0|[1-9]\d*)$/.test(String(index)) && Number(index) < created[key].nodes)) return undefined;
           if (waiting) break;
         }
         if (waiting) {
