@@ -863,6 +863,78 @@ export async function webviewFrame(
   );
 }
 
+/**
+ * Makes the workbench save its state now (open editors, webview states) and
+ * waits until IndexedDB holds an editor state that contains `expected`.
+ * VS Code for the Web saves when the window loses focus, every minute, and on
+ * unload, where the IndexedDB write may not finish before the page goes: a
+ * page.reload() soon after a change can restore an older state. This does
+ * what switching to another window does (document.hasFocus() false, a blur
+ * event), then gives the focus back.
+ */
+export async function saveWorkbenchState(page: Page, expected: string, options: UiOptions = {}): Promise<void> {
+  await page.evaluate(
+    () =>
+      new Promise<void>((resolve) => {
+        const w = globalThis as unknown as {
+          document: { hasFocus(): boolean };
+          dispatchEvent(event: unknown): void;
+          FocusEvent: new (type: string) => unknown;
+        };
+        const doc = w.document as { hasFocus(): boolean };
+        w.dispatchEvent(new w.FocusEvent('focus'));
+        doc.hasFocus = () => false;
+        w.dispatchEvent(new w.FocusEvent('blur'));
+        // VS Code's focus tracker reports a blur on the next task.
+        setTimeout(() => {
+          delete (doc as { hasFocus?: unknown }).hasFocus;
+          w.dispatchEvent(new w.FocusEvent('focus'));
+          resolve();
+        }, 50);
+      }),
+  );
+  await waitUntil(
+    `the saved editor state to contain ${JSON.stringify(expected)}`,
+    async () =>
+      (await page.evaluate(async (key) => {
+        type Request<T> = { result: T; onsuccess: (() => void) | null; onerror: (() => void) | null };
+        const idb = (globalThis as unknown as {
+          indexedDB: {
+            databases(): Promise<{ name?: string }[]>;
+            open(name: string): Request<{ transaction(store: string): { objectStore(store: string): { get(key: string): Request<unknown> } }; close(): void }>;
+          };
+        }).indexedDB;
+        // No named inner functions: tsx's __name() helper does not exist in the page.
+        for (const { name } of await idb.databases()) {
+          if (!name?.startsWith('vscode-web-state-db-') || name.endsWith('-global')) continue;
+          const opening = idb.open(name);
+          const db = await new Promise<typeof opening.result | undefined>((resolve) => {
+            opening.onsuccess = () => resolve(opening.result);
+            opening.onerror = () => resolve(undefined);
+          });
+          if (!db) continue;
+          try {
+            const reading = db.transaction('ItemTable').objectStore('ItemTable').get('memento/workbench.parts.editor');
+            const value = await new Promise<unknown>((resolve) => {
+              reading.onsuccess = () => resolve(reading.result);
+              reading.onerror = () => resolve(undefined);
+            });
+            if (typeof value === 'string' && value.includes(key)) return true;
+          } catch {
+            // not a state database of this shape
+          } finally {
+            db.close();
+          }
+        }
+        return false;
+      }, expected))
+        ? true
+        : undefined,
+    options.timeout ?? TIMEOUT.ui,
+    250,
+  );
+}
+
 /** Saves a full-page screenshot to test-results/e2e/<name>.png. */
 export async function screenshot(page: Page, name: string): Promise<string> {
   await fs.mkdir(RESULTS_DIR, { recursive: true });
