@@ -54,6 +54,23 @@ function checkLayerClasses(files: ModelFiles): void {
   }
 }
 
+/**
+ * The top of a layers topology must be a model (Sequential, Model, Functional):
+ * given a single layer (class_name "Dense"), tfjs decodes every weight and then
+ * fails calling loadWeights on it, and those weights were never freed.
+ */
+function checkModelClass(topology: unknown, shown: string): void {
+  const t = topology as Record<string, unknown> | null;
+  const top = (typeof t?.['model_config'] === 'object' && t['model_config'] !== null ? t['model_config'] : t) as Record<string, unknown> | null;
+  const cls = top?.['class_name'];
+  if (typeof cls !== 'string') return; // tfjs says what is missing
+  const map = tf.serialization.SerializationMap.getMap().classNameMap;
+  const ctor = Object.prototype.hasOwnProperty.call(map, cls) ? map[cls][0] : undefined;
+  if (ctor && ctor !== tf.LayersModel && !(ctor.prototype instanceof tf.LayersModel)) {
+    throw new EngineError('not-a-model', `${shown}: its modelTopology is a ${clip(cls, 40)}, not a model (Sequential, Model or Functional); the file is damaged. Re-export the model.`);
+  }
+}
+
 /** Why tfjs failed, in one short line: its first line, or what a stack overflow or a TypeError from inside it means. */
 function libraryReason(e: unknown): string {
   if (e instanceof RangeError && /call stack/i.test(e.message)) return 'its layer graph is too deep for tfjs to build: the call stack overflowed';
@@ -100,7 +117,8 @@ function installWeightGuard(): void {
     const b = building.getStore();
     if (!b) return original.call(this, name, shape, dtype, ...rest);
     if (!shape.every((d) => Number.isInteger(d) && d >= 0)) {
-      throw new EngineError('not-a-model', `${b.shown}: layer "${clip(this.name)}" asks for a weight of shape [${clip(shape.join(', '))}], which is not a shape; its config is damaged.`);
+      const dims = shape.map((d) => (typeof d === 'number' ? String(d) : (JSON.stringify(d) ?? String(d))));
+      throw new EngineError('not-a-model', `${b.shown}: layer "${clip(this.name)}" asks for a weight of shape [${clip(dims.join(', '))}], which is not a shape; its config is damaged.`);
     }
     // tfjs refuses these names (its weight names are "<layer>/<weight>") only after allocating the weight, which then leaks.
     if (!/^[A-Za-z0-9][-A-Za-z0-9._/]*$/.test(`${this.name}/${name}`)) {
@@ -425,6 +443,7 @@ export async function loadModel(modelJsonPath: string): Promise<LoadedModel> {
     return { files, summary, graph };
   }
   checkLayerClasses(files);
+  checkModelClass(files.artifacts.modelTopology, shown);
   const unresolvable = findUnresolvableCall(files.artifacts.modelTopology);
   if (unresolvable) throw new EngineError('not-a-model', `${shown}: the model's graph cannot be rebuilt: ${unresolvable}. Its layer list is damaged; re-export the model.`);
   const { model, described: summary } = await buildLayersModel(files, shown, (m) => summarize(m, files.modelJsonPath, files.warnings, meta));
