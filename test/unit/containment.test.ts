@@ -382,6 +382,23 @@ describe('the model folder boundary, proven by recording every file the loader t
     fs.symlinkSync(path.join(root, 'elsewhere', 'good'), path.join(h.root, 'linked-good'));
   });
 
+  it('metadata.json and labels.txt that link out of the folder: the model loads, without their labels, and they are not read', async () => {
+    const dir = path.join(root, 'boundary-meta', 'model');
+    fs.mkdirSync(dir, { recursive: true });
+    for (const f of ['model.json', 'weights.bin']) fs.copyFileSync(fixture('tiny-cnn', f), path.join(dir, f));
+    fs.writeFileSync(path.join(root, 'boundary-meta', 'secret-labels.json'), JSON.stringify({ labels: ['secret', 'labels', 'here'] }));
+    fs.symlinkSync(path.join(root, 'boundary-meta', 'secret-labels.json'), path.join(dir, 'metadata.json'));
+    fs.symlinkSync('/etc/passwd', path.join(dir, 'labels.txt'));
+    let loaded: Awaited<ReturnType<typeof loadModel>> | undefined;
+    const calls = await recordFsCalls(async () => (loaded = await loadModel(path.join(dir, 'model.json'))));
+    assert.ok(loaded, 'it loaded');
+    assert.equal(loaded.summary.labels, undefined);
+    disposeModel(loaded);
+    const outside = calls.filter((c) => !path.resolve(c.slice(c.indexOf(' ') + 1)).startsWith(dir + path.sep));
+    assert.deepEqual(outside, []);
+    assert.ok(!calls.some((c) => /^(promises\.)?(readFile|open)/.test(c) && /metadata\.json|labels\.txt/.test(c)), calls.join('\n'));
+  });
+
   it('a model folder that is a symlink to a good model: loads, touching only the link and its target', async (t) => {
     const modelJson = path.join(h.root, 'linked-good', 'model.json');
     let loaded: Awaited<ReturnType<typeof loadModel>> | undefined;
