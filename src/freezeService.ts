@@ -6,7 +6,7 @@
  * diagnostics in the Problems panel. Keeps an undo stack of plan changes.
  */
 import * as vscode from 'vscode';
-import { modelPathsForRecipe, readRecipe, recipePathFor, writeRecipe, type RecipeDiagnostic } from './engine/recipe';
+import { modelPathsForRecipe, readRecipe, writeRecipe, type RecipeDiagnostic } from './engine/recipe';
 import type { Logger } from './logger';
 import type { ModelRegistry } from './modelRegistry';
 import { setFrozen as planSetFrozen } from './protocol/freezePlan';
@@ -25,8 +25,6 @@ export class FreezeService implements FreezeSource, vscode.Disposable {
   readonly onDidChange = this.changed.event;
   private readonly diagnostics = vscode.languages.createDiagnosticCollection('layerLens');
   private readonly disposables: vscode.Disposable[] = [this.changed, this.diagnostics];
-  /** Writes we made ourselves, so the watcher does not reload them as edits. */
-  private readonly ownWrites = new Set<string>();
 
   constructor(
     private readonly registry: ModelRegistry,
@@ -40,7 +38,6 @@ export class FreezeService implements FreezeSource, vscode.Disposable {
   }
 
   private async onRecipeFile(recipeUri: vscode.Uri): Promise<void> {
-    if (this.ownWrites.delete(recipeUri.fsPath)) return;
     for (const p of modelPathsForRecipe(recipeUri.fsPath)) {
       // Models not read yet pick the file up on first use.
       if (this.recipes.has(p)) await this.reload(vscode.Uri.file(p));
@@ -117,15 +114,10 @@ export class FreezeService implements FreezeSource, vscode.Disposable {
       this.undoStacks.set(uri.fsPath, stack);
     }
     const next: Recipe = { ...recipe, freeze: plan };
-    const file = recipePathFor(uri.fsPath);
-    this.ownWrites.add(file);
-    try {
-      const wrote = await writeRecipe(uri.fsPath, next);
-      if (!wrote) this.ownWrites.delete(file);
-    } catch (e) {
-      this.ownWrites.delete(file);
-      throw e;
-    }
+    // The watcher will report this write too; reload() then finds the same
+    // plan and fires nothing, so our own writes need no bookkeeping (and a
+    // user's edit arriving in the same event is never skipped).
+    await writeRecipe(uri.fsPath, next);
     this.recipes.set(uri.fsPath, next);
     this.changed.fire(uri);
   }

@@ -34,6 +34,10 @@ interface SavedState {
 }
 
 const saved = (vscode.getState() as SavedState | undefined) ?? {};
+// Save the model's path at once (the host writes it into the page), so a
+// window reload before the model has loaded still restores this panel.
+saved.modelPath ??= document.getElementById('root')?.dataset['modelPath'];
+vscode.setState(saved);
 
 const state = {
   summary: null as ModelSummary | null,

@@ -87,7 +87,7 @@ export class FinetuneRuns implements vscode.Disposable {
       void vscode.window.showWarningMessage('Layer Lens does not train or write files in an untrusted workspace. Trust this folder to fine-tune (Manage Workspace Trust).');
       return undefined;
     }
-    const model = await resolveModel(this.registry, arg, 'Fine-tune which model?');
+    const model = await resolveModel(this.registry, arg, 'Fine-tune which model?', false);
     if (!model) return undefined;
     if (this.running.has(model.fsPath)) {
       void vscode.window.showInformationMessage('A fine-tune of this model is already running; stop it first (the notification or the inspector’s Stop button).');

@@ -11,9 +11,11 @@ import type { ModelNode } from '../views/modelTreeProvider';
 import { pickImage } from './pickImage';
 
 /** The model a command is about: its argument, else the active inspector, else a quick pick. */
-export async function resolveModel(registry: ModelRegistry, arg: unknown, placeHolder = 'Pick a model'): Promise<vscode.Uri | undefined> {
+export async function resolveModel(registry: ModelRegistry, arg: unknown, placeHolder = 'Pick a model', preferActive = true): Promise<vscode.Uri | undefined> {
   if (arg instanceof vscode.Uri) return arg;
   if (arg && typeof arg === 'object' && 'uri' in arg && (arg as ModelNode).uri instanceof vscode.Uri) return (arg as ModelNode).uri;
+  const active = preferActive ? InspectorPanel.active() : undefined;
+  if (active) return active.modelUri;
   const models = await registry.list();
   if (models.length === 1) return models[0];
   if (models.length === 0) {
@@ -31,7 +33,7 @@ export async function resolveModel(registry: ModelRegistry, arg: unknown, placeH
 export function registerInspectCommands(registry: ModelRegistry, deps: InspectorDeps): vscode.Disposable[] {
   return [
     vscode.commands.registerCommand('layerLens.inspectModel', async (arg?: unknown) => {
-      const uri = await resolveModel(registry, arg, 'Which model to inspect?');
+      const uri = await resolveModel(registry, arg, 'Which model to inspect?', false);
       if (uri) InspectorPanel.show(uri, deps);
     }),
     vscode.commands.registerCommand('layerLens.inspectImage', async (arg?: vscode.Uri) => {

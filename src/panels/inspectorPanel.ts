@@ -124,6 +124,11 @@ export class InspectorPanel implements vscode.Disposable {
     return InspectorPanel.panels.get(uri.fsPath);
   }
 
+  /** The inspector the user is looking at, if any (commands act on its model). */
+  static active(): InspectorPanel | undefined {
+    return [...InspectorPanel.panels.values()].find((p) => p.panel.active);
+  }
+
   static all(): InspectorPanel[] {
     return [...InspectorPanel.panels.values()];
   }
@@ -306,7 +311,7 @@ export class InspectorPanel implements vscode.Disposable {
 <title>${escapeHtml(title(this.modelUri))}</title>
 </head>
 <body>
-<div id="root"></div>
+<div id="root" data-model-path="${escapeHtml(this.modelUri.fsPath)}"></div>
 <script nonce="${nonce}" src="${script.toString()}"></script>
 </body>
 </html>`;
