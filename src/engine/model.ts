@@ -76,7 +76,10 @@ function libraryReason(e: unknown): string {
   if (e instanceof RangeError && /call stack/i.test(e.message)) return 'its layer graph is too deep for tfjs to build: the call stack overflowed';
   // A TypeError from inside tfjs ("Cannot read properties of undefined") means a field it needs is missing or of the wrong type.
   if (e instanceof TypeError) return 'the topology is malformed: a field tfjs needs is missing or has the wrong type';
-  const first = (e instanceof Error ? e.message : String(e)).split('\n')[0].replace(/\[object Object\]/g, 'an object');
+  const first = (e instanceof Error ? e.message : String(e))
+    .split('\n')[0]
+    .replace(/\[object Object\]/g, 'an object')
+    .replace(/function (\w*)\(\) \{ \[native code\] \}/g, '"$1"');
   return clip(first, 200);
 }
 
@@ -224,7 +227,7 @@ function findUnresolvableCall(topology: unknown, depth = 0): string | undefined 
           const from = (input as Record<number, unknown>)[0];
           const index = (input as Record<number, unknown>)[1];
           const key = String(from);
-          if (!(key in created)) waiting = `layer "${clip(key)}", which the model does not have`;
+          if (!(key in created)) waiting = typeof from === 'string' ? `layer "${clip(key)}", which the model does not have` : `${clip(JSON.stringify(input) ?? String(input), 60)}, which names no layer`;
           else if (!Object.prototype.hasOwnProperty.call(created, key)) return undefined;
           else if (created[key].nodes <= (index as number)) waiting = `call ${String(index)} of layer "${clip(key)}", which is ${created[key].nodes === 0 ? 'never called' : `called only ${created[key].nodes} time${created[key].nodes === 1 ? '' : 's'}`}`;
           // tfjs then reads inboundNodes[index]: a node when index is "0", "1"... below the count, else it throws.

@@ -244,6 +244,7 @@ export async function readModelFiles(modelJsonPath: string): Promise<ModelFiles>
   const buffers: Uint8Array[] = [];
   let totalBytes = 0;
   const shardsSeen = new Set<string>();
+  const weightNames = new Set<string>();
   for (let g = 0; g < manifest.length; g++) {
     const group: unknown = manifest[g];
     if (!isObject(group) || !Array.isArray(group['paths']) || !Array.isArray(group['weights'])) {
@@ -251,6 +252,11 @@ export async function readModelFiles(modelJsonPath: string): Promise<ModelFiles>
     }
     const paths = group['paths'] as unknown[];
     const entries = (group['weights'] as unknown[]).map((e) => validateEntry(e, shown));
+    // tfjs keeps decoded weights by name: a second entry of the same name would replace the first, which then leaks.
+    for (const e of entries) {
+      if (weightNames.has(e.name)) throw new EngineError('not-a-model', `${shown}: the weights manifest lists weight "${clip(e.name)}" twice; the manifest is damaged. Re-export the model.`);
+      weightNames.add(e.name);
+    }
     let expected = 0;
     for (const e of entries) {
       let elements = 1;
