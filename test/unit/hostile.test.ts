@@ -236,6 +236,26 @@ const refusals: { name: HostileModelName; code: string; message: (at: (name: Hos
     code: 'not-a-model',
     message: () => 'model.json: tfjs built the model but cannot describe it (its layer graph is too deep for tfjs to build: the call stack overflowed).',
   },
+  {
+    name: 'inbound-never-called',
+    code: 'not-a-model',
+    message: () => `model.json: the model's graph cannot be rebuilt: layer "dw1" takes its input from call 0 of layer "Conv1_relu", which is never called. Its layer list is damaged; re-export the model.`,
+  },
+  {
+    name: 'top-is-a-layer',
+    code: 'not-a-model',
+    message: () => 'model.json: its modelTopology is a BatchNormalization, not a model (Sequential, Model or Functional); the file is damaged. Re-export the model.',
+  },
+  {
+    name: 'weight-listed-twice',
+    code: 'not-a-model',
+    message: (at) => `${at('weight-listed-twice')}: the weights manifest lists weight "conv1/bias" twice; the manifest is damaged. Re-export the model.`,
+  },
+  {
+    name: 'layers-same-name',
+    code: 'not-a-model',
+    message: () => 'model.json: the weight "conv1/kernel" is made by two layers named "conv1"; layer names must be unique. Re-export the model.',
+  },
 ];
 
 const nanWarnings = ['weight "conv1/kernel" holds 1 NaN and 1 infinite values of 108', 'weight "bn1/gamma" holds 0 NaN and 1 infinite values of 4'];
