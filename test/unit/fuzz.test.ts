@@ -38,7 +38,7 @@ describe('fuzzing (seeded, in the compute worker)', () => {
   });
 
   it(`mutated model.json, PNG and JPEG files end in success or one clear line (seed ${seed})`, { timeout: 120_000 }, async (t) => {
-    const report = await runFuzz({ seed, cases: 3000, budgetMs: 20_000, perCaseMs: 20_000, workDir: work, distDir, checkLeaks: false });
+    const report = await runFuzz({ seed, cases: 5000, budgetMs: 20_000, perCaseMs: 20_000, workDir: work, distDir, checkLeaks: false });
     t.diagnostic(
       `${report.cases} cases (model ${report.byKind.model}, png ${report.byKind.png}, jpeg ${report.byKind.jpeg}) in ${(report.ms / 1000).toFixed(1)} s, ` +
         `${(report.cases / (report.ms / 1000)).toFixed(0)} cases/s; loaded ${report.loaded}, refused ${report.refused}; slowest ${report.slowest[0]?.ms ?? 0} ms`,
