@@ -262,7 +262,15 @@ export class InspectorPanel implements vscode.Disposable {
         return target.fsPath;
       },
       openImage: async ({ path: p }) => {
-        await vscode.commands.executeCommand('vscode.open', vscode.Uri.file(p), { preview: true, viewColumn: vscode.ViewColumn.Beside });
+        // The webview is untrusted: it may open images of the workspace or the
+        // model's folder (and the current input), not any file it names.
+        const uri = vscode.Uri.file(p);
+        const inModelFolder = !path.relative(path.dirname(modelPath), p).startsWith('..');
+        if (!/\.(png|jpe?g)$/i.test(p) || !(vscode.workspace.getWorkspaceFolder(uri) || inModelFolder || p === this.imagePath)) {
+          d.log.warn(`Inspector: refused to open ${p} for the webview (not an image of the workspace or the model's folder).`);
+          return;
+        }
+        await vscode.commands.executeCommand('vscode.open', uri, { preview: true, viewColumn: vscode.ViewColumn.Beside });
       },
       stopTraining: () => d.stopTraining(this.modelUri),
       ...latentHandlers({ engine: d.engine, modelUri: this.modelUri, log: d.log }),
