@@ -24,7 +24,6 @@ import {
   augmentSummary,
   metricsCsv,
   type ClassCount,
-  type EpochMetrics,
   type FinetuneResult,
   type FinetuneSettingsInput,
   type MonitorName,
@@ -37,7 +36,7 @@ import { EmbeddingCache, embeddingBatches } from './embeddingCache';
 import { openDiskEmbeddings } from '../embed/finetuneCache';
 import { applyFreezePlan } from './freeze';
 import { planHead, type HeadPlan } from './head';
-import { createOptimizer, trainLoop, type Batch, type Trainable, type TrainData } from './loop';
+import { createOptimizer, progressCallbacks, trainLoop, type Batch, type Trainable, type TrainData } from './loop';
 
 /** What a probe sees at the end of an epoch: the model being trained, and how its inputs are made. */
 export interface EpochProbeContext {
@@ -362,10 +361,13 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
     await probeAt(0);
 
     optimizer = createOptimizer(settings.optimizer, settings.learningRate);
-    const throttle = o.batchProgressMs ?? 250;
-    let lastBatchMessage = 0;
-    let epochNow = 0;
-    const metrics: EpochMetrics[] = [];
+    const { callbacks, metrics } = progressCallbacks({
+      epochs: settings.epochs,
+      batchesPerEpoch: data.batchesPerEpoch,
+      throttleMs: o.batchProgressMs ?? 250,
+      onProgress,
+      afterEpoch: (epoch) => probeAt(epoch + 1),
+    });
     const loop = await trainLoop(trainable, data, {
       epochs: settings.epochs,
       optimizer,
@@ -375,41 +377,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
       monitor,
       seed: settings.seed,
       signal,
-      callbacks: {
-        onEpochBegin: (epoch) => {
-          epochNow = epoch;
-        },
-        onBatchEnd: (batch, logs) => {
-          const now = performance.now();
-          if (now - lastBatchMessage < throttle) return;
-          lastBatchMessage = now;
-          onProgress({
-            type: 'batch',
-            epoch: epochNow + 1,
-            epochs: settings.epochs,
-            batch: batch + 1,
-            batches: data.batchesPerEpoch,
-            loss: logs.loss,
-            acc: logs.acc,
-            imagesPerSec: logs.imagesPerSec,
-            etaSec: logs.etaSec,
-          });
-        },
-        onEpochEnd: async (epoch, logs) => {
-          const m: EpochMetrics = {
-            epoch: epoch + 1,
-            loss: logs.loss,
-            acc: logs.acc,
-            ...(logs.val_loss !== undefined ? { val_loss: logs.val_loss, val_acc: logs.val_acc } : {}),
-            lr: logs.lr,
-            imagesPerSec: logs.imagesPerSec,
-            seconds: logs.seconds,
-          };
-          metrics.push(m);
-          onProgress({ type: 'epoch', epochs: settings.epochs, batches: data.batchesPerEpoch, metrics: m, etaSec: logs.etaSec, improved: logs.improved });
-          await probeAt(epoch + 1);
-        },
-      },
+      callbacks,
     });
 
     checkCancel(signal);

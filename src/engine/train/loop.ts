@@ -15,7 +15,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { CancelledError, EngineError } from '../errors';
 import { Rng } from '../random';
-import type { MonitorName } from '../../protocol/train';
+import type { EpochMetrics, MonitorName, TrainProgress } from '../../protocol/train';
 import type { FinetuneSettings } from '../../protocol/recipe';
 import { deriveSeed } from './dataset';
 
@@ -83,6 +83,49 @@ export interface LoopCallbacks {
   onEpochBegin?(epoch: number, lr: number): void | Promise<void>;
   onBatchEnd?(batch: number, logs: BatchLogs): void | Promise<void>;
   onEpochEnd?(epoch: number, logs: EpochLogs): void | Promise<void>;
+}
+
+/**
+ * The loop's callbacks as the progress stream every training job sends:
+ * throttled batch messages, one message per epoch, and the epoch metrics
+ * collected for metrics.json. `afterEpoch` runs once an epoch is reported.
+ */
+export function progressCallbacks(o: {
+  epochs: number;
+  batchesPerEpoch: number;
+  throttleMs: number;
+  onProgress: (p: TrainProgress) => void;
+  afterEpoch?: (epoch: number) => Promise<void>;
+}): { callbacks: LoopCallbacks; metrics: EpochMetrics[] } {
+  const metrics: EpochMetrics[] = [];
+  let lastBatch = 0;
+  let epochNow = 0;
+  const callbacks: LoopCallbacks = {
+    onEpochBegin: (epoch) => {
+      epochNow = epoch;
+    },
+    onBatchEnd: (batch, logs) => {
+      const now = performance.now();
+      if (now - lastBatch < o.throttleMs) return;
+      lastBatch = now;
+      o.onProgress({ type: 'batch', epoch: epochNow + 1, epochs: o.epochs, batch: batch + 1, batches: o.batchesPerEpoch, loss: logs.loss, acc: logs.acc, imagesPerSec: logs.imagesPerSec, etaSec: logs.etaSec });
+    },
+    onEpochEnd: async (epoch, logs) => {
+      const m: EpochMetrics = {
+        epoch: epoch + 1,
+        loss: logs.loss,
+        acc: logs.acc,
+        ...(logs.val_loss !== undefined ? { val_loss: logs.val_loss, val_acc: logs.val_acc } : {}),
+        lr: logs.lr,
+        imagesPerSec: logs.imagesPerSec,
+        seconds: logs.seconds,
+      };
+      metrics.push(m);
+      o.onProgress({ type: 'epoch', epochs: o.epochs, batches: o.batchesPerEpoch, metrics: m, etaSec: logs.etaSec, improved: logs.improved });
+      await o.afterEpoch?.(epoch);
+    },
+  };
+  return { callbacks, metrics };
 }
 
 export interface LoopOptions {

@@ -28,12 +28,12 @@ import { modelArtifacts, writeArtifacts } from '../io/save';
 import { loadModel } from '../model';
 import { Rng } from '../random';
 import { defaultPretextSettings, rotationLabels, type PretextResult, type PretextSettings } from '../../protocol/embed';
-import type { EpochMetrics, SkippedFile, TrainProgress } from '../../protocol/train';
+import type { SkippedFile, TrainProgress } from '../../protocol/train';
 import { listImagesRecursive } from '../embed/images';
 import { deriveSeed, ImageSource, InputCache, oneHot, type DatasetImage } from './dataset';
 import { applyFreezePlan } from './freeze';
 import { findFeatureCut, planHead, type HeadPlan } from './head';
-import { createOptimizer, trainLoop, type Batch, type Trainable } from './loop';
+import { createOptimizer, progressCallbacks, trainLoop, type Batch, type Trainable } from './loop';
 
 /**
  * `xs` ([n, h, w, c], h = w) turned counter-clockwise by k * 90 degrees:
@@ -195,10 +195,7 @@ export async function pretrainRotation(o: PretextOptions): Promise<PretextResult
       state: model.weights,
     };
     optimizer = createOptimizer('adam', settings.learningRate);
-    const throttle = o.batchProgressMs ?? 250;
-    let lastBatch = 0;
-    let epochNow = 0;
-    const metrics: EpochMetrics[] = [];
+    const { callbacks, metrics } = progressCallbacks({ epochs: settings.epochs, batchesPerEpoch, throttleMs: o.batchProgressMs ?? 250, onProgress });
     const valOrder = Array.from({ length: valSrc.length }, (_, i) => i);
     const loop = await trainLoop(
       trainable,
@@ -215,22 +212,7 @@ export async function pretrainRotation(o: PretextOptions): Promise<PretextResult
         monitor,
         seed: settings.seed,
         signal,
-        callbacks: {
-          onEpochBegin: (epoch) => {
-            epochNow = epoch;
-          },
-          onBatchEnd: (batch, logs) => {
-            const now = performance.now();
-            if (now - lastBatch < throttle) return;
-            lastBatch = now;
-            onProgress({ type: 'batch', epoch: epochNow + 1, epochs: settings.epochs, batch: batch + 1, batches: batchesPerEpoch, loss: logs.loss, acc: logs.acc, imagesPerSec: logs.imagesPerSec, etaSec: logs.etaSec });
-          },
-          onEpochEnd: (epoch, logs) => {
-            const m: EpochMetrics = { epoch: epoch + 1, loss: logs.loss, acc: logs.acc, ...(logs.val_loss !== undefined ? { val_loss: logs.val_loss, val_acc: logs.val_acc } : {}), lr: logs.lr, imagesPerSec: logs.imagesPerSec, seconds: logs.seconds };
-            metrics.push(m);
-            onProgress({ type: 'epoch', epochs: settings.epochs, batches: batchesPerEpoch, metrics: m, etaSec: logs.etaSec, improved: logs.improved });
-          },
-        },
+        callbacks,
       },
     );
     if (signal?.aborted) throw new CancelledError('Pretraining');
