@@ -1,7 +1,8 @@
-// One build for every bundle: the extension host, the compute worker, the CLI
-// (all Node, CommonJS) and the webview (browser, IIFE). The wasm binaries of
-// @tensorflow/tfjs-backend-wasm are copied next to the bundles because, once
-// bundled, the backend cannot find them by itself (see src/engine/backend.ts).
+// One build for every bundle: the extension host, the compute worker and its
+// training helper, the CLI (all Node, CommonJS) and the webview (browser,
+// IIFE). The wasm binaries of @tensorflow/tfjs-backend-wasm are copied next
+// to the bundles because, once bundled, the backend cannot find them by
+// itself (see src/engine/backend.ts).
 import * as esbuild from 'esbuild';
 import { copyFileSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -24,6 +25,8 @@ const node = {
 const builds = [
   { ...node, entryPoints: { extension: 'src/extension.ts' }, outdir: 'dist' },
   { ...node, entryPoints: { worker: 'src/worker/worker.ts' }, outdir: 'dist' },
+  // Data-parallel training's helper threads (src/engine/train/parallel.ts).
+  { ...node, entryPoints: { trainHelper: 'src/worker/trainHelper.ts' }, outdir: 'dist' },
   { ...node, entryPoints: { cli: 'src/cli/main.ts' }, outdir: 'dist', banner: { js: '#!/usr/bin/env node' } },
   {
     bundle: true,

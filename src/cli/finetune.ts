@@ -26,13 +26,14 @@ export interface FinetuneCliContext {
 export const finetuneUsage =
   '  finetune <model.json> <dataset> [--epochs N] [--batch-size N] [--lr X] [--seed N]\n' +
   '          [--freeze-up-to <layer>] [--augment flip,rotate,zoom,brightness,contrast|none]\n' +
-  '          [--val F] [--patience N] [--out <dir>]\n' +
+  '          [--val F] [--patience N] [--threads N] [--out <dir>]\n' +
   '                                  Fine-tune on a folder with one sub-folder of images per class;\n' +
   "                                  settings from the model's layerlens.json, overridden by flags.\n" +
   '                                  --augment rotate=20,zoom=0.2 sets strengths. Writes a new folder\n' +
-  '                                  <name>-finetuned-<date>/ next to the model (or --out).\n';
+  '                                  <name>-finetuned-<date>/ next to the model (or --out).\n' +
+  '                                  --threads 2 splits each batch between two threads.\n';
 
-type NumberField = 'epochs' | 'batchSize' | 'learningRate' | 'seed' | 'validationFraction';
+type NumberField = 'epochs' | 'batchSize' | 'learningRate' | 'seed' | 'validationFraction' | 'threads';
 
 const augmentNames = ['flip', 'rotate', 'zoom', 'brightness', 'contrast'] as const;
 type AugmentName = (typeof augmentNames)[number];
@@ -158,6 +159,7 @@ export async function finetuneCommand(args: string[], ctx: FinetuneCliContext): 
       augment: { type: 'string' },
       val: { type: 'string' },
       patience: { type: 'string' },
+      threads: { type: 'string' },
       out: { type: 'string' },
       backend: { type: 'string' },
     },
@@ -171,6 +173,7 @@ export async function finetuneCommand(args: string[], ctx: FinetuneCliContext): 
     learningRate: numberFlag('--lr', values.lr, 'learningRate', ue),
     seed: numberFlag('--seed', values.seed, 'seed', ue),
     validationFraction: numberFlag('--val', values.val, 'validationFraction', ue),
+    threads: numberFlag('--threads', values.threads, 'threads', ue),
   };
   let patience: number | undefined;
   if (values.patience !== undefined) {

@@ -33,9 +33,19 @@ export interface BackendOptions {
 }
 
 let current: BackendInfo | undefined;
+/** The folder the wasm binaries were loaded from, when it was set (bundles). */
+let wasmDirInUse: string | undefined;
 
 export function currentBackend(): BackendInfo | undefined {
   return current;
+}
+
+/**
+ * How to initialise the same backend in another thread (a training helper,
+ * src/engine/train/parallel.ts): its name, and the wasm folder used here.
+ */
+export function backendOptionsInUse(): { prefer: BackendName; wasmDir?: string } | undefined {
+  return current && { prefer: current.name, ...(wasmDirInUse ? { wasmDir: wasmDirInUse } : {}) };
 }
 
 function errorText(e: unknown): string {
@@ -76,6 +86,7 @@ async function tryWasm(notes: string[], wasmDir?: string): Promise<boolean> {
   try {
     const dir = findWasmDir(wasmDir);
     if (dir) setWasmPaths(dir.endsWith(path.sep) ? dir : dir + path.sep);
+    wasmDirInUse = dir;
     registerWasmTrainingKernels();
     if (await tf.setBackend('wasm')) return true;
     notes.push('wasm backend did not initialise');

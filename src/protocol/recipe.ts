@@ -33,6 +33,11 @@ export const finetuneSchema = z
     optimizer: z.enum(['adam', 'sgd', 'rmsprop']).default('adam'),
     validationFraction: z.number().min(0).max(0.9).default(0.2),
     seed: z.number().int().min(0).max(2 ** 31 - 1).default(7),
+    /**
+     * Threads that compute a training step: each takes a share of the batch
+     * (data-parallel; src/engine/train/parallel.ts). 1 is the engine's own.
+     */
+    threads: z.number().int().min(1).max(8).default(1),
     /** [height, width]; defaults to the model's input size. */
     imageSize: z.tuple([z.number().int().min(8).max(2048), z.number().int().min(8).max(2048)]).optional(),
     normalization: z.enum(['zeroOne', 'minusOneOne', 'imagenet', 'raw']).optional(),

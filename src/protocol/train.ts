@@ -61,6 +61,8 @@ export interface TrainStart {
   augment: string;
   /** True when the frozen backbone's outputs are computed once and reused. */
   embeddingCache: boolean;
+  /** Threads computing each step, each on its share of the batch (absent: 1). */
+  threads?: number;
   warnings: string[];
 }
 
@@ -211,7 +213,7 @@ export function formatStartLines(p: TrainStart): string[] {
   const val = p.valSize > 0 ? `val ${Math.round(p.validationFraction * 100)}% seeded ${p.seed}` : `no validation set, seed ${p.seed}`;
   const lines = [
     `Fine-tune: ${classes}, ${val}, augment ${p.augment}`,
-    `Data: ${count(p.trainSize)} train / ${count(p.valSize)} val images at ${p.imageSize[0]}x${p.imageSize[1]} (${p.normalization}); ${p.epochs} epochs of ${p.batchesPerEpoch} batches of ${p.batchSize}; ${p.optimizer} lr ${p.learningRate}`,
+    `Data: ${count(p.trainSize)} train / ${count(p.valSize)} val images at ${p.imageSize[0]}x${p.imageSize[1]} (${p.normalization}); ${p.epochs} epochs of ${p.batchesPerEpoch} batches of ${p.batchSize}; ${p.optimizer} lr ${p.learningRate}${(p.threads ?? 1) > 1 ? `; ${p.threads} threads` : ''}`,
   ];
   lines.push(
     p.head.replaced

@@ -52,6 +52,8 @@ describe('the packaged extension (.vscodeignore)', () => {
       'LICENSE',
       path.posix.normalize(manifest.main.replace(/^\.\//, '')),
       'dist/worker.js',
+      // Data-parallel training's helper threads.
+      'dist/trainHelper.js',
       'dist/webview.js',
       // tfjs-backend-wasm in Node: the SIMD binary, or the plain one without SIMD.
       'dist/tfjs-backend-wasm-simd.wasm',

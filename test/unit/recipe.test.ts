@@ -47,6 +47,8 @@ const valid: unknown[] = [
   ft({ lrSchedule: { kind: 'cosine' } }),
   ft({ lrSchedule: { kind: 'cosine', minLearningRate: 0 } }),
   ft({ epochs: 5.0 }),
+  ft({ threads: 1 }),
+  ft({ threads: 8 }),
 ];
 
 /** Refused by both schemas. */
@@ -66,6 +68,9 @@ const invalid: unknown[] = [
   ft({ epochs: '10' }),
   ft({ batchSize: 0 }),
   ft({ batchSize: 4097 }),
+  ft({ threads: 0 }),
+  ft({ threads: 9 }),
+  ft({ threads: 1.5 }),
   ft({ learningRate: 0 }),
   ft({ learningRate: -0.1 }),
   ft({ learningRate: 10.5 }),

@@ -29,7 +29,8 @@ export async function modelArtifacts(model: tf.LayersModel): Promise<tf.io.Model
   return captured;
 }
 
-function weightBytes(artifacts: tf.io.ModelArtifacts): Uint8Array {
+/** The weight data of artifacts as one byte array (tfjs may hand it over in pieces). */
+export function weightBytes(artifacts: tf.io.ModelArtifacts): Uint8Array {
   const data = artifacts.weightData;
   if (!data) return new Uint8Array(0);
   if (Array.isArray(data)) {

@@ -37,6 +37,8 @@ import { openDiskEmbeddings } from '../embed/finetuneCache';
 import { applyFreezePlan } from './freeze';
 import { planHead, type HeadPlan } from './head';
 import { createOptimizer, progressCallbacks, trainLoop, type Batch, type Trainable, type TrainData } from './loop';
+import { ParallelStepRunner } from './parallel';
+import { regularizationOf, statisticsOf } from './replica';
 
 /** What a probe sees at the end of an epoch: the model being trained, and how its inputs are made. */
 export interface EpochProbeContext {
@@ -201,17 +203,6 @@ function relabel(images: DatasetImage[], classes: string[], labels: string[]): D
   return images.map((im) => ({ ...im, label: map[im.label] }));
 }
 
-/**
- * The regularization terms of every layer, nested ones included, as Keras
- * adds them to the loss; undefined when there are none (most models). Read
- * from the layers themselves: a Sequential's own calculateLosses() finds
- * nothing, since its layers hang off an inner model's nodes.
- */
-function regularizationOf(model: tf.LayersModel): (() => tf.Scalar[]) | undefined {
-  const layers = [...walkLayers(model)].map((e) => e.layer).filter((l) => !(l instanceof tf.LayersModel) && l.losses.length > 0);
-  return layers.length > 0 ? () => layers.flatMap((l) => l.calculateLosses()) : undefined;
-}
-
 function paramCount(ws: tf.LayerVariable[]): number {
   return ws.reduce((n, w) => n + w.shape.reduce((a: number, b) => a * (b ?? 1), 1), 0);
 }
@@ -226,6 +217,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
   const modelName = rel(loaded.files.modelJsonPath);
   let plan: HeadPlan | undefined;
   let optimizer: tf.Optimizer | undefined;
+  let runner: ParallelStepRunner | undefined;
   const embeddings = { cache: undefined as EmbeddingCache | undefined };
   const inputCache = new InputCache(o.inputCacheBytes ?? 256 * 1024 * 1024);
   try {
@@ -326,6 +318,13 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
         : undefined,
     };
 
+    // Data-parallel threads share the backbone's work; with cached backbone
+    // outputs a step is a small head's, cheaper than sending it to a thread.
+    const threads = useCache ? 1 : settings.threads;
+    if (settings.threads > 1 && useCache) {
+      warnings.push(`threads ${settings.threads}: the frozen backbone's outputs are cached, so the head trains on one thread (a step is too small to share).`);
+    }
+
     const classes: ClassCount[] = scan.classes.map((name, i) => ({ name, images: scan.counts[i], train: split.perClass[i].train, val: split.perClass[i].val }));
     onProgress({
       type: 'start',
@@ -350,6 +349,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
       head: { replaced: plan.replaced, cutLayer: plan.cutLayer, units: k, reason: plan.reason },
       augment: augmentSummary(settings.augment),
       embeddingCache: useCache,
+      threads,
       warnings,
     });
 
@@ -360,6 +360,19 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
     };
     await probeAt(0);
 
+    if (threads > 1) {
+      runner = await ParallelStepRunner.start({
+        threads,
+        model,
+        frozen: frozenList,
+        cutLayer: backboneFrozen ? plan.cutLayer : undefined,
+        outputKind: plan.outputKind,
+        variables: model.trainableWeights,
+        statistics: statisticsOf(model),
+        signal,
+      });
+      checkCancel(signal);
+    }
     optimizer = createOptimizer(settings.optimizer, settings.learningRate);
     const { callbacks, metrics } = progressCallbacks({
       epochs: settings.epochs,
@@ -378,6 +391,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
       seed: settings.seed,
       signal,
       callbacks,
+      runner,
     });
 
     checkCancel(signal);
@@ -454,6 +468,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
       seconds,
     };
   } finally {
+    await runner?.dispose();
     optimizer?.dispose();
     embeddings.cache?.clear();
     inputCache.clear();

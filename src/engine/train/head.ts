@@ -150,6 +150,24 @@ function backboneAt(model: tf.LayersModel, cut: tf.layers.Layer, modelName: stri
   return functionalBackbone(model, symbolicOutput(cut, modelName));
 }
 
+/**
+ * A model built by planHead, split again at its cut: the backbone up to the
+ * top-level layer `cutLayer` and the chain of layers after it. A replica of
+ * the model (src/engine/train/replica.ts) rebuilt from its saved topology
+ * splits where the engine's plan did.
+ */
+export function splitAt(model: tf.LayersModel, cutLayer: string, modelName: string): { backbone: Backbone; headLayers: tf.layers.Layer[] } {
+  const cut = findTopLevel(model, cutLayer, modelName);
+  if (model instanceof tf.Sequential) {
+    const k = model.layers.indexOf(cut);
+    return { backbone: sequentialBackbone(model.layers.slice(0, k + 1)), headLayers: model.layers.slice(k + 1) };
+  }
+  const tail = tailLayers(model);
+  const k = tail.indexOf(cut);
+  if (k < 0) throw new EngineError('internal', `${modelName}: layer "${cutLayer}" is not on the single-input chain to the output, so the model cannot be split there.`);
+  return { backbone: functionalBackbone(model, symbolicOutput(cut, modelName)), headLayers: tail.slice(0, k).reverse() };
+}
+
 export interface FeatureCut {
   /** The last feature layer: the head reads its output. */
   layer: tf.layers.Layer;

@@ -11,6 +11,10 @@
  * seed themselves from Math.random when the layer has no seed. The step runs
  * with Math.random swapped for a seeded stream for its (synchronous)
  * duration, so two runs with the same seed give identical metrics.
+ *
+ * With a `runner` the step is computed on several threads instead, each on
+ * its share of the batch (src/engine/train/parallel.ts), with the same
+ * guarantee for the same seed and thread count.
  */
 import * as tf from '@tensorflow/tfjs';
 import { CancelledError, EngineError } from '../errors';
@@ -18,6 +22,15 @@ import { Rng } from '../random';
 import type { EpochMetrics, MonitorName, TrainProgress } from '../../protocol/train';
 import type { FinetuneSettings } from '../../protocol/recipe';
 import { deriveSeed } from './dataset';
+
+/**
+ * Computes a training step across several threads (src/engine/train/parallel.ts):
+ * the loop hands it each batch instead of stepping the optimizer itself.
+ */
+export interface StepRunner {
+  /** Trains on one batch; returns the batch's mean loss and its correct rows. */
+  step(net: Trainable, b: Batch, optimizer: tf.Optimizer, rng: Rng, seed: number): Promise<[number, number]>;
+}
 
 export interface Batch {
   /** Model inputs, or backbone features when the backbone is cached. */
@@ -139,6 +152,8 @@ export interface LoopOptions {
   seed: number;
   signal?: AbortSignal;
   callbacks?: LoopCallbacks;
+  /** Steps the batches on several threads; without it, the loop steps on this one. */
+  runner?: StepRunner;
 }
 
 export interface LoopResult {
@@ -198,7 +213,7 @@ export function withSeededRandom<T>(rng: Rng, fn: () => T): T {
   }
 }
 
-function lossOf(out: tf.Tensor, ys: tf.Tensor2D, kind: Trainable['outputKind']): tf.Scalar {
+export function lossOf(out: tf.Tensor, ys: tf.Tensor2D, kind: Trainable['outputKind']): tf.Scalar {
   if (kind === 'logits') return tf.losses.softmaxCrossEntropy(ys, out) as tf.Scalar;
   // Keras's categorical cross-entropy on probabilities, clipped away from log(0).
   const p = tf.clipByValue(out, 1e-7, 1 - 1e-7);
@@ -210,7 +225,7 @@ function lossOf(out: tf.Tensor, ys: tf.Tensor2D, kind: Trainable['outputKind']):
  * are a few numbers, and five fewer tf ops per step matter when a cached head
  * trains in a millisecond or two.
  */
-function correctCount(out: tf.Tensor, ys: tf.Tensor2D): number {
+export function correctCount(out: tf.Tensor, ys: tf.Tensor2D): number {
   const k = ys.shape[1];
   const o = out.dataSync();
   const y = ys.dataSync();
@@ -228,10 +243,37 @@ function correctCount(out: tf.Tensor, ys: tf.Tensor2D): number {
 }
 
 /** The loss plus the model's regularization terms (kernel L2 and the like), as Keras adds them. */
-function totalLoss(net: Trainable, out: tf.Tensor, ys: tf.Tensor2D): tf.Scalar {
+export function totalLoss(net: Trainable, out: tf.Tensor, ys: tf.Tensor2D): tf.Scalar {
   const loss = lossOf(out, ys, net.outputKind);
   const extra = net.regularization?.() ?? [];
   return extra.length > 0 ? tf.add(loss, tf.addN(extra)) : loss;
+}
+
+export interface PartGradients {
+  /** Mean loss over the rows (regularization included). */
+  loss: tf.Scalar;
+  correct: number;
+  /** One per `net.variables`, undefined where the loss does not depend on it. */
+  grads: (tf.Tensor | undefined)[];
+}
+
+/**
+ * The gradients of the mean loss over some rows of a batch, without stepping
+ * the optimizer: what each thread of a data-parallel step computes (the
+ * replica in a helper thread too). Call inside tf.tidy; the returned tensors
+ * survive it.
+ */
+export function partGradients(net: Trainable, xs: tf.Tensor, ys: tf.Tensor2D): PartGradients {
+  const input = net.frozen ? net.frozen(xs) : xs;
+  let out: tf.Tensor | undefined;
+  const { value, grads } = tf.variableGrads(() => {
+    out = tf.keep(net.forward(input, true));
+    return totalLoss(net, out, ys);
+  }, net.variables);
+  if (!out) throw new EngineError('internal', 'the training step produced no output.');
+  const correct = correctCount(out, ys);
+  out.dispose();
+  return { loss: value, correct, grads: net.variables.map((v) => grads[v.name]) };
 }
 
 function isBetter(monitor: MonitorName, value: number, best: number): boolean {
@@ -279,24 +321,26 @@ export async function trainLoop(net: Trainable, data: TrainData, options: LoopOp
         const t0 = performance.now();
         let values: number[];
         try {
-          values = withSeededRandom(rng, () =>
-            tf.tidy(() => {
-              const input = net.frozen ? net.frozen(b.xs) : b.xs;
-              let out: tf.Tensor | undefined;
-              const cost = optimizer.minimize(
-                () => {
-                  out = tf.keep(net.forward(input, true));
-                  return totalLoss(net, out, b.ys);
-                },
-                true,
-                net.variables,
+          values = options.runner
+            ? await options.runner.step(net, b, optimizer, rng, deriveSeed(options.seed, 'step', epoch, batch))
+            : withSeededRandom(rng, () =>
+                tf.tidy(() => {
+                  const input = net.frozen ? net.frozen(b.xs) : b.xs;
+                  let out: tf.Tensor | undefined;
+                  const cost = optimizer.minimize(
+                    () => {
+                      out = tf.keep(net.forward(input, true));
+                      return totalLoss(net, out, b.ys);
+                    },
+                    true,
+                    net.variables,
+                  );
+                  if (!cost || !out) throw new EngineError('internal', 'the optimizer step returned no loss.');
+                  const right = correctCount(out, b.ys);
+                  out.dispose();
+                  return [cost.dataSync()[0], right];
+                }),
               );
-              if (!cost || !out) throw new EngineError('internal', 'the optimizer step returned no loss.');
-              const right = correctCount(out, b.ys);
-              out.dispose();
-              return [cost.dataSync()[0], right];
-            }),
-          );
         } finally {
           b.xs.dispose();
           b.ys.dispose();
