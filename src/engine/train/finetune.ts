@@ -13,7 +13,7 @@ import * as tf from '@tensorflow/tfjs';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { currentBackend } from '../backend';
-import { CancelledError, EngineError } from '../errors';
+import { CancelledError, EngineError, messageOf } from '../errors';
 import { writeFolderAtomic } from '../io/atomic';
 import { rel } from '../io/modelFiles';
 import { modelArtifacts, writeArtifacts } from '../io/save';
@@ -320,9 +320,29 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
 
     // Data-parallel threads share the backbone's work; with cached backbone
     // outputs a step is a small head's, cheaper than sending it to a thread.
-    const threads = useCache ? 1 : settings.threads;
+    let threads = useCache ? 1 : settings.threads;
     if (settings.threads > 1 && useCache) {
       warnings.push(`threads ${settings.threads}: the frozen backbone's outputs are cached, so the head trains on one thread (a step is too small to share).`);
+    }
+    if (threads > 1) {
+      try {
+        runner = await ParallelStepRunner.start({
+          threads,
+          model,
+          frozen: frozenList,
+          cutLayer: backboneFrozen ? plan.cutLayer : undefined,
+          outputKind: plan.outputKind,
+          variables: model.trainableWeights,
+          statistics: statisticsOf(model),
+          signal,
+        });
+      } catch (e) {
+        if (e instanceof CancelledError || signal?.aborted) throw e;
+        // The run still works on one thread: say why it is not on several.
+        warnings.push(`threads ${threads}: ${messageOf(e)}; training on one thread.`);
+        threads = 1;
+      }
+      checkCancel(signal);
     }
 
     const classes: ClassCount[] = scan.classes.map((name, i) => ({ name, images: scan.counts[i], train: split.perClass[i].train, val: split.perClass[i].val }));
@@ -360,19 +380,6 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
     };
     await probeAt(0);
 
-    if (threads > 1) {
-      runner = await ParallelStepRunner.start({
-        threads,
-        model,
-        frozen: frozenList,
-        cutLayer: backboneFrozen ? plan.cutLayer : undefined,
-        outputKind: plan.outputKind,
-        variables: model.trainableWeights,
-        statistics: statisticsOf(model),
-        signal,
-      });
-      checkCancel(signal);
-    }
     optimizer = createOptimizer(settings.optimizer, settings.learningRate);
     const { callbacks, metrics } = progressCallbacks({
       epochs: settings.epochs,
