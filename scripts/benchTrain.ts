@@ -9,12 +9,15 @@
  * global average pool, dense(10); 'valid' padding; Adam 1e-3; batch 32;
  * random data. Each configuration trains a warm-up epoch, then a timed one.
  *
- * Two clocks are reported: wall time, and the CPU time of this process. All
- * backends here run on one thread, so on a machine shared with other work the
- * CPU time is the steadier measure (the load average is printed first).
+ * Two clocks are reported: wall time, and the CPU time of this process (all
+ * its threads). On one thread, on a machine shared with other work, the CPU
+ * time is the steadier measure (the load average is printed first). With
+ * several threads the CPU time sums them: images per CPU-second then measure
+ * efficiency, and only wall time shows the speed-up, so read both.
  *
  * Usage: npx tsx scripts/benchTrain.ts [--images N] [--cpu-images N]
  *                                      [--profile] [--torch] [--no-cpu]
+ *                                      [--threads 1,2]
  *   --images N      images per wasm epoch (default 256, 8 steps)
  *   --cpu-images N  images per timed cpu epoch (default 8). tfjs's cpu
  *                   backend needs ~3 s of CPU per image here, so its default
@@ -26,14 +29,23 @@
  *                   wasm, A B A B, and print the ratios, by wall clock (as
  *                   the script reports it) and by CPU time
  *   --no-cpu        skip the cpu backend
+ *   --threads 1,2   train with the engine's own loop (src/engine/train/loop.ts,
+ *                   as a fine-tune does) at each of these thread counts
+ *                   (data-parallel helper threads, src/engine/train/parallel.ts);
+ *                   with --torch, PyTorch at the same counts, alternating
+ *                   A B A B per count, and the ratios per count
  */
 import { spawnSync } from 'node:child_process';
+import { Worker } from 'node:worker_threads';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/engine/backend';
 import { REPLACED_KERNELS, setWasmKernelReplacements } from '../src/engine/kernels';
+import { trainLoop, type Batch, type Trainable, type TrainData } from '../src/engine/train/loop';
+import { ParallelStepRunner } from '../src/engine/train/parallel';
+import { statisticsOf } from '../src/engine/train/replica';
 
 const BATCH = 32;
 const SIZE = 64;
@@ -45,6 +57,15 @@ const LABEL = 50;
 
 function flag(name: string): boolean {
   return process.argv.includes(name);
+}
+
+function listOption(name: string): number[] | undefined {
+  const i = process.argv.indexOf(name);
+  if (i < 0) return undefined;
+  const raw = process.argv[i + 1] ?? '';
+  const v = raw.split(',').map(Number);
+  if (v.length === 0 || v.some((n) => !Number.isInteger(n) || n < 1 || n > 8)) throw new Error(`${name} needs thread counts from 1 to 8 separated by commas, got '${raw}'`);
+  return v;
 }
 
 function option(name: string, fallback: number): number {
@@ -151,6 +172,51 @@ async function measure(label: string, backend: 'wasm' | 'cpu', images: number,
 }
 
 /**
+ * A warm-up epoch and a timed one through the engine's training loop (what a
+ * fine-tune runs), on `threads` threads: the engine's and threads - 1
+ * data-parallel helpers, started before the clock (a fine-tune starts them
+ * once per run).
+ */
+async function measureLoop(label: string, threads: number, images: number): Promise<Result> {
+  await tf.setBackend('wasm');
+  const s = makeSession(images);
+  const { model } = s;
+  const net: Trainable = {
+    forward: (x, training) => model.apply(x, { training }) as tf.Tensor,
+    outputKind: 'logits',
+    variables: model.trainableWeights.map((w) => w.read() as tf.Variable),
+    state: model.weights,
+  };
+  const data: TrainData = {
+    trainSize: images,
+    batchesPerEpoch: Math.ceil(images / BATCH),
+    train: async function* (): AsyncGenerator<Batch> {
+      for (let i = 0; i < images; i += BATCH) {
+        const size = Math.min(BATCH, images - i);
+        yield { xs: tf.slice(s.xs, i, size), ys: tf.slice(s.ys, i, size), size };
+      }
+    },
+  };
+  const runner =
+    threads > 1
+      ? await ParallelStepRunner.start({ threads, model, frozen: [], outputKind: 'logits', variables: model.trainableWeights, statistics: statisticsOf(model) })
+      : undefined;
+  const optimizer = tf.train.adam(1e-3);
+  const options = { epochs: 1, optimizer, learningRate: 1e-3, monitor: 'loss' as const, seed: 1, runner };
+  try {
+    await trainLoop(net, data, options);
+    const wall0 = performance.now();
+    const cpu0 = cpuSeconds();
+    await trainLoop(net, data, options);
+    return report(label, images, { wall: (performance.now() - wall0) / 1000, cpu: cpuSeconds() - cpu0 });
+  } finally {
+    await runner?.dispose();
+    optimizer.dispose();
+    disposeSession(s);
+  }
+}
+
+/**
  * Where one training step on wasm spends its time, per kernel. Every wasm
  * kernel is wrapped for the duration with a CPU-time meter that subtracts the
  * time of kernels nested inside it (ours call Conv2D, Transpose, ... inside),
@@ -234,8 +300,8 @@ interface TorchResult {
 }
 
 /** The PyTorch peer's images/s, or undefined (with the reason printed). */
-function runTorch(script: string, images: number): TorchResult | undefined {
-  const run = spawnSync('/usr/bin/python3', ['-c', TORCH_WRAPPER, script, '1', String(images)], { encoding: 'utf8' });
+function runTorch(script: string, images: number, threads = 1): TorchResult | undefined {
+  const run = spawnSync('/usr/bin/python3', ['-c', TORCH_WRAPPER, script, String(threads), String(images)], { encoding: 'utf8' });
   if (run.error || run.status !== 0) {
     if (/No module named 'torch'/.test(run.stderr ?? '')) {
       console.log('PyTorch is not installed; to compare with it: apt-get update && apt-get install -y python3-torch (as root)');
@@ -254,13 +320,32 @@ function runTorch(script: string, images: number): TorchResult | undefined {
   return { wall: Number(wall[1]), cpu: Number(cpu[1]) };
 }
 
-async function compareWithTorch(images: number): Promise<void> {
+function torchScript(): string | undefined {
   // The repo is checked out next to the shared folder: <root>/main, <root>/shared.
   const script = path.resolve(__dirname, '..', '..', 'shared', 'bench', 'torch_small_cnn.py');
-  if (!fs.existsSync(script)) {
-    console.log(`\n--torch: ${script} not found (expected ../shared/bench/torch_small_cnn.py relative to the repo); skipped`);
-    return;
+  if (fs.existsSync(script)) return script;
+  console.log(`\n--torch: ${script} not found (expected ../shared/bench/torch_small_cnn.py relative to the repo); skipped`);
+  return undefined;
+}
+
+const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
+
+function printRatios(what: string, ours: Result[], torch: TorchResult[]): void {
+  for (const clock of ['wall', 'cpu'] as const) {
+    const pairs = ours.map((o, i) => o[clock] / torch[i][clock]);
+    console.log(`${what} / torch, ${clock === 'wall' ? 'wall clock' : 'CPU time'}: ` +
+      `${(mean(ours.map((o) => o[clock])) / mean(torch.map((t) => t[clock]))).toFixed(2)}x ` +
+      `(per pair: ${pairs.map((r) => r.toFixed(2)).join(', ')})`);
   }
+}
+
+function printTorch(label: string, t: TorchResult): void {
+  console.log(`${label.padEnd(LABEL)} ${t.wall.toFixed(1).padStart(7)} ${t.cpu.toFixed(1).padStart(7)}`);
+}
+
+async function compareWithTorch(images: number): Promise<void> {
+  const script = torchScript();
+  if (!script) return;
   console.log(`\nwasm (ours) vs PyTorch ${torchVersion() ?? ''}, 1 thread each, alternating A B A B, ${images} images per run:`);
   const ours: Result[] = [];
   const torch: TorchResult[] = [];
@@ -269,14 +354,74 @@ async function compareWithTorch(images: number): Promise<void> {
     const t = runTorch(script, images);
     if (!t) return;
     torch.push(t);
-    console.log(`${`  B  torch, 1 thread (run ${round})`.padEnd(LABEL)} ${t.wall.toFixed(1).padStart(7)} ${t.cpu.toFixed(1).padStart(7)}`);
+    printTorch(`  B  torch, 1 thread (run ${round})`, t);
   }
-  const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
-  for (const clock of ['wall', 'cpu'] as const) {
-    const pairs = ours.map((o, i) => o[clock] / torch[i][clock]);
-    console.log(`wasm (ours) / torch, ${clock === 'wall' ? 'wall clock' : 'CPU time'}: ` +
-      `${(mean(ours.map((o) => o[clock])) / mean(torch.map((t) => t[clock]))).toFixed(2)}x ` +
-      `(per pair: ${pairs.map((r) => r.toFixed(2)).join(', ')})`);
+  printRatios('wasm (ours)', ours, torch);
+}
+
+const BURN = `let x = 0; for (let i = 0; i < 2e8; i++) x = (x + i * 7) % 1000003; x`;
+
+/**
+ * The cores this process can have right now, from a fixed JS loop run on one
+ * thread and then on `threads` at once (each its own copy): `threads` when
+ * the machine is idle, fewer when other work holds cores. Printed next to
+ * the thread counts, because a speed-up from threads cannot exceed it.
+ */
+async function coresAvailable(threads: number): Promise<number> {
+  const once = () => {
+    const t0 = performance.now();
+    new Function(BURN)();
+    return performance.now() - t0;
+  };
+  once(); // JIT
+  const alone = once();
+  const t0 = performance.now();
+  const others = Array.from({ length: threads - 1 }, () => new Worker(`${BURN}; require('node:worker_threads').parentPort.postMessage(0)`, { eval: true }));
+  const done = others.map((w) => new Promise((resolve) => w.once('message', resolve)));
+  once();
+  await Promise.all(done);
+  const together = performance.now() - t0;
+  await Promise.all(others.map((w) => w.terminate()));
+  return (threads * alone) / together;
+}
+
+/**
+ * The engine's loop at each thread count (--threads), with PyTorch at the
+ * same count when asked: per count, A B A B. Then the ratios per count, and
+ * the engine's own speed-up from its extra threads.
+ */
+async function compareThreads(counts: number[], images: number, withTorch: boolean): Promise<void> {
+  const script = withTorch ? torchScript() : undefined;
+  const version = script ? torchVersion() : undefined;
+  console.log(`\nThe engine's training loop (a fine-tune's) at ${counts.join(', ')} thread${counts.length > 1 ? 's' : ''}` +
+    `${script ? ` vs PyTorch ${version ?? ''} at the same count, alternating A B A B` : ''}, ${images} images per run:`);
+  const most = Math.max(...counts);
+  if (most > 1) console.log(`cores available to this process now: ${(await coresAvailable(most)).toFixed(2)} of ${most} (a JS loop on ${most} threads vs 1)`);
+  const ours = new Map<number, Result[]>();
+  const torch = new Map<number, TorchResult[]>();
+  for (const threads of counts) {
+    ours.set(threads, []);
+    torch.set(threads, []);
+    for (let round = 1; round <= 2; ++round) {
+      ours.get(threads)!.push(await measureLoop(`  A  wasm, engine loop, ${threads} thread${threads > 1 ? 's' : ''} (run ${round})`, threads, images));
+      if (!script) continue;
+      const t = runTorch(script, images, threads);
+      if (!t) return;
+      torch.get(threads)!.push(t);
+      printTorch(`  B  torch, ${threads} thread${threads > 1 ? 's' : ''} (run ${round})`, t);
+    }
+  }
+  console.log(`load average now ${os.loadavg()[0].toFixed(1)}` +
+    (most > 1 ? `; cores available now: ${(await coresAvailable(most)).toFixed(2)} of ${most}` : ''));
+  for (const threads of counts) {
+    if (script) printRatios(`wasm ${threads} thread${threads > 1 ? 's' : ''}`, ours.get(threads)!, torch.get(threads)!);
+  }
+  const base = counts.includes(1) ? ours.get(1)! : undefined;
+  for (const threads of counts.filter((c) => c > 1)) {
+    if (!base) break;
+    const r = ours.get(threads)!;
+    console.log(`wasm ${threads} threads vs 1, wall clock: ${(mean(r.map((x) => x.wall)) / mean(base.map((x) => x.wall))).toFixed(2)}x ` +
+      `(images per CPU-second: ${(mean(r.map((x) => x.cpu)) / mean(base.map((x) => x.cpu))).toFixed(2)}x)`);
   }
 }
 
@@ -317,7 +462,9 @@ async function main(): Promise<void> {
     await profileStep('our kernels', true);
     await profileStep("tfjs's kernels for all replaced", false);
   }
-  if (flag('--torch')) await compareWithTorch(images);
+  const threads = listOption('--threads');
+  if (threads) await compareThreads(threads, images, flag('--torch'));
+  else if (flag('--torch')) await compareWithTorch(images);
 }
 
 main().catch((e: unknown) => {
