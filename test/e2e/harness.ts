@@ -865,14 +865,30 @@ export async function webviewFrame(
 
 /**
  * Makes the workbench save its state now (open editors, webview states) and
- * waits until IndexedDB holds an editor state that contains `expected`.
+ * waits until IndexedDB holds an editor state that contains every one of
+ * `expected` (compared with JSON's backslash escapes removed, so a webview's
+ * `"selected":"conv1"` matches inside the doubly encoded memento).
  * VS Code for the Web saves when the window loses focus, every minute, and on
  * unload, where the IndexedDB write may not finish before the page goes: a
  * page.reload() soon after a change can restore an older state. This does
  * what switching to another window does (document.hasFocus() false, a blur
- * event), then gives the focus back.
+ * event), then gives the focus back, and does it again on every poll: a save
+ * can land with a webview state from just before its last setState.
  */
-export async function saveWorkbenchState(page: Page, expected: string, options: UiOptions = {}): Promise<void> {
+export async function saveWorkbenchState(page: Page, expected: string | readonly string[], options: UiOptions = {}): Promise<void> {
+  const wanted = typeof expected === 'string' ? [expected] : [...expected];
+  await waitUntil(
+    `the saved editor state to contain ${wanted.map((e) => JSON.stringify(e)).join(' and ')}`,
+    async () => {
+      await blurAndRefocus(page);
+      return (await savedEditorStateContains(page, wanted)) ? true : undefined;
+    },
+    options.timeout ?? TIMEOUT.ui,
+    500,
+  );
+}
+
+async function blurAndRefocus(page: Page): Promise<void> {
   await page.evaluate(
     () =>
       new Promise<void>((resolve) => {
@@ -893,46 +909,44 @@ export async function saveWorkbenchState(page: Page, expected: string, options: 
         }, 50);
       }),
   );
-  await waitUntil(
-    `the saved editor state to contain ${JSON.stringify(expected)}`,
-    async () =>
-      (await page.evaluate(async (key) => {
-        type Request<T> = { result: T; onsuccess: (() => void) | null; onerror: (() => void) | null };
-        const idb = (globalThis as unknown as {
-          indexedDB: {
-            databases(): Promise<{ name?: string }[]>;
-            open(name: string): Request<{ transaction(store: string): { objectStore(store: string): { get(key: string): Request<unknown> } }; close(): void }>;
-          };
-        }).indexedDB;
-        // No named inner functions: tsx's __name() helper does not exist in the page.
-        for (const { name } of await idb.databases()) {
-          if (!name?.startsWith('vscode-web-state-db-') || name.endsWith('-global')) continue;
-          const opening = idb.open(name);
-          const db = await new Promise<typeof opening.result | undefined>((resolve) => {
-            opening.onsuccess = () => resolve(opening.result);
-            opening.onerror = () => resolve(undefined);
-          });
-          if (!db) continue;
-          try {
-            const reading = db.transaction('ItemTable').objectStore('ItemTable').get('memento/workbench.parts.editor');
-            const value = await new Promise<unknown>((resolve) => {
-              reading.onsuccess = () => resolve(reading.result);
-              reading.onerror = () => resolve(undefined);
-            });
-            if (typeof value === 'string' && value.includes(key)) return true;
-          } catch {
-            // not a state database of this shape
-          } finally {
-            db.close();
-          }
+}
+
+async function savedEditorStateContains(page: Page, wanted: readonly string[]): Promise<boolean> {
+  return page.evaluate(async (keys) => {
+    type Request<T> = { result: T; onsuccess: (() => void) | null; onerror: (() => void) | null };
+    const idb = (globalThis as unknown as {
+      indexedDB: {
+        databases(): Promise<{ name?: string }[]>;
+        open(name: string): Request<{ transaction(store: string): { objectStore(store: string): { get(key: string): Request<unknown> } }; close(): void }>;
+      };
+    }).indexedDB;
+    // No named inner functions: tsx's __name() helper does not exist in the page.
+    for (const { name } of await idb.databases()) {
+      if (!name?.startsWith('vscode-web-state-db-') || name.endsWith('-global')) continue;
+      const opening = idb.open(name);
+      const db = await new Promise<typeof opening.result | undefined>((resolve) => {
+        opening.onsuccess = () => resolve(opening.result);
+        opening.onerror = () => resolve(undefined);
+      });
+      if (!db) continue;
+      try {
+        const reading = db.transaction('ItemTable').objectStore('ItemTable').get('memento/workbench.parts.editor');
+        const value = await new Promise<unknown>((resolve) => {
+          reading.onsuccess = () => resolve(reading.result);
+          reading.onerror = () => resolve(undefined);
+        });
+        if (typeof value === 'string') {
+          const plain = value.replace(/\\/g, '');
+          if (keys.every((k) => plain.includes(k))) return true;
         }
-        return false;
-      }, expected))
-        ? true
-        : undefined,
-    options.timeout ?? TIMEOUT.ui,
-    250,
-  );
+      } catch {
+        // not a state database of this shape
+      } finally {
+        db.close();
+      }
+    }
+    return false;
+  }, wanted);
 }
 
 /** Saves a full-page screenshot to test-results/e2e/<name>.png. */

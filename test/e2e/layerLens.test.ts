@@ -550,12 +550,13 @@ describe('Layer Lens in VS Code, light theme: Models view, inspector, freezing, 
     const frozenBefore = Object.fromEntries(await Promise.all(TINY.layers.filter((l) => !['pool1', 'gap'].includes(l)).map(async (l) => [l, await inspectorFrozen(before, l)] as const)));
     const paramsBefore = await text(before.locator('header .params'));
     const totalsBefore = await text(before.locator('.totals'));
-    const selectedBefore = await text(before.locator('.maps-header strong')).catch(() => '');
+    const selectedBefore = await text(before.locator('.maps-header strong'));
+    assert.ok(selectedBefore, 'a layer is shown before the reload');
 
     // VS Code for the Web saves the open editors (with the webview's state) on
     // focus loss, every minute and, best effort, on unload; without this the
     // reload restores an older state in about one run of three (see saveWorkbenchState).
-    await saveWorkbenchState(page, 'photo.jpg', { timeout: SLOW });
+    await saveWorkbenchState(page, ['photo.jpg', `"selected":"${selectedBefore}"`], { timeout: SLOW });
     await page.reload({ timeout: TIMEOUT.workbench });
     await waitForWorkbench(page);
     const frame = await inspectorFrame(page);
@@ -567,7 +568,7 @@ describe('Layer Lens in VS Code, light theme: Models view, inspector, freezing, 
     for (const [layer, frozen] of Object.entries(frozenBefore)) assert.equal(await inspectorFrozen(frame, layer), frozen, `${layer} frozen: ${frozen}`);
     // Where it was: the same image, the same layer's grid.
     await waitForText(frame.locator('.side .image-path'), 'photo.jpg');
-    await assertGridDrawn(frame, selectedBefore || 'conv1');
+    await assertGridDrawn(frame, selectedBefore);
     await assertPredictions(frame, TINY.labels);
     await session.screenshot('light-6-after-reload');
   });
