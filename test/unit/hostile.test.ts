@@ -117,6 +117,11 @@ const refusals: { name: HostileModelName; code: string; message: (at: (name: Hos
   { name: 'directory', code: 'not-a-model', message: (at) => `${at('directory')} is not a file.` },
   { name: 'depth-bomb', code: 'too-deep', message: (at) => `${at('depth-bomb')} nests deeper than 500 levels; no real model does, so it was not parsed.` },
   {
+    name: 'heap-bomb',
+    code: 'too-large',
+    message: (at) => `${at('heap-bomb')} holds more than 4,000,000 JSON objects and arrays; a real model's has a few thousand, so it was not parsed.`,
+  },
+  {
     name: 'huge-200mb',
     code: 'too-large',
     message: (at) =>

@@ -21,7 +21,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EngineError } from '../errors';
 import { Hdf5File, type Hdf5Dataset, type Hdf5Node } from './hdf5';
-import { jsonDepth, limits, rel, type ModelFiles } from './modelFiles';
+import { limits, parseJsonBounded, rel, type ModelFiles } from './modelFiles';
 import { modelArtifacts } from './save';
 
 export const kerasLimits = {
@@ -93,16 +93,6 @@ function startsWith(bytes: Uint8Array, sig: number[]): boolean {
   return bytes.length >= sig.length && sig.every((b, i) => bytes[i] === b);
 }
 
-function parseJson(text: string, what: string): unknown {
-  if (jsonDepth(text, limits.maxJsonDepth) > limits.maxJsonDepth) {
-    throw new EngineError('too-deep', `${what} nests deeper than ${limits.maxJsonDepth} levels; no real model does, so it was not parsed.`);
-  }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new EngineError('not-json', `${what} is not valid JSON (${e instanceof Error ? e.message : String(e)}); the file may be truncated.`);
-  }
-}
 
 async function openHdf5(bytes: Uint8Array, abs: string, shown: string, inner?: string): Promise<Hdf5File> {
   try {
@@ -129,7 +119,7 @@ async function readH5(bytes: Uint8Array, abs: string, shown: string): Promise<Ke
     }
     if (config.length > kerasLimits.maxConfigBytes) throw new EngineError('too-large', `${shown}: its model_config is ${(config.length / 1048576).toFixed(0)} MB; no real model's is, so it was not parsed.`);
     const version = h5.attr(root, 'keras_version');
-    return { kind: 'h5', config: parseJson(config, `the model_config of ${shown}`), kerasVersion: typeof version === 'string' ? version : undefined, weights: h5 };
+    return { kind: 'h5', config: parseJsonBounded(config, `the model_config of ${shown}`), kerasVersion: typeof version === 'string' ? version : undefined, weights: h5 };
   } catch (e) {
     h5.close();
     throw e;
@@ -192,11 +182,11 @@ async function readKerasZip(bytes: Uint8Array, abs: string, shown: string): Prom
     );
   }
   const decoder = new TextDecoder('utf-8', { fatal: false });
-  const config = parseJson(decoder.decode(configBytes), `config.json in ${shown}`);
+  const config = parseJsonBounded(decoder.decode(configBytes), `config.json in ${shown}`);
   let kerasVersion: string | undefined;
   if (files['metadata.json']) {
     try {
-      const meta = JSON.parse(decoder.decode(files['metadata.json'])) as unknown;
+      const meta = parseJsonBounded(decoder.decode(files['metadata.json']), `metadata.json in ${shown}`);
       if (isObject(meta) && typeof meta['keras_version'] === 'string') kerasVersion = meta['keras_version'];
     } catch {
       // metadata.json only says which Keras wrote the file.

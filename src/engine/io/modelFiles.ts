@@ -20,6 +20,15 @@ export const limits = {
   maxModelJsonBytes: 64 * 1024 * 1024,
   /** Nesting depth of model.json; Keras configs of nested models reach ~40. */
   maxJsonDepth: 500,
+  /**
+   * Objects and arrays in model.json (or a Keras config). Real files hold
+   * about one per 40 bytes (a 92 KB Teachable Machine model.json: 2,305), so
+   * even a 64 MB one stays under 2 million. More is a heap bomb: `{},`
+   * repeated makes JSON.parse build ~20x the file's size in objects, and a
+   * worker that runs out of heap inside JSON.parse can end the whole process
+   * under Node 20 instead of only the worker.
+   */
+  maxJsonContainers: 4_000_000,
   /** Total weight bytes we agree to read. */
   maxWeightBytes: 4 * 1024 * 1024 * 1024 - 1,
   /** Elements in a single weight tensor. */
@@ -66,10 +75,15 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** Max nesting of arrays/objects, scanning text so JSON.parse never recurses too deep. */
-export function jsonDepth(text: string, stopAt = Infinity): number {
+/**
+ * Max nesting of arrays/objects and how many there are, by a scan of the text
+ * that stops as soon as either passes its limit, so JSON.parse never recurses
+ * too deep or builds more objects than a model has.
+ */
+export function jsonShape(text: string, maxDepth = Infinity, maxContainers = Infinity): { depth: number; containers: number } {
   let depth = 0;
   let max = 0;
+  let containers = 0;
   let inString = false;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
@@ -78,13 +92,38 @@ export function jsonDepth(text: string, stopAt = Infinity): number {
       else if (c === 34 /* " */) inString = false;
     } else if (c === 34) inString = true;
     else if (c === 123 || c === 91) {
+      if (++containers > maxContainers) break;
       if (++depth > max) {
         max = depth;
-        if (max > stopAt) return max;
+        if (max > maxDepth) break;
       }
     } else if (c === 125 || c === 93) depth--;
   }
-  return max;
+  return { depth: max, containers };
+}
+
+/**
+ * JSON.parse of a user's file after jsonShape says it is safe to: refuses
+ * (EngineError 'too-deep' / 'too-large' / 'not-json') with `what` named.
+ */
+export function parseJsonBounded(text: string, what: string): unknown {
+  const shape = jsonShape(text, limits.maxJsonDepth, limits.maxJsonContainers);
+  if (shape.depth > limits.maxJsonDepth) {
+    throw new EngineError('too-deep', `${what} nests deeper than ${limits.maxJsonDepth} levels; no real model does, so it was not parsed.`);
+  }
+  if (shape.containers > limits.maxJsonContainers) {
+    throw new EngineError(
+      'too-large',
+      `${what} holds more than ${limits.maxJsonContainers.toLocaleString('en-US')} JSON objects and arrays; a real model's has a few thousand, so it was not parsed.`,
+    );
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    // V8 quotes the text around the error, line breaks included: keep the message on one line.
+    const why = clip(e instanceof Error ? e.message : String(e), 200);
+    throw new EngineError('not-json', `${what} is not valid JSON (${why}); the file may be truncated or hand-edited.`);
+  }
 }
 
 /** Bytes one manifest entry occupies in its group's concatenated shards. */
@@ -208,18 +247,7 @@ export async function readModelFiles(modelJsonPath: string): Promise<ModelFiles>
   }
   const folder = path.dirname(realJson);
   const text = await fs.promises.readFile(realJson, 'utf8');
-  const depth = jsonDepth(text, limits.maxJsonDepth);
-  if (depth > limits.maxJsonDepth) {
-    throw new EngineError('too-deep', `${shown} nests deeper than ${limits.maxJsonDepth} levels; no real model does, so it was not parsed.`);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    // V8 quotes the text around the error, line breaks included: keep the message on one line.
-    const why = clip(e instanceof Error ? e.message : String(e), 200);
-    throw new EngineError('not-json', `${shown} is not valid JSON (${why}); the file may be truncated or hand-edited.`);
-  }
+  const json = parseJsonBounded(text, shown);
   if (!isObject(json) || !isObject(json['modelTopology'])) {
     throw new EngineError(
       'not-a-model',
