@@ -22,12 +22,11 @@
  *   seeded by the run's seed, the epoch, the batch and the part.
  * - BatchNormalization that trains normalises each part with that part's own
  *   batch statistics ("ghost batch normalization", as on several GPUs without
- *   synchronised BN). Its moving mean after a step is exactly what one model
- *   would hold (the row-weighted mean of the parts' updates); its moving
- *   variance is the row-weighted mean of the parts' variances, which leaves
- *   out the spread between the parts' means (one model would see it as
- *   variance too). A frozen BatchNormalization runs in inference mode on
- *   every thread and is unchanged.
+ *   synchronised BN), so its output, and the gradients, differ a little from
+ *   one thread's. Its moving mean and variance after a step are what one
+ *   model would hold after the whole batch, up to float rounding
+ *   (combineStatistics). A frozen BatchNormalization runs in inference mode
+ *   on every thread and is unchanged.
  * - The helpers are terminated when training ends, fails or is cancelled
  *   (dispose), and a helper that dies fails the step with a message.
  */
@@ -43,7 +42,7 @@ import { isRpcMessage, RemoteError, RpcClient, type RpcMessage } from '../../pro
 import type { ReplicaApi, ReplicaInit, ReplicaLayout, ReplicaStepResult, ReplicaWeight, ReplicaWeightSpec } from '../../protocol/trainReplica';
 import { deriveSeed } from './dataset';
 import { partGradients, withSeededRandom, type Batch, type PartGradients, type StepRunner, type Trainable } from './loop';
-import { describeWeights, ownedFloats } from './replica';
+import { describeWeights, flatStatistics, ownedFloats, type MovingStatistics } from './replica';
 
 /** Rows per part: n cut into `parts` nearly equal, larger ones first. */
 export function shares(n: number, parts: number): number[] {
@@ -95,7 +94,7 @@ export interface ParallelOptions {
   /** The optimizer's variables, in its order (the model's trainable weights). */
   variables: tf.LayerVariable[];
   /** The statistics a step writes (statisticsOf(model)). */
-  statistics: tf.LayerVariable[];
+  statistics: MovingStatistics[];
   signal?: AbortSignal;
 }
 
@@ -103,7 +102,7 @@ export class ParallelStepRunner implements StepRunner {
   private constructor(
     private readonly helpers: Helper[],
     private readonly variables: tf.LayerVariable[],
-    private readonly statistics: tf.LayerVariable[],
+    private readonly statistics: MovingStatistics[],
   ) {}
 
   /** Starts threads - 1 helpers, each with a replica of the model; they are stopped by dispose(). */
@@ -121,7 +120,7 @@ export class ParallelStepRunner implements StepRunner {
       cutLayer: o.cutLayer,
       outputKind: o.outputKind,
     };
-    const expected: ReplicaLayout = { variables: describeWeights(o.variables), statistics: describeWeights(o.statistics) };
+    const expected: ReplicaLayout = { variables: describeWeights(o.variables), statistics: describeWeights(flatStatistics(o.statistics)) };
     const helpers: Helper[] = [];
     const runner = new ParallelStepRunner(helpers, o.variables, o.statistics);
     try {
@@ -186,7 +185,7 @@ export class ParallelStepRunner implements StepRunner {
     try {
       // The helpers start first, from the weights as they are before this step.
       const variables = this.variables.map((w) => ownedFloats(w.read().dataSync()));
-      const statistics = this.statistics.map((w) => ownedFloats(w.read().dataSync()));
+      const statistics = flatStatistics(this.statistics).map((w) => ownedFloats(w.read().dataSync()));
       const pending = rows.slice(1).map((_, k) => {
         const h = this.helpers[k];
         const xs = xsParts[k + 1];
@@ -239,15 +238,48 @@ export class ParallelStepRunner implements StepRunner {
         grads.push({ name: v.name, tensor: g });
       });
       optimizer.applyGradients(grads as unknown as tf.NamedTensorMap);
-      this.statistics.forEach((w, j) => {
-        let s = tf.mul(w.read(), weight[0]);
-        theirs.forEach((t, k) => {
-          s = tf.add(s, tf.mul(tf.tensor(t.statistics[j], w.shape as number[]), weight[k + 1]));
-        });
-        w.write(s);
-      });
     });
+    this.combineStatistics(weight, theirs);
     return [loss, correct];
+  }
+
+  /**
+   * The moving statistics one model would hold after the whole batch. Each
+   * part updated its copy with its rows' mean m_k and variance v_k (biased, as
+   * tfjs's BatchNormalization uses): mean_k' = mean + d (m_k - mean), the same
+   * for the variance, d = 1 - momentum. The batch's mean is the row-weighted
+   * mean of the m_k, and its variance the weighted mean of the v_k plus the
+   * weighted spread of the m_k around it; so the result is the weighted mean
+   * of the parts' updates, plus, for the variance, sum_k w_k (mean_k' - mean')^2 / d
+   * (the parts' means recovered from their updates). In float64, in part order.
+   */
+  private combineStatistics(weight: number[], theirs: ReplicaStepResult[]): void {
+    this.statistics.forEach((s, j) => {
+      const means = [s.mean.read().dataSync(), ...theirs.map((t) => t.statistics[2 * j])];
+      const variances = [s.variance.read().dataSync(), ...theirs.map((t) => t.statistics[2 * j + 1])];
+      const size = means[0].length;
+      if (means.some((m) => m.length !== size) || variances.some((v) => v.length !== size)) {
+        throw new EngineError('internal', `a training helper sent statistics of another size for ${s.mean.originalName}.`);
+      }
+      const mean = new Float32Array(size);
+      const variance = new Float32Array(size);
+      for (let c = 0; c < size; c++) {
+        let m = 0;
+        let v = 0;
+        for (let k = 0; k < means.length; k++) {
+          m += weight[k] * means[k][c];
+          v += weight[k] * variances[k][c];
+        }
+        if (s.decay > 0) for (let k = 0; k < means.length; k++) v += (weight[k] * (means[k][c] - m) ** 2) / s.decay;
+        mean[c] = m;
+        variance[c] = v;
+      }
+      for (const [w, values] of [[s.mean, mean], [s.variance, variance]] as const) {
+        const t = tf.tensor(values, w.shape as number[]);
+        w.write(t);
+        t.dispose();
+      }
+    });
   }
 
   /** Stops every helper thread (idempotent). */

@@ -35,20 +35,38 @@ export function regularizationOf(model: tf.LayersModel): (() => tf.Scalar[]) | u
   return layers.length > 0 ? () => layers.flatMap((l) => l.calculateLosses()) : undefined;
 }
 
+/** The moving statistics of one BatchNormalization that trains, and its update rate. */
+export interface MovingStatistics {
+  mean: tf.LayerVariable;
+  variance: tf.LayerVariable;
+  /** 1 - momentum: the weight of a batch's statistics in the moving ones. */
+  decay: number;
+}
+
 /**
  * The weights a training step writes besides the optimizer's variables: the
  * moving statistics of each BatchNormalization that trains (a frozen one runs
  * in inference mode and writes nothing), in layer order, each layer once.
  */
-export function statisticsOf(model: tf.LayersModel): tf.LayerVariable[] {
+export function statisticsOf(model: tf.LayersModel): MovingStatistics[] {
   const seen = new Set<tf.layers.Layer>();
-  const out: tf.LayerVariable[] = [];
+  const out: MovingStatistics[] = [];
   for (const { layer } of walkLayers(model)) {
     if (seen.has(layer) || layer.getClassName() !== 'BatchNormalization' || !layer.trainable) continue;
     seen.add(layer);
-    out.push(...layer.nonTrainableWeights);
+    const [mean, variance] = layer.nonTrainableWeights;
+    if (!mean?.originalName.endsWith('moving_mean') || !variance?.originalName.endsWith('moving_variance')) {
+      throw new EngineError('internal', `BatchNormalization "${layer.name}" has no moving mean and variance where tfjs keeps them.`);
+    }
+    const momentum = layer.getConfig()['momentum'];
+    out.push({ mean, variance, decay: 1 - (typeof momentum === 'number' ? momentum : 0.99) });
   }
   return out;
+}
+
+/** The statistics as the replica channel lists them: each layer's mean, then its variance. */
+export function flatStatistics(stats: readonly MovingStatistics[]): tf.LayerVariable[] {
+  return stats.flatMap((s) => [s.mean, s.variance]);
 }
 
 export function describeWeights(ws: readonly tf.LayerVariable[]): ReplicaWeight[] {
@@ -107,7 +125,7 @@ export class Replica {
         variables: variables.map((w) => w.read() as tf.Variable),
         state: [],
       };
-      return new Replica(model, net, variables, statisticsOf(model));
+      return new Replica(model, net, variables, flatStatistics(statisticsOf(model)));
     } catch (e) {
       model.dispose();
       throw e;
