@@ -117,6 +117,9 @@ export class FinetuneRuns implements vscode.Disposable {
     if (probe) this.log.info(`Live maps: ${rel(probe.imagePath)} at ${probe.layerPath}, after every epoch (within 5% of the training time)`);
     const loop = monitorEventLoopDelay({ resolution: 10 });
     loop.enable();
+    const started = performance.now();
+    let messages = 0;
+    let handlerMax = 0;
     try {
       const result = await vscode.window.withProgress(
         { location: vscode.ProgressLocation.Notification, title: `Fine-tuning ${summary.name}`, cancellable: true },
@@ -124,7 +127,7 @@ export class FinetuneRuns implements vscode.Disposable {
           token.onCancellationRequested(() => controller.abort());
           let lastFraction = 0;
           let lastBatchLog = 0;
-          const onProgress = (p: TrainProgress) => {
+          const handle = (p: TrainProgress) => {
             for (const line of formatProgress(p, rel)) this.log.info(line);
             panel.post({ type: 'train', progress: p });
             if (p.type === 'batch') {
@@ -140,6 +143,12 @@ export class FinetuneRuns implements vscode.Disposable {
               progress.report({ message: `${p.trainSize} train / ${p.valSize} val images, ${p.epochs} epochs` });
             }
           };
+          const onProgress = (p: TrainProgress) => {
+            const t0 = performance.now();
+            handle(p);
+            messages++;
+            handlerMax = Math.max(handlerMax, performance.now() - t0);
+          };
           return this.engine.call(
             'finetune',
             { modelPath: model.fsPath, datasetDir: dataset.fsPath, settings: recipe.finetune, frozen: recipe.freeze, ...(probe ? { probe } : {}) },
@@ -147,7 +156,9 @@ export class FinetuneRuns implements vscode.Disposable {
           );
         },
       );
-      this.log.info(`Extension host event loop during the run: max delay ${(loop.max / 1e6).toFixed(0)} ms, mean ${(loop.mean / 1e6).toFixed(1)} ms`);
+      this.log.info(
+        `Extension host event loop during the run: max delay ${(loop.max / 1e6).toFixed(0)} ms, p99 ${(loop.percentile(99) / 1e6).toFixed(0)} ms, mean ${(loop.mean / 1e6).toFixed(1)} ms over ${((performance.now() - started) / 1000).toFixed(1)} s (${messages} progress messages, each handled in at most ${handlerMax.toFixed(1)} ms)`,
+      );
       const out = vscode.Uri.file(path.join(result.outputPath, 'model.json'));
       // The result folder was renamed into place, and file watchers do not report
       // the model.json inside a renamed folder: add it to the Models view here.

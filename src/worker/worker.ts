@@ -17,11 +17,15 @@ import { EngineSession } from '../engine/session';
 import { readImageFile, resizeImage } from '../engine/image';
 import { previewAugmentations } from '../engine/train/augment';
 import { finetune } from '../engine/train/finetune';
+import { lowerThreadPriority } from '../engine/threadPriority';
 import { isRpcMessage, RpcServer, type Handlers, type Port, type RpcError } from '../protocol/rpc';
 import type { WorkerApi } from '../protocol/workerApi';
 
 const port = parentPort;
 if (!port) throw new Error('worker.js must run in a worker thread');
+// Compute yields to the extension host and the UI (and the helper threads a
+// data-parallel fine-tune starts from here inherit it).
+lowerThreadPriority();
 
 const session = new EngineSession();
 const inspector = new Inspector();

@@ -2,6 +2,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { COMPUTE_NICENESS } from '../../src/engine/threadPriority';
 import { EngineClient } from '../../src/engineClient';
 import { RemoteError } from '../../src/protocol/rpc';
 import { fixture } from '../fixtures/models';
@@ -28,6 +29,14 @@ describe('compute worker (bundled dist/worker.js)', { skip: !fs.existsSync(path.
     assert.equal(summary.totalParams, 451);
     assert.equal(client.started, true);
     assert.equal(backend, 'wasm', 'bundled worker finds its .wasm files in dist/');
+  });
+
+  it('computes at a lower priority than the extension host (Linux: the worker thread alone is reniced)', { skip: process.platform !== 'linux' && 'thread priorities are set on Linux only' }, async () => {
+    await client.call('memory', {});
+    const nice = (tid: string) => Number(fs.readFileSync(`/proc/self/task/${tid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')[16]);
+    const threads = fs.readdirSync('/proc/self/task');
+    assert.equal(nice(String(process.pid)), 0, 'the calling thread (the extension host) keeps its priority');
+    assert.ok(threads.some((tid) => nice(tid) === COMPUTE_NICENESS), `a thread at nice ${COMPUTE_NICENESS}: ${threads.map((t) => `${t}:${nice(t)}`).join(' ')}`);
   });
 
   it('reports load failures with the engine message and code', async () => {
