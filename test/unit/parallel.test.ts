@@ -4,6 +4,7 @@
  * with a replica of the model), gradients combined in a fixed order.
  */
 import * as assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -20,6 +21,7 @@ import { modelArtifacts, writeArtifacts } from '../../src/engine/io/save';
 import { fixture, makeStripesDataset, nestedModel, seedWeights, stripesClasses } from '../fixtures/models';
 import { setup } from './helpers';
 
+const root = path.resolve(__dirname, '../..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'layerlens-parallel-'));
 const at = (...p: string[]) => path.join(tmp, ...p);
 let dataset = '';
@@ -249,5 +251,16 @@ describe('data-parallel training', () => {
       /the progress sink broke/,
     );
     assert.equal(runningHelpers(), 0, 'stopped after an error');
+  });
+
+  it('layer-lens finetune --threads 2 trains on two threads; --threads 9 is refused', () => {
+    const cli = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'src/cli/main.ts'), 'finetune', ...args], { cwd: root, encoding: 'utf8', timeout: 120_000 });
+    const r = cli(modelCopy('tiny-cnn'), dataset, '--epochs', '1', '--batch-size', '8', '--threads', '2', '--out', at('cli-out'));
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^Data: .*; adam lr 0\.001; 2 threads$/m);
+    assert.match(r.stdout, /^Epoch 1\/1 /m);
+    const bad = cli('m.json', 'data', '--threads', '9');
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /--threads 9: must be at most 8\./);
   });
 });
