@@ -6,6 +6,7 @@
  * The Models view, the inspector and the commands all read from here, so they
  * agree.
  */
+import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { EngineClient } from './engineClient';
 import type { Logger } from './logger';
@@ -43,8 +44,16 @@ export class ModelRegistry implements vscode.Disposable {
     private readonly memento: vscode.Memento,
   ) {
     const watcher = vscode.workspace.createFileSystemWatcher(modelGlob);
+    // A folder renamed into place (a result of the CLI, another tool, a
+    // drag and drop) gets one create event for the folder and none for the
+    // model.json inside it: look inside new folders. Likewise a folder deleted
+    // or moved away takes its models with it.
+    const folders = vscode.workspace.createFileSystemWatcher('**/*', false, true, false);
     this.disposables.push(
       watcher,
+      folders,
+      folders.onDidCreate((uri) => void this.addFolder(uri)),
+      folders.onDidDelete((uri) => this.removeFolder(uri)),
       watcher.onDidCreate((uri) => this.add(uri)),
       watcher.onDidDelete((uri) => this.remove(uri)),
       watcher.onDidChange((uri) => this.invalidate(uri)),
@@ -88,6 +97,30 @@ export class ModelRegistry implements vscode.Disposable {
     if (ignored.test(uri.fsPath)) return;
     this.found.set(uri.fsPath, uri);
     this.changed.fire(undefined);
+  }
+
+  /** Adds the models inside `uri` if it is a new folder. */
+  private async addFolder(uri: vscode.Uri): Promise<void> {
+    if (ignored.test(`${uri.fsPath}/`) || /\.(json|h5|keras)$/i.test(uri.fsPath)) return;
+    try {
+      if (!((await vscode.workspace.fs.stat(uri)).type & vscode.FileType.Directory)) return;
+      const inside = await vscode.workspace.findFiles(new vscode.RelativePattern(uri, modelGlob), exclude, 1000);
+      const added = inside.filter((u) => !ignored.test(u.fsPath) && !this.found.has(u.fsPath));
+      for (const u of added) this.found.set(u.fsPath, u);
+      if (added.length > 0) this.changed.fire(undefined);
+    } catch {
+      // Gone again (a temporary folder), or unreadable: nothing to list.
+    }
+  }
+
+  private removeFolder(uri: vscode.Uri): void {
+    const prefix = uri.fsPath.endsWith(path.sep) ? uri.fsPath : uri.fsPath + path.sep;
+    const gone = [...this.found.keys()].filter((p) => p.startsWith(prefix) && vscode.workspace.getWorkspaceFolder(vscode.Uri.file(p)));
+    for (const p of gone) {
+      this.found.delete(p);
+      this.states.delete(p);
+    }
+    if (gone.length > 0) this.changed.fire(undefined);
   }
 
   private remove(uri: vscode.Uri): void {

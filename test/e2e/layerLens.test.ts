@@ -14,6 +14,7 @@
 // LAYER_LENS_UPDATE_SCREENSHOTS=1 also copies the inspector screenshots to
 // media/screenshots/inspector-{light,dark}.png (the README's pictures).
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
@@ -668,6 +669,26 @@ describe('Layer Lens in VS Code, dark theme: a broken model, then fine-tuning', 
     });
     // ...and only the models there are (not the folder the result was built in).
     assert.deepEqual([...listed].sort(), ['missing-shard', 'nested', 'tiny-cnn', outputs[0]].sort());
+  });
+
+  scenario('7. a model the command line writes into the workspace appears in the Models view, and goes when its folder is deleted', async ({ page, ws }) => {
+    const modelsDir = path.dirname(path.dirname(ws.models.tinyCnn));
+    const out = path.join(modelsDir, 'from-terminal');
+    // The CLI builds the result in a temporary folder and renames it into
+    // place: the file watcher reports the folder, not the model.json inside.
+    const cli = await new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
+      const child = spawn(process.execPath, [path.join(REPO_ROOT, 'dist', 'cli.js'), 'finetune', ws.models.tinyCnn, ws.dataset, '--epochs', '1', '--out', out], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.once('error', reject);
+      child.once('exit', (code) => resolve({ code, stderr }));
+    });
+    assert.equal(cli.code, 0, cli.stderr);
+    assert.ok(existsSync(path.join(out, 'model.json')), 'the CLI wrote its model');
+    await showModelsView(page, ws);
+    await treeRow(page, 'from-terminal', 1).waitFor({ state: 'visible', timeout: SLOW });
+    await fs.rm(out, { recursive: true });
+    await treeRow(page, 'from-terminal', 1).waitFor({ state: 'detached', timeout: SLOW });
   });
 
   scenario('the browser console shows no CSP violations from the inspector', async ({ session }) => {
