@@ -31,6 +31,9 @@ export class TrainingView {
     private readonly loadPreview: () => Promise<AugmentPreview>,
   ) {
     this.render();
+    new ResizeObserver(() => {
+      if (this.chart.isConnected) this.draw();
+    }).observe(this.chart);
   }
 
   private async showPreview(): Promise<void> {
@@ -163,10 +166,18 @@ export class TrainingView {
   private draw(): void {
     const ctx = this.chart.getContext('2d');
     if (!ctx) return;
-    const W = this.chart.width;
-    const H = this.chart.height;
+    // Drawn at the size it is shown (and the screen's pixel density), so text stays 11px whatever the column width.
+    const W = Math.max(240, Math.round(this.chart.clientWidth || 640));
+    const H = 220;
+    const dpr = window.devicePixelRatio || 1;
+    if (this.chart.width !== Math.round(W * dpr) || this.chart.height !== Math.round(H * dpr)) {
+      this.chart.width = Math.round(W * dpr);
+      this.chart.height = Math.round(H * dpr);
+    }
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     const style = getComputedStyle(document.body);
     const fg = style.getPropertyValue('--vscode-foreground') || '#888';
+    const font = style.getPropertyValue('--vscode-font-family') || 'sans-serif';
     const colors = {
       loss: style.getPropertyValue('--vscode-charts-blue') || '#3794ff',
       valLoss: style.getPropertyValue('--vscode-charts-orange') || '#d18616',
@@ -174,31 +185,66 @@ export class TrainingView {
       valAcc: style.getPropertyValue('--vscode-charts-purple') || '#b180d7',
     };
     ctx.clearRect(0, 0, W, H);
-    const pad = 30;
+    const left = 44;
+    const right = 44;
+    const top = 34;
+    const bottom = 30;
     const xmax = Math.max(1, this.epochs);
     const losses = [...this.points.flatMap((p) => [p.loss, p.val_loss ?? p.loss]), ...this.batches.map((b) => b.loss)].filter(Number.isFinite);
     const lmax = Math.max(1e-6, ...losses);
-    const X = (x: number) => pad + (x / xmax) * (W - 2 * pad);
-    const YL = (v: number) => H - pad - (v / lmax) * (H - 2 * pad);
-    const YA = (v: number) => H - pad - v * (H - 2 * pad);
+    const X = (x: number) => left + (x / xmax) * (W - left - right);
+    const YL = (v: number) => H - bottom - (v / lmax) * (H - top - bottom);
+    const YA = (v: number) => H - bottom - v * (H - top - bottom);
+    ctx.font = `11px ${font}`;
+    ctx.lineWidth = 1;
+    // Frame and epoch ticks.
     ctx.strokeStyle = fg;
-    ctx.globalAlpha = 0.4;
-    ctx.strokeRect(pad, pad, W - 2 * pad, H - 2 * pad);
-    ctx.globalAlpha = 1;
     ctx.fillStyle = fg;
-    ctx.font = '11px sans-serif';
-    ctx.fillText(`loss (0–${num(lmax)})`, pad, pad - 8);
-    ctx.fillText('accuracy (0–1)', W - pad - 80, pad - 8);
-    ctx.fillText('epoch', W / 2 - 15, H - 8);
+    ctx.globalAlpha = 0.35;
+    ctx.strokeRect(left, top, W - left - right, H - top - bottom);
+    const step = Math.max(1, Math.ceil(xmax / Math.max(1, Math.floor((W - left - right) / 40))));
+    ctx.textAlign = 'center';
+    for (let e = 0; e <= xmax; e += step) {
+      ctx.globalAlpha = 0.35;
+      ctx.beginPath();
+      ctx.moveTo(X(e), H - bottom);
+      ctx.lineTo(X(e), H - bottom + 4);
+      ctx.stroke();
+      ctx.globalAlpha = 0.8;
+      ctx.fillText(String(e), X(e), H - bottom + 15);
+    }
+    ctx.globalAlpha = 0.8;
+    ctx.fillText('epoch', W / 2, H - 2);
+    // Axis ends: loss on the left, accuracy on the right.
+    ctx.textAlign = 'right';
+    ctx.fillText(num(lmax), left - 6, top + 4);
+    ctx.fillText('0', left - 6, H - bottom);
+    ctx.textAlign = 'left';
+    ctx.fillText('1', W - right + 6, top + 4);
+    ctx.fillText('0', W - right + 6, H - bottom);
+    ctx.save();
+    ctx.translate(12, (top + H - bottom) / 2);
+    ctx.rotate(-Math.PI / 2);
+    ctx.textAlign = 'center';
+    ctx.fillText('loss', 0, 0);
+    ctx.restore();
+    ctx.save();
+    ctx.translate(W - 8, (top + H - bottom) / 2);
+    ctx.rotate(Math.PI / 2);
+    ctx.textAlign = 'center';
+    ctx.fillText('accuracy', 0, 0);
+    ctx.restore();
+    ctx.globalAlpha = 1;
     const line = (pts: [number, number][], color: string, dashed = false) => {
       if (pts.length === 0) return;
       ctx.strokeStyle = color;
       ctx.fillStyle = color;
       ctx.setLineDash(dashed ? [4, 3] : []);
+      ctx.lineWidth = 1.5;
       ctx.beginPath();
       pts.forEach(([x, y], i) => (i ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
       ctx.stroke();
-      for (const [x, y] of pts) ctx.fillRect(x - 1.5, y - 1.5, 3, 3);
+      for (const [x, y] of pts) ctx.fillRect(x - 2, y - 2, 4, 4);
     };
     ctx.globalAlpha = 0.3;
     line(this.batches.map((b) => [X(b.x), YL(b.loss)]), colors.loss);
@@ -208,12 +254,24 @@ export class TrainingView {
     line(this.points.map((p) => [X(p.epoch), YA(p.acc)]), colors.acc);
     line(this.points.filter((p) => p.val_acc !== undefined).map((p) => [X(p.epoch), YA(p.val_acc!)]), colors.valAcc, true);
     ctx.setLineDash([]);
-    const legend: [string, string][] = [['loss', colors.loss], ['val_loss', colors.valLoss], ['acc', colors.acc], ['val_acc', colors.valAcc]];
-    legend.forEach(([label, color], i) => {
-      ctx.fillStyle = color;
-      ctx.fillRect(pad + 10 + i * 80, pad + 8, 10, 3);
+    ctx.lineWidth = 1;
+    // Legend above the plot.
+    const legend: [string, string, boolean][] = [['loss', colors.loss, false], ['val_loss', colors.valLoss, true], ['acc', colors.acc, false], ['val_acc', colors.valAcc, true]];
+    let x = left;
+    ctx.textAlign = 'left';
+    for (const [label, color, dashed] of legend) {
+      ctx.strokeStyle = color;
+      ctx.lineWidth = 2;
+      ctx.setLineDash(dashed ? [4, 3] : []);
+      ctx.beginPath();
+      ctx.moveTo(x, top - 14);
+      ctx.lineTo(x + 16, top - 14);
+      ctx.stroke();
+      ctx.setLineDash([]);
       ctx.fillStyle = fg;
-      ctx.fillText(label, pad + 24 + i * 80, pad + 13);
-    });
+      ctx.fillText(label, x + 20, top - 10);
+      x += 28 + ctx.measureText(label).width;
+    }
+    ctx.lineWidth = 1;
   }
 }

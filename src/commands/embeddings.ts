@@ -17,7 +17,7 @@ import { InspectorPanel, type InspectorDeps } from '../panels/inspectorPanel';
 import { formatAdvisorReport, recommendationLabel, type EmbedProgress, type EmbeddingSummary } from '../protocol/embed';
 import type { LayerRow } from '../protocol/model';
 import { RemoteError, type Handlers } from '../protocol/rpc';
-import { formatBatchLine, formatProgress, type TrainProgress } from '../protocol/train';
+import { formatBatchLine, formatProgress, withShownPaths, type TrainProgress } from '../protocol/train';
 import type { WebviewApi } from '../protocol/webviewApi';
 import { resolveModel } from './inspect';
 
@@ -285,7 +285,7 @@ export class EmbeddingCommands implements vscode.Disposable {
           signal,
           onProgress: (p: TrainProgress) => {
             for (const line of formatProgress(p, rel)) this.log.info(line.replace(/^Fine-tune: /, 'Rotation pretext: '));
-            panel.post({ type: 'train', progress: p });
+            panel.post({ type: 'train', progress: withShownPaths(p, rel) });
             if (p.type === 'batch') report(formatBatchLine(p));
           },
         },

@@ -15,7 +15,7 @@ import type { Logger } from '../logger';
 import type { ModelRegistry } from '../modelRegistry';
 import { InspectorPanel, type InspectorDeps } from '../panels/inspectorPanel';
 import { RemoteError } from '../protocol/rpc';
-import { formatBatchLine, formatProgress, type TrainProgress } from '../protocol/train';
+import { formatBatchLine, formatProgress, withShownPaths, type TrainProgress } from '../protocol/train';
 import { resolveModel } from './inspect';
 
 
@@ -129,7 +129,7 @@ export class FinetuneRuns implements vscode.Disposable {
           let lastBatchLog = 0;
           const handle = (p: TrainProgress) => {
             for (const line of formatProgress(p, rel)) this.log.info(line);
-            panel.post({ type: 'train', progress: p });
+            panel.post({ type: 'train', progress: withShownPaths(p, rel) });
             if (p.type === 'batch') {
               const fraction = (p.epoch - 1 + p.batch / p.batches) / p.epochs;
               progress.report({ message: formatBatchLine(p), increment: Math.max(0, (fraction - lastFraction) * 100) });

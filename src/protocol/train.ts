@@ -235,6 +235,13 @@ export function formatEndLine(p: TrainEnd, showPath: (p: string) => string = (x)
   return `${stopped}Best ${p.monitor} ${num(p.bestValue)} at epoch ${p.bestEpoch}${kept}. Saved ${out.endsWith('/') ? out : out + '/'}`;
 }
 
+/** The message with its paths as a user reads them (workspace-relative), for a view that cannot shorten them itself. */
+export function withShownPaths(p: TrainProgress, showPath: (p: string) => string): TrainProgress {
+  if (p.type === 'start') return { ...p, modelPath: showPath(p.modelPath), datasetDir: showPath(p.datasetDir) };
+  if (p.type === 'end') return { ...p, outputPath: showPath(p.outputPath) };
+  return p;
+}
+
 /** Every line a progress message prints (batch messages print none: they drive a bar). */
 export function formatProgress(p: TrainProgress, showPath?: (p: string) => string): string[] {
   switch (p.type) {

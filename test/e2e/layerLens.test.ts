@@ -631,7 +631,8 @@ describe('Layer Lens in VS Code, dark theme: a broken model, then fine-tuning', 
     const log = await waitForText(frame.locator('.training .epoch-log'), /Epoch 2\/2/);
     assert.match(log, /Epoch 1\/2 +\d+\/\d+ +loss [\d.]+ +acc [\d.]+ +val_loss [\d.]+ +val_acc [\d.]+/);
     assert.match(log, /Best val_loss [\d.]+ at epoch [12]/);
-    assert.match(await text(frame.locator('.training .train-status')), /Saved .*tiny-cnn-finetuned-/);
+    // Where it went, as the workspace names it (not an absolute path).
+    assert.match(await text(frame.locator('.training .train-status')), /Saved models\/tiny-cnn-finetuned-\d{8}-\d{4}(-\d+)?\/$/);
     assert.equal(await frame.locator('.training canvas.chart').count(), 1, 'the loss/accuracy chart');
     await session.screenshot('dark-4a-training-tab');
 
