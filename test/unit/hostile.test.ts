@@ -30,8 +30,10 @@ import {
   currentBundles,
   gray8Pixel,
   grayAlphaPixel,
+  hostileKerasNames,
   hostileModelNames,
   makeHostileImages,
+  makeHostileKeras,
   makeHostileModels,
   manyClassesDataset,
   repoRoot,
@@ -39,6 +41,7 @@ import {
   rgbaPixel,
   solidPng,
   type HostileImageName,
+  type HostileKerasName,
   type HostileModelName,
   type HostileModels,
 } from '../fixtures/hostile';
@@ -335,6 +338,82 @@ describe('hostile model files', () => {
   it('no failed load leaves a tensor behind', async () => {
     const before = tf.memory().numTensors;
     for (const r of refusals) await loadModel(at(r.name)).catch(() => undefined);
+    assert.equal(tf.memory().numTensors, before);
+  });
+});
+
+// ---------------------------------------------------------------------------
+
+/** Hostile Keras files, each found by the fuzzer's h5 and keras kinds, with the code and exact message. */
+const kerasRefusals: { name: HostileKerasName; code: string; message: (file: string) => string }[] = [
+  {
+    // libhdf5's error stack used to leak through as "Internal error in the compute worker: HDF5-DIAG: Error detected in HDF5 (2.0.0): ..." (many lines).
+    name: 'h5-damaged-header',
+    code: 'keras-file',
+    message: (f) =>
+      `${f} is damaged: reading "model_weights/conv" failed (bad object header version number). If Keras opens it, convert it with "tensorflowjs_converter --input_format keras h5-damaged-header.h5 out/" and open out/model.json.`,
+  },
+  {
+    name: 'h5-link-loop',
+    code: 'keras-file',
+    message: (f) =>
+      `${f} is damaged: reading "model_weights/d1/d1/kernel:0" failed (too many links). If Keras opens it, convert it with "tensorflowjs_converter --input_format keras h5-link-loop.h5 out/" and open out/model.json.`,
+  },
+  {
+    // The link is not followed: h5wasm sees only its own in-memory copy of the file, never /etc/passwd.
+    name: 'h5-external-link',
+    code: 'bad-weights',
+    message: (f) => `${f}: weight "d1/kernel:0" of layer "d1" is listed in the file but its data is missing (no dataset model_weights/d1/d1/kernel:0).`,
+  },
+  {
+    // Was a hang: tfjs re-queued the call for ever, and only the load time limit ended it (restarting the worker).
+    name: 'keras-call-never-made',
+    code: 'not-a-model',
+    message: (f) =>
+      `${f}: the model's graph cannot be rebuilt: layer "cat" takes its input from call 100000 of layer "add", which is called only 1 time. Its layer list is damaged; save the model again from Keras.`,
+  },
+  {
+    // A size that is no whole number printed as NaN ("a weight of shape [NaN, 4] (NaN values)").
+    name: 'keras-units-a-list',
+    code: 'not-a-model',
+    message: (f) => `${f}: layer "d1" asks for a weight of shape [27, [4]], which is not a shape; its config is damaged. Save the model again from Keras.`,
+  },
+  {
+    // Printed tfjs's "Cannot read properties of undefined (reading 'forEach')".
+    name: 'h5-config-missing-field',
+    code: 'not-a-model',
+    message: (f) =>
+      `${f}: tfjs could not build the Keras model from its config (the config is malformed: a field tfjs needs is missing or has the wrong type). If Keras opens it, convert it with "tensorflowjs_converter --input_format keras h5-config-missing-field.h5 out/" and open out/model.json.`,
+  },
+  {
+    // Printed the control characters raw, and left one tensor (the weight's initial value) in the worker on every try.
+    name: 'h5-layer-name-control-chars',
+    code: 'not-a-model',
+    message: (f) =>
+      `${f}: tfjs could not build the Keras model from its config (Not a valid tensor name: 'd1 \\u0000\\u001b[31m/kernel'). If Keras opens it, convert it with "tensorflowjs_converter --input_format keras h5-layer-name-control-chars.h5 out/" and open out/model.json.`,
+  },
+];
+
+describe('hostile Keras files (.h5 and .keras)', () => {
+  let k: Record<HostileKerasName, string>;
+  before(async () => {
+    await setup();
+    k = await makeHostileKeras(path.join(root, 'keras'));
+  });
+
+  it('covers every hostile Keras file the generator makes', () => {
+    assert.deepEqual(hostileKerasNames.filter((n) => !kerasRefusals.some((r) => r.name === n)), []);
+  });
+
+  for (const r of kerasRefusals) {
+    it(`${r.name}: refused with one clear message`, { timeout: 30_000 }, async () => {
+      await refuses(loadModel(k[r.name]), r.code, r.message(k[r.name]));
+    });
+  }
+
+  it('no failed Keras load leaves a tensor behind', async () => {
+    const before = tf.memory().numTensors;
+    for (const r of kerasRefusals) await loadModel(k[r.name]).catch(() => undefined);
     assert.equal(tf.memory().numTensors, before);
   });
 });

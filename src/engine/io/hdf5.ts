@@ -14,6 +14,7 @@
  * extension activation.
  */
 import type * as H5 from 'h5wasm';
+import { clipText } from './modelFiles';
 
 type H5Lib = typeof H5;
 
@@ -37,6 +38,37 @@ export function hdf5Reason(e: unknown): string {
   const causes = [...text.matchAll(/#\d+:.* in [^(]*\(\): ([^\n]+)/g)].map((m) => m[1].trim());
   const reason = causes.length > 0 ? causes[causes.length - 1] : text.split('\n')[0];
   return reason.length > 200 ? `${reason.slice(0, 200)}…` : reason;
+}
+
+/**
+ * libhdf5 could not read a part of an opened file: a damaged B-tree, heap or
+ * object header, a link that loops, dangles or leads to another file. `where`
+ * is the slash-separated path being read ("" for the root group), `reason`
+ * libhdf5's innermost cause. Every read of Hdf5File throws this, never
+ * h5wasm's multi-line error stack.
+ */
+export class Hdf5ReadError extends Error {
+  constructor(
+    /** What was being read, as a message shows it: "model_weights/conv", the root group, the attribute "model_config" of the root group. */
+    readonly what: string,
+    readonly reason: string,
+  ) {
+    super(`reading ${what} failed (${reason})`);
+    this.name = 'Hdf5ReadError';
+  }
+}
+
+/** A path of the file as a message shows it (names come from the file: escaped, clipped). */
+const pathText = (path: string) => (path ? `"${clipText(path)}"` : 'the root group');
+
+/** Runs one h5wasm read of `what`, turning whatever it throws into an Hdf5ReadError. */
+function reading<T>(what: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof Hdf5ReadError) throw e;
+    throw new Hdf5ReadError(what, clipText(hdf5Reason(e), 200));
+  }
 }
 
 /** A group of the file, seen through an optional backslash-joined name prefix. */
@@ -82,13 +114,19 @@ export class Hdf5File {
     }
   }
 
+  /** Never throws: closing a damaged file can fail in libhdf5, and there is nothing left to do about it. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
     try {
       this.file.close();
-    } finally {
+    } catch {
+      // libhdf5 could not flush or free a damaged file's structures; the memory file goes anyway
+    }
+    try {
       (this.h5.FS as unknown as { unlink(p: string): void }).unlink(this.memName);
+    } catch {
+      // already gone
     }
   }
 
@@ -96,10 +134,10 @@ export class Hdf5File {
     return { kind: 'group', path: '', group: this.file, prefix: '' };
   }
 
-  private keys(group: H5.Group): string[] {
+  private keys(group: H5.Group, path: string): string[] {
     let k = this.keyCache.get(group.path);
     if (!k) {
-      k = group.keys();
+      k = reading(pathText(path), () => group.keys());
       this.keyCache.set(group.path, k);
     }
     return k;
@@ -123,12 +161,12 @@ export class Hdf5File {
 
   private step(node: Hdf5Node, part: string): Hdf5Node | Hdf5Dataset | undefined {
     const key = node.prefix ? `${node.prefix}\\${part}` : part;
-    const keys = this.keys(node.group);
+    const keys = this.keys(node.group, node.path);
     const path = node.path ? `${node.path}/${part}` : part;
     if (keys.includes(key)) {
-      const e = node.group.get(key);
+      const e = reading(pathText(path), () => node.group.get(key));
       if (e instanceof this.h5.Group) return { kind: 'group', path, group: e, prefix: '' };
-      if (e instanceof this.h5.Dataset) return this.describe(e, path);
+      if (e instanceof this.h5.Dataset) return reading(pathText(path), () => this.describe(e, path));
       return undefined; // external or broken links, named datatypes: not weights
     }
     if (keys.some((k) => k.startsWith(`${key}\\`))) return { kind: 'group', path, group: node.group, prefix: key };
@@ -138,7 +176,7 @@ export class Hdf5File {
   /** Names directly under `node` (first segments of backslash-joined names too), in the file's order. */
   children(node: Hdf5Node): string[] {
     const out = new Set<string>();
-    for (const k of this.keys(node.group)) {
+    for (const k of this.keys(node.group, node.path)) {
       if (node.prefix) {
         if (k.startsWith(`${node.prefix}\\`)) out.add(k.slice(node.prefix.length + 1).split('\\')[0]);
       } else out.add(k.split('\\')[0]);
@@ -159,7 +197,7 @@ export class Hdf5File {
 
   /** A float32/float64 dataset's values as float32 (the caller checked its type and size). */
   readFloats(d: Hdf5Dataset): Float32Array {
-    const v = d.dataset.value;
+    const v = reading(pathText(d.path), () => d.dataset.value);
     if (v instanceof Float32Array) return v;
     if (v instanceof Float64Array) return Float32Array.from(v);
     if (typeof v === 'number') return Float32Array.of(v); // a scalar dataset
@@ -173,9 +211,10 @@ export class Hdf5File {
    */
   attr(node: Hdf5Node, name: string): string | string[] | undefined {
     if (node.prefix) return undefined; // a backslash prefix is not a real group
-    const attrs = node.group.attrs;
+    const where = `the attribute "${clipText(name)}" of ${pathText(node.path)}`;
+    const attrs = reading(where, () => node.group.attrs);
     if (!Object.prototype.hasOwnProperty.call(attrs, name)) return undefined;
-    const v = attrs[name].value;
+    const v = reading(where, () => attrs[name].value);
     if (typeof v === 'string') return v;
     if (v instanceof Uint8Array) return new TextDecoder().decode(v);
     if (Array.isArray(v) && v.every((s) => typeof s === 'string')) return v as string[];

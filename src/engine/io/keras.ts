@@ -20,8 +20,9 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EngineError } from '../errors';
-import { Hdf5File, type Hdf5Dataset, type Hdf5Node } from './hdf5';
-import { limits, parseJsonBounded, rel, type ModelFiles } from './modelFiles';
+import { Hdf5File, Hdf5ReadError, type Hdf5Dataset, type Hdf5Node } from './hdf5';
+import { findUnresolvableCall, libraryReason } from './graphCheck';
+import { clipText, limits, parseJsonBounded, rel, type ModelFiles } from './modelFiles';
 import { modelArtifacts } from './save';
 
 export const kerasLimits = {
@@ -44,9 +45,8 @@ function isObject(v: unknown): v is Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function clip(text: string, max = 100): string {
-  return text.length > max ? `${text.slice(0, max)}…` : text;
-}
+/** Text from the file as a message shows it: one line, control characters escaped, short. */
+const clip = clipText;
 
 function shapeText(shape: readonly (number | null)[]): string {
   return `[${clip(shape.join(', '))}]`;
@@ -551,7 +551,8 @@ function checkAndRead(h5: Hdf5File, shown: string, layer: string, w: tf.LayerVar
   try {
     values = h5.readFloats(f.dataset);
   } catch (e) {
-    throw new EngineError('bad-weights', `${shown}: the values of weight "${shortName(w)}" of layer "${clip(layer)}" cannot be read (${e instanceof Error ? e.message.split('\n')[0] : String(e)}).`);
+    const why = e instanceof Hdf5ReadError ? e.reason : e instanceof Error ? e.message.split('\n')[0] : String(e);
+    throw new EngineError('bad-weights', `${shown}: the values of weight "${shortName(w)}" of layer "${clip(layer)}" cannot be read (${clip(why, 200)}); the file is damaged. ${convertHint(shown)}`);
   }
   let nan = 0;
   let inf = 0;
@@ -649,6 +650,11 @@ function installBuildGuard(): void {
   proto.addWeight = function (this: tf.layers.Layer, name, shape, ...rest) {
     const b = building.getStore();
     if (!b) return original.call(this, name, shape, ...rest);
+    if (!shape.every((d) => Number.isInteger(d) && d >= 0)) {
+      // A size that is no whole number (units: "x", a kernel_size of null) shows as "?".
+      const dims = shape.map((d) => (typeof d === 'number' && !Number.isNaN(d) ? String(d) : typeof d === 'number' ? '?' : (JSON.stringify(d) ?? String(d))));
+      throw new EngineError('not-a-model', `${b.shown}: layer "${clip(this.name)}" asks for a weight of shape [${clip(dims.join(', '))}], which is not a shape; its config is damaged. Save the model again from Keras.`);
+    }
     const values = shape.reduce((a, d) => a * d, 1);
     b.used += values;
     if (!(values <= limits.maxTensorElements) || !(b.used <= b.allowed)) {
@@ -657,9 +663,13 @@ function installBuildGuard(): void {
         `${b.shown}: layer "${clip(this.name)}" asks for a weight of shape ${shapeText(shape)} (${values} values), far more than the ${b.stored} weight values the file holds; the config does not match its weights (refused before allocating).`,
       );
     }
-    const w = original.call(this, name, shape, ...rest);
-    b.created.push(w);
-    return w;
+    // In a scope: when tfjs throws after making the initial value (a name that is not a valid tensor name), that tensor is freed too.
+    let w: tf.LayerVariable | undefined;
+    tf.tidy(() => {
+      w = original.call(this, name, shape, ...rest);
+    });
+    b.created.push(w!);
+    return w!;
   };
 }
 
@@ -681,8 +691,9 @@ async function buildModel(topology: Json, stored: number, shown: string): Promis
       }
     }
     if (e instanceof EngineError) throw e;
-    const why = e instanceof RangeError && /call stack/i.test(e.message) ? 'its layer graph is too deep to build' : (e instanceof Error ? e.message : String(e)).split('\n')[0];
-    throw new EngineError('not-a-model', `${shown}: tfjs could not build the Keras model from its config (${clip(why, 200)}).`);
+    // A TypeError from inside tfjs ("Cannot read properties of undefined") means a field it needs is missing or of the wrong type.
+    const why = e instanceof TypeError ? 'the config is malformed: a field tfjs needs is missing or has the wrong type' : libraryReason(e);
+    throw new EngineError('not-a-model', `${shown}: tfjs could not build the Keras model from its config (${why}). ${convertHint(shown)}`);
   }
 }
 
@@ -696,15 +707,25 @@ async function buildModel(topology: Json, stored: number, shown: string): Promis
 export async function readKerasFiles(abs: string): Promise<ModelFiles> {
   const shown = rel(abs);
   const { bytes, folder } = await readBytes(abs, shown);
-  let source: KerasSource;
-  if (startsWith(bytes, hdf5Signature)) source = await readH5(bytes, abs, shown);
-  else if (startsWith(bytes, [0x50, 0x4b, 0x03, 0x04]) || startsWith(bytes, [0x50, 0x4b, 0x05, 0x06])) source = await readKerasZip(bytes, abs, shown);
-  else {
+  const kind = startsWith(bytes, hdf5Signature) ? 'h5' : startsWith(bytes, [0x50, 0x4b, 0x03, 0x04]) || startsWith(bytes, [0x50, 0x4b, 0x05, 0x06]) ? 'keras' : undefined;
+  if (!kind) {
     throw new EngineError(
       'keras-file',
       `${shown} is a Keras file; Layer Lens could not read it: it is neither HDF5 (.h5) nor a zip archive (.keras), so it may be damaged or another file renamed. ${convertHint(abs)}`,
     );
   }
+  try {
+    return await readKeras(kind === 'h5' ? await readH5(bytes, abs, shown) : await readKerasZip(bytes, abs, shown), abs, shown, folder);
+  } catch (e) {
+    // libhdf5 opened the file but a structure in it does not read (a damaged B-tree or object header, a looping or external link).
+    if (e instanceof Hdf5ReadError) {
+      throw new EngineError('keras-file', `${kind === 'h5' ? shown : `model.weights.h5 in ${shown}`} is damaged: ${e.message}. ${convertHint(abs)}`);
+    }
+    throw e;
+  }
+}
+
+async function readKeras(source: KerasSource, abs: string, shown: string, folder: string): Promise<ModelFiles> {
   const h5 = source.weights;
   try {
     const c: Conversion = { shown, classes: new Set(), warnings: new Set(), layers: 0 };
@@ -716,6 +737,9 @@ export async function readKerasFiles(abs: string): Promise<ModelFiles> {
     if (layerClasses.some((cls) => !known.has(cls))) {
       return { modelJsonPath: abs, folder, format: 'layers', artifacts: { modelTopology: topology, weightSpecs: [], weightData: new ArrayBuffer(0), generatedBy }, layerClasses, warnings };
     }
+    // tfjs would loop for ever rebuilding a functional graph with a call whose input never exists.
+    const unresolvable = findUnresolvableCall(topology);
+    if (unresolvable) throw new EngineError('not-a-model', `${shown}: the model's graph cannot be rebuilt: ${unresolvable}. Its layer list is damaged; save the model again from Keras.`);
     const stored = storedValues(h5, h5.root(), { groups: 0 });
     const model = await buildModel(topology, stored, shown);
     try {
