@@ -128,8 +128,8 @@ describe('the compute worker contains crashes and hangs', () => {
   // ends the worker alone. (A single huge allocation inside JSON.parse can
   // end the whole process under Node 20 instead, which is why the loader
   // bounds what JSON.parse may build: the heap-bomb case of hostile.test.ts.)
-  it('out of memory (the heap limit lowered to 256 MB): the worker dies, not the editor; the next request gets a fresh one', { timeout: 60_000 }, async () => {
-    const { engine, logs } = client(wrapped, { maxHeapMb: 256 });
+  it('out of memory (the heap limit lowered to 512 MB): the worker dies, not the editor; the next request gets a fresh one', { timeout: 60_000 }, async () => {
+    const { engine, logs } = client(wrapped, { maxHeapMb: 512 });
     engines.push(engine);
     assert.equal((await engine.call('loadModel', { path: good() })).totalParams, 451);
     const dying = engine.call('loadModel', { path: path.join(root, 'die-oom', 'model.json') });
