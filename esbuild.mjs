@@ -27,6 +27,8 @@ const builds = [
   { ...node, entryPoints: { worker: 'src/worker/worker.ts' }, outdir: 'dist' },
   // Data-parallel training's helper threads (src/engine/train/parallel.ts).
   { ...node, entryPoints: { trainHelper: 'src/worker/trainHelper.ts' }, outdir: 'dist' },
+  // libhdf5 for the Keras reader, in a thread of its own (src/engine/io/hdf5.ts).
+  { ...node, entryPoints: { hdf5Helper: 'src/worker/hdf5Helper.ts' }, outdir: 'dist' },
   { ...node, entryPoints: { cli: 'src/cli/main.ts' }, outdir: 'dist', banner: { js: '#!/usr/bin/env node' } },
   {
     bundle: true,

@@ -54,6 +54,8 @@ describe('the packaged extension (.vscodeignore)', () => {
       'dist/worker.js',
       // Data-parallel training's helper threads.
       'dist/trainHelper.js',
+      // libhdf5 for Keras files, in its own thread.
+      'dist/hdf5Helper.js',
       'dist/webview.js',
       // tfjs-backend-wasm in Node: the SIMD binary, or the plain one without SIMD.
       'dist/tfjs-backend-wasm-simd.wasm',

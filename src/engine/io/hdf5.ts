@@ -10,27 +10,17 @@
  * prefix, so `child(root, 'layers')` then `child(…, 'dense')` finds both
  * spellings.
  *
- * h5wasm is loaded on first use (it is 4 MB of embedded wasm), never at
- * extension activation.
+ * libhdf5 runs in a helper thread (src/worker/hdf5Helper.ts), started on
+ * first use (h5wasm is 4 MB of embedded wasm; never at extension activation)
+ * and kept for the next file. Each read waits for its reply synchronously
+ * with a time limit: a damaged file whose structures send libhdf5 round in a
+ * loop ends in an Hdf5ReadError and a stopped helper, not in a hung worker.
  */
-import type * as H5 from 'h5wasm';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
+import { EngineError } from '../errors';
 import { clipText } from './modelFiles';
-
-type H5Lib = typeof H5;
-
-let lib: Promise<H5Lib> | undefined;
-let fileCounter = 0;
-
-/** h5wasm, initialised once, with libhdf5 errors thrown as exceptions. */
-export function loadH5wasm(): Promise<H5Lib> {
-  lib ??= (async () => {
-    const h5 = (await import('h5wasm')) as H5Lib;
-    const module = await h5.ready;
-    module.activate_throwing_error_handler();
-    return h5;
-  })();
-  return lib;
-}
 
 /** libhdf5's error stack, reduced to its innermost cause ("bad byte number in an address"). */
 export function hdf5Reason(e: unknown): string {
@@ -61,22 +51,14 @@ export class Hdf5ReadError extends Error {
 /** A path of the file as a message shows it (names come from the file: escaped, clipped). */
 const pathText = (path: string) => (path ? `"${clipText(path)}"` : 'the root group');
 
-/** Runs one h5wasm read of `what`, turning whatever it throws into an Hdf5ReadError. */
-function reading<T>(what: string, fn: () => T): T {
-  try {
-    return fn();
-  } catch (e) {
-    if (e instanceof Hdf5ReadError) throw e;
-    throw new Hdf5ReadError(what, clipText(hdf5Reason(e), 200));
-  }
-}
 
 /** A group of the file, seen through an optional backslash-joined name prefix. */
 export interface Hdf5Node {
   readonly kind: 'group';
   /** Slash-separated path for messages ("layers/dense/vars"). */
   readonly path: string;
-  readonly group: H5.Group;
+  /** The group's own path in the file ("/layers/dense"): with a prefix, the group holding the backslash-joined names. */
+  readonly groupPath: string;
   readonly prefix: string;
 }
 
@@ -86,31 +68,133 @@ export interface Hdf5Dataset {
   readonly shape: number[];
   /** "float32", "float64", or a description of what it holds instead. */
   readonly type: string;
-  readonly dataset: H5.Dataset;
+  readonly dataPath: string;
 }
 
+// ---------------------------------------------------------------------------
+// The helper thread (src/worker/hdf5Helper.ts) and its synchronous, time-limited calls
+
+/** A request to the HDF5 helper. */
+export type Hdf5Request =
+  | { op: 'open'; bytes: Uint8Array }
+  | { op: 'keys' | 'get' | 'value' | 'close'; handle: number; path: string }
+  | { op: 'attr'; handle: number; path: string; name: string };
+
+export type Hdf5Reply = { ok: true; value: unknown } | { ok: false; reason: string };
+
+type EntryInfo = { kind: 'group'; path: string } | { kind: 'dataset'; path: string; shape: number[]; meta: { type: number; size: number; signed: boolean; littleEndian: boolean } } | { kind: 'other' };
+
+/** How long one libhdf5 call may take: a few seconds, and more for reading much data. */
+export const hdf5Limits = { callMs: 5000, msPerMB: 50 };
+
+/** The helper's entry: dist/hdf5Helper.js next to the bundle; from sources, src/worker/hdf5Helper.ts through tsx. */
+function startWorker(workerData: unknown, transfer: MessagePort[]): Worker {
+  const bundled = path.join(__dirname, 'hdf5Helper.js');
+  if (fs.existsSync(bundled)) return new Worker(bundled, { workerData, transferList: transfer });
+  const source = path.resolve(__dirname, '..', '..', 'worker', 'hdf5Helper.ts');
+  if (!fs.existsSync(source)) throw new EngineError('internal', `the HDF5 reader is missing (looked for ${bundled}); rebuild the extension.`);
+  return new Worker(`require(${JSON.stringify(require.resolve('tsx/cjs'))}); require(${JSON.stringify(source)});`, { eval: true, workerData, transferList: transfer });
+}
+
+class Hdf5Helper {
+  private readonly signal = new Int32Array(new SharedArrayBuffer(4));
+  private readonly port: MessagePort;
+  private readonly worker: Worker;
+  /** Why it can no longer be used, once it cannot. */
+  gone?: string;
+
+  private constructor() {
+    const { port1, port2 } = new MessageChannel();
+    this.port = port1;
+    this.worker = startWorker({ port: port2, signal: this.signal.buffer }, [port2]);
+    // It must not keep the process alive, and an exit (terminated after a time limit) is expected.
+    this.worker.unref();
+    this.worker.on('error', () => undefined);
+    this.worker.on('exit', () => (this.gone ??= 'the HDF5 reader stopped'));
+  }
+
+  /** A started helper (h5wasm loaded in it), or the reason it did not start. */
+  static async start(): Promise<Hdf5Helper> {
+    const h = new Hdf5Helper();
+    // Starting compiles 4 MB of wasm: waited for without blocking.
+    const deadline = Date.now() + 60_000;
+    while (Atomics.load(h.signal, 0) === 0) {
+      if (h.gone || Date.now() > deadline) {
+        h.stop(h.gone ?? 'the HDF5 reader did not start within 60 s');
+        throw new EngineError('internal', `${h.gone}.`);
+      }
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    const r = h.receive();
+    if (!r.ok) {
+      h.stop(r.reason);
+      throw new EngineError('internal', `the HDF5 reader did not start (${r.reason}).`);
+    }
+    return h;
+  }
+
+  private receive(): Hdf5Reply {
+    const m = receiveMessageOnPort(this.port);
+    Atomics.store(this.signal, 0, 0);
+    if (!m) throw new Error('the HDF5 reader signalled a reply it did not send');
+    return m.message as Hdf5Reply;
+  }
+
+  /** One request, waited for synchronously; throws Hdf5ReadError about `what` when libhdf5 fails or does not finish in time. */
+  call(what: string, req: Hdf5Request, ms = hdf5Limits.callMs): unknown {
+    if (this.gone) throw new Hdf5ReadError(what, this.gone);
+    Atomics.store(this.signal, 0, 0);
+    this.port.postMessage(req);
+    if (Atomics.wait(this.signal, 0, 0, ms) === 'timed-out' && Atomics.load(this.signal, 0) === 0) {
+      const reason = `libhdf5 was still reading after ${Math.round(ms / 1000)} s; its structures may point round in a loop`;
+      this.stop(reason);
+      throw new Hdf5ReadError(what, reason);
+    }
+    const r = this.receive();
+    if (!r.ok) throw new Hdf5ReadError(what, clipText(r.reason, 200));
+    return r.value;
+  }
+
+  stop(why: string): void {
+    this.gone ??= why;
+    void this.worker.terminate();
+    this.port.close();
+  }
+}
+
+let helper: Promise<Hdf5Helper> | undefined;
+
+/** The running helper, started on first use and again after one was stopped. */
+async function currentHelper(): Promise<Hdf5Helper> {
+  const h = helper ? await helper.catch(() => undefined) : undefined;
+  if (h && !h.gone) return h;
+  helper = Hdf5Helper.start();
+  helper.catch(() => (helper = undefined));
+  return helper;
+}
+
+/**
+ * An HDF5 file opened in the helper thread. Every read is a synchronous call
+ * with a time limit; whatever libhdf5 says or does (an error, a loop) becomes
+ * an Hdf5ReadError naming what was being read.
+ */
 export class Hdf5File {
   private readonly keyCache = new Map<string, string[]>();
   private closed = false;
 
   private constructor(
-    private readonly h5: H5Lib,
-    private readonly file: H5.File,
-    private readonly memName: string,
+    private readonly helper: Hdf5Helper,
+    private readonly handle: number,
   ) {}
 
   /** Opens `bytes` as HDF5; throws an Error whose message is libhdf5's reason. */
   static async open(bytes: Uint8Array): Promise<Hdf5File> {
-    const h5 = await loadH5wasm();
-    const fs = h5.FS as unknown as { writeFile(p: string, d: Uint8Array): void; unlink(p: string): void };
-    const memName = `/layerlens-${process.pid}-${++fileCounter}.h5`;
-    fs.writeFile(memName, bytes);
+    const h = await currentHelper();
     try {
-      const file = new h5.File(memName, 'r');
-      return new Hdf5File(h5, file, memName);
+      const handle = h.call('the file', { op: 'open', bytes }, hdf5Limits.callMs + (bytes.length / 1048576) * hdf5Limits.msPerMB) as number;
+      return new Hdf5File(h, handle);
     } catch (e) {
-      fs.unlink(memName);
-      throw new Error(hdf5Reason(e));
+      throw new Error(e instanceof Hdf5ReadError ? e.reason : hdf5Reason(e));
     }
   }
 
@@ -119,26 +203,21 @@ export class Hdf5File {
     if (this.closed) return;
     this.closed = true;
     try {
-      this.file.close();
+      this.helper.call('the file', { op: 'close', handle: this.handle, path: '/' });
     } catch {
-      // libhdf5 could not flush or free a damaged file's structures; the memory file goes anyway
-    }
-    try {
-      (this.h5.FS as unknown as { unlink(p: string): void }).unlink(this.memName);
-    } catch {
-      // already gone
+      // libhdf5 could not free a damaged file's structures, or the helper was stopped; the memory file goes with it
     }
   }
 
   root(): Hdf5Node {
-    return { kind: 'group', path: '', group: this.file, prefix: '' };
+    return { kind: 'group', path: '', groupPath: '/', prefix: '' };
   }
 
-  private keys(group: H5.Group, path: string): string[] {
-    let k = this.keyCache.get(group.path);
+  private keys(groupPath: string, path: string): string[] {
+    let k = this.keyCache.get(groupPath);
     if (!k) {
-      k = reading(pathText(path), () => group.keys());
-      this.keyCache.set(group.path, k);
+      k = this.helper.call(pathText(path), { op: 'keys', handle: this.handle, path: groupPath }) as string[];
+      this.keyCache.set(groupPath, k);
     }
     return k;
   }
@@ -161,22 +240,23 @@ export class Hdf5File {
 
   private step(node: Hdf5Node, part: string): Hdf5Node | Hdf5Dataset | undefined {
     const key = node.prefix ? `${node.prefix}\\${part}` : part;
-    const keys = this.keys(node.group, node.path);
+    const keys = this.keys(node.groupPath, node.path);
     const path = node.path ? `${node.path}/${part}` : part;
     if (keys.includes(key)) {
-      const e = reading(pathText(path), () => node.group.get(key));
-      if (e instanceof this.h5.Group) return { kind: 'group', path, group: e, prefix: '' };
-      if (e instanceof this.h5.Dataset) return reading(pathText(path), () => this.describe(e, path));
+      const full = node.groupPath === '/' ? `/${key}` : `${node.groupPath}/${key}`;
+      const e = this.helper.call(pathText(path), { op: 'get', handle: this.handle, path: full }) as EntryInfo;
+      if (e.kind === 'group') return { kind: 'group', path, groupPath: e.path, prefix: '' };
+      if (e.kind === 'dataset') return { kind: 'dataset', path, shape: e.shape, type: typeName(e.meta), dataPath: e.path };
       return undefined; // external or broken links, named datatypes: not weights
     }
-    if (keys.some((k) => k.startsWith(`${key}\\`))) return { kind: 'group', path, group: node.group, prefix: key };
+    if (keys.some((k) => k.startsWith(`${key}\\`))) return { kind: 'group', path, groupPath: node.groupPath, prefix: key };
     return undefined;
   }
 
   /** Names directly under `node` (first segments of backslash-joined names too), in the file's order. */
   children(node: Hdf5Node): string[] {
     const out = new Set<string>();
-    for (const k of this.keys(node.group, node.path)) {
+    for (const k of this.keys(node.groupPath, node.path)) {
       if (node.prefix) {
         if (k.startsWith(`${node.prefix}\\`)) out.add(k.slice(node.prefix.length + 1).split('\\')[0]);
       } else out.add(k.split('\\')[0]);
@@ -184,20 +264,10 @@ export class Hdf5File {
     return [...out];
   }
 
-  private describe(d: H5.Dataset, path: string): Hdf5Dataset {
-    const m = d.metadata;
-    let type: string;
-    if (m.type === 1 /* H5T_FLOAT */ && (m.size === 4 || m.size === 8)) type = m.size === 4 ? 'float32' : 'float64';
-    else if (m.type === 1) type = `float${m.size * 8}`;
-    else if (m.type === 0 /* H5T_INTEGER */) type = `${m.signed ? 'int' : 'uint'}${m.size * 8}`;
-    else type = `HDF5 type class ${m.type}`;
-    if (m.type === 1 && !m.littleEndian) type += ' (big-endian)';
-    return { kind: 'dataset', path, shape: d.shape ?? [], type, dataset: d };
-  }
-
   /** A float32/float64 dataset's values as float32 (the caller checked its type and size). */
   readFloats(d: Hdf5Dataset): Float32Array {
-    const v = reading(pathText(d.path), () => d.dataset.value);
+    const bytes = d.shape.reduce((a, n) => a * n, 1) * 8;
+    const v = this.helper.call(pathText(d.path), { op: 'value', handle: this.handle, path: d.dataPath }, hdf5Limits.callMs + (bytes / 1048576) * hdf5Limits.msPerMB);
     if (v instanceof Float32Array) return v;
     if (v instanceof Float64Array) return Float32Array.from(v);
     if (typeof v === 'number') return Float32Array.of(v); // a scalar dataset
@@ -211,14 +281,21 @@ export class Hdf5File {
    */
   attr(node: Hdf5Node, name: string): string | string[] | undefined {
     if (node.prefix) return undefined; // a backslash prefix is not a real group
-    const where = `the attribute "${clipText(name)}" of ${pathText(node.path)}`;
-    const attrs = reading(where, () => node.group.attrs);
-    if (!Object.prototype.hasOwnProperty.call(attrs, name)) return undefined;
-    const v = reading(where, () => attrs[name].value);
+    const v = this.helper.call(`the attribute "${clipText(name)}" of ${pathText(node.path)}`, { op: 'attr', handle: this.handle, path: node.groupPath, name });
     if (typeof v === 'string') return v;
     if (v instanceof Uint8Array) return new TextDecoder().decode(v);
     if (Array.isArray(v) && v.every((s) => typeof s === 'string')) return v as string[];
-    if (ArrayBuffer.isView(v) && (v as unknown as { length: number }).length === 0) return [];
+    if (typeof v === 'object' && v !== null && (v as { length?: number }).length === 0) return [];
     return undefined;
   }
+}
+
+function typeName(m: { type: number; size: number; signed: boolean; littleEndian: boolean }): string {
+  let type: string;
+  if (m.type === 1 /* H5T_FLOAT */ && (m.size === 4 || m.size === 8)) type = m.size === 4 ? 'float32' : 'float64';
+  else if (m.type === 1) type = `float${m.size * 8}`;
+  else if (m.type === 0 /* H5T_INTEGER */) type = `${m.signed ? 'int' : 'uint'}${m.size * 8}`;
+  else type = `HDF5 type class ${m.type}`;
+  if (m.type === 1 && !m.littleEndian) type += ' (big-endian)';
+  return type;
 }

@@ -98,6 +98,7 @@ async function openHdf5(bytes: Uint8Array, abs: string, shown: string, inner?: s
   try {
     return await Hdf5File.open(bytes);
   } catch (e) {
+    if (e instanceof EngineError) throw e; // the reader itself could not start
     const why = e instanceof Error ? e.message : String(e);
     if (inner) throw new EngineError('keras-file', `${inner} in ${shown} is not a readable HDF5 file (${why}); the archive may be damaged. ${convertHint(abs)}`);
     throw new EngineError('keras-file', `${shown} is a Keras file; Layer Lens could not read it as HDF5 (${why}). ${convertHint(abs)}`);
