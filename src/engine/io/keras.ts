@@ -45,8 +45,8 @@ function isObject(v: unknown): v is Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** Text from the file as a message shows it: one line, control characters escaped, short. */
-const clip = clipText;
+/** Text from the file as a message shows it: one line, control characters escaped, short (a name the config gives as a number or an object too). */
+const clip = (text: unknown, max = 100): string => clipText(typeof text === 'string' ? text : (JSON.stringify(text) ?? String(text)), max);
 
 function shapeText(shape: readonly (number | null)[]): string {
   return `[${clip(shape.join(', '))}]`;
@@ -218,6 +218,11 @@ const initializerNames: Record<string, string> = {
 };
 const activationNames: Record<string, string> = { silu: 'swish' };
 
+/** `table[key]` when the table itself has it: a name from the file such as "constructor" must not find Object's. */
+function own(table: Record<string, string>, key: string): string | undefined {
+  return Object.prototype.hasOwnProperty.call(table, key) ? table[key] : undefined;
+}
+
 function registered(): Set<string> {
   return new Set(Object.keys(tf.serialization.SerializationMap.getMap().classNameMap));
 }
@@ -254,7 +259,7 @@ function convertActivation(v: unknown, layer: string, c: Conversion): unknown {
   if (v === null || v === undefined) return v;
   const known = registered();
   if (typeof v === 'string') {
-    const name = activationNames[v] ?? v;
+    const name = own(activationNames, v) ?? v;
     if (known.has(name) || known.has(camel(name))) return name;
     throw new EngineError('unsupported-layer', `${c.shown}: layer "${clip(layer)}" uses the activation "${clip(v, 60)}", which tfjs-layers does not provide; use a built-in activation (relu, sigmoid, softmax, tanh, …) before saving.`);
   }
@@ -267,7 +272,7 @@ function convertHelper(v: unknown, kind: 'initializer' | 'regularizer' | 'constr
   const o = stripped(v);
   let cls = v['class_name'];
   let config = isObject(o['config']) ? { ...o['config'] } : {};
-  if (kind === 'initializer') cls = initializerNames[cls] ?? cls;
+  if (kind === 'initializer') cls = own(initializerNames, cls) ?? cls;
   if (kind === 'regularizer' && (cls === 'L1' || cls === 'L2')) {
     config = { l1: cls === 'L1' ? (config['l1'] ?? 0.01) : 0, l2: cls === 'L2' ? (config['l2'] ?? 0.01) : 0 };
     cls = 'L1L2';
@@ -674,15 +679,17 @@ function installBuildGuard(): void {
   };
 }
 
-async function buildModel(topology: Json, stored: number, shown: string): Promise<tf.LayersModel> {
+/** The model built from the config, and every weight the build made (model.dispose() keeps those of a layer called more than once). */
+async function buildModel(topology: Json, stored: number, shown: string): Promise<{ model: tf.LayersModel; created: tf.LayerVariable[] }> {
   installBuildGuard();
   const budget: BuildBudget = { shown, allowed: stored + 2 ** 24, stored, used: 0, created: [] };
   try {
-    return await building.run(budget, async () => {
-      const model = await tf.models.modelFromJSON({ modelTopology: topology } as unknown as tf.io.ModelJSON);
-      model.countParams(); // Sequential models build lazily; build here, inside the budget
-      return model;
+    const model = await building.run(budget, async () => {
+      const m = await tf.models.modelFromJSON({ modelTopology: topology } as unknown as tf.io.ModelJSON);
+      m.countParams(); // Sequential models build lazily; build here, inside the budget
+      return m;
     });
+    return { model, created: budget.created };
   } catch (e) {
     for (const w of budget.created) {
       try {
@@ -742,7 +749,7 @@ async function readKeras(source: KerasSource, abs: string, shown: string, folder
     const unresolvable = findUnresolvableCall(topology);
     if (unresolvable) throw new EngineError('not-a-model', `${shown}: the model's graph cannot be rebuilt: ${unresolvable}. Its layer list is damaged; save the model again from Keras.`);
     const stored = storedValues(h5, h5.root(), { groups: 0 });
-    const model = await buildModel(topology, stored, shown);
+    const { model, created } = await buildModel(topology, stored, shown);
     try {
       const pairs = source.kind === 'h5' ? assignLegacy(h5, model, shown) : assignV3(h5, model, topLayersNode(h5), topLayersPath(h5), shown);
       for (const [w, f, layer] of pairs) {
@@ -756,7 +763,15 @@ async function readKeras(source: KerasSource, abs: string, shown: string, folder
       artifacts.convertedBy = `Layer Lens (from ${source.kind === 'h5' ? 'a Keras .h5 file' : 'a .keras archive'})`;
       return { modelJsonPath: abs, folder, format: 'layers', artifacts, layerClasses, warnings };
     } finally {
+      // A layer called twice counts two references, so model.dispose() leaves its weights: free every weight the build made.
       model.dispose();
+      for (const w of created) {
+        try {
+          w.dispose();
+        } catch {
+          // already disposed with its layer
+        }
+      }
     }
   } finally {
     h5.close();
