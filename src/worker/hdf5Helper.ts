@@ -21,8 +21,11 @@ const flag = new Int32Array(signal);
 const files = new Map<number, { file: H5.File; memName: string }>();
 let nextHandle = 0;
 
+/** The request being answered (0: the "ready" sent once h5wasm is loaded). */
+let current = 0;
+
 function reply(r: Hdf5Reply, transfer: ArrayBuffer[] = []): void {
-  port.postMessage(r, transfer);
+  port.postMessage({ ...r, id: current }, transfer);
   Atomics.store(flag, 0, 1);
   Atomics.notify(flag, 0);
 }
@@ -36,7 +39,8 @@ function fileOf(handle: number): H5.File {
 void (async () => {
   const h5 = await loadH5wasm();
   const FS = h5.FS as unknown as { writeFile(p: string, d: Uint8Array): void; unlink(p: string): void };
-  port.on('message', (m: Hdf5Request) => {
+  port.on('message', (m: Hdf5Request & { id: number }) => {
+    current = m.id;
     try {
       switch (m.op) {
         case 'open': {

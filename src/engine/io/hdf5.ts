@@ -116,7 +116,7 @@ class Hdf5Helper {
   /** A started helper (h5wasm loaded in it), or the reason it did not start. */
   static async start(): Promise<Hdf5Helper> {
     const h = new Hdf5Helper();
-    // Starting compiles 4 MB of wasm: waited for without blocking.
+    // Starting compiles 4 MB of wasm: waited for without blocking, then its "ready" (request 0) is taken.
     const deadline = Date.now() + 60_000;
     while (Atomics.load(h.signal, 0) === 0) {
       if (h.gone || Date.now() > deadline) {
@@ -125,32 +125,50 @@ class Hdf5Helper {
       }
       await new Promise((r) => setTimeout(r, 5));
     }
-    const r = h.receive();
-    if (!r.ok) {
-      h.stop(r.reason);
-      throw new EngineError('internal', `the HDF5 reader did not start (${r.reason}).`);
+    const r = h.reply(0, deadline);
+    if (!r?.ok) {
+      const why = r ? r.reason : 'it did not answer';
+      h.stop(why);
+      throw new EngineError('internal', `the HDF5 reader did not start (${why}).`);
     }
     return h;
   }
 
-  private receive(): Hdf5Reply {
-    const m = receiveMessageOnPort(this.port);
-    Atomics.store(this.signal, 0, 0);
-    if (!m) throw new Error('the HDF5 reader signalled a reply it did not send');
-    return m.message as Hdf5Reply;
+  private seq = 0;
+
+  /**
+   * The reply to request `id`, waiting (synchronously) until `deadline`;
+   * undefined when none came. Replies to earlier requests still queued are
+   * dropped, and the signal only wakes this thread: the reply is taken from
+   * the port, so a signal seen before its message is not mistaken for it.
+   */
+  private reply(id: number, deadline: number): Hdf5Reply | undefined {
+    for (;;) {
+      for (let m = receiveMessageOnPort(this.port); m; m = receiveMessageOnPort(this.port)) {
+        const r = m.message as Hdf5Reply & { id: number };
+        if (r.id === id) return r;
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) return undefined;
+      Atomics.store(this.signal, 0, 0);
+      // Re-check after clearing the signal: the reply may have come in between.
+      const m = receiveMessageOnPort(this.port);
+      if (m && (m.message as { id: number }).id === id) return m.message as Hdf5Reply;
+      Atomics.wait(this.signal, 0, 0, Math.min(left, 20));
+    }
   }
 
   /** One request, waited for synchronously; throws Hdf5ReadError about `what` when libhdf5 fails or does not finish in time. */
   call(what: string, req: Hdf5Request, ms = hdf5Limits.callMs): unknown {
     if (this.gone) throw new Hdf5ReadError(what, this.gone);
-    Atomics.store(this.signal, 0, 0);
-    this.port.postMessage(req);
-    if (Atomics.wait(this.signal, 0, 0, ms) === 'timed-out' && Atomics.load(this.signal, 0) === 0) {
+    const id = ++this.seq;
+    this.port.postMessage({ ...req, id });
+    const r = this.reply(id, Date.now() + ms);
+    if (!r) {
       const reason = `libhdf5 was still reading after ${Math.round(ms / 1000)} s; its structures may point round in a loop`;
       this.stop(reason);
       throw new Hdf5ReadError(what, reason);
     }
-    const r = this.receive();
     if (!r.ok) throw new Hdf5ReadError(what, clipText(r.reason, 200));
     return r.value;
   }
