@@ -401,6 +401,13 @@ const kerasRefusals: { name: HostileKerasName; code: string; message: (file: str
     message: (f) =>
       `${f}: tfjs could not build the Keras model from its config (Not a valid tensor name: 'd1 \\u0000\\u001b[31m/kernel'). If Keras opens it, convert it with "tensorflowjs_converter --input_format keras h5-layer-name-control-chars.h5 out/" and open out/model.json.`,
   },
+  {
+    // Was allowed: the build budget trusted dataset shapes, and a chunked dataset never written claims 2^40 values in a few bytes.
+    name: 'h5-unwritten-dataset-bomb',
+    code: 'bad-weights',
+    message: (f) =>
+      `${f}: layer "d1" asks for a weight of shape [27, 50000000] (1350000000 values), far more than the ${fs.statSync(f).size} weight values the file holds; the config does not match its weights (refused before allocating).`,
+  },
 ];
 
 describe('hostile Keras files (.h5 and .keras)', () => {

@@ -203,6 +203,8 @@ export class Hdf5File {
   private constructor(
     private readonly helper: Hdf5Helper,
     private readonly handle: number,
+    /** Bytes of the file: what it can hold, whatever its datasets' shapes claim. */
+    readonly size: number,
   ) {}
 
   /** Opens `bytes` as HDF5; throws an Error whose message is libhdf5's reason. */
@@ -210,7 +212,7 @@ export class Hdf5File {
     const h = await currentHelper();
     try {
       const handle = h.call('the file', { op: 'open', bytes }, hdf5Limits.callMs + (bytes.length / 1048576) * hdf5Limits.msPerMB) as number;
-      return new Hdf5File(h, handle);
+      return new Hdf5File(h, handle, bytes.length);
     } catch (e) {
       throw new Error(e instanceof Hdf5ReadError ? e.reason : hdf5Reason(e));
     }

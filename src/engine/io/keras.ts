@@ -748,7 +748,9 @@ async function readKeras(source: KerasSource, abs: string, shown: string, folder
     // tfjs would loop for ever rebuilding a functional graph with a call whose input never exists.
     const unresolvable = findUnresolvableCall(topology);
     if (unresolvable) throw new EngineError('not-a-model', `${shown}: the model's graph cannot be rebuilt: ${unresolvable}. Its layer list is damaged; save the model again from Keras.`);
-    const stored = storedValues(h5, h5.root(), { groups: 0 });
+    // A shape is only a claim: a chunked dataset never written claims any size in a few bytes. Stored
+    // values need storage, so count at most one per byte of the file (float32 takes four).
+    const stored = Math.min(storedValues(h5, h5.root(), { groups: 0 }), h5.size);
     const { model, created } = await buildModel(topology, stored, shown);
     try {
       const pairs = source.kind === 'h5' ? assignLegacy(h5, model, shown) : assignV3(h5, model, topLayersNode(h5), topLayersPath(h5), shown);
