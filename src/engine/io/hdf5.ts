@@ -159,10 +159,10 @@ class Hdf5Helper {
   }
 
   /** One request, waited for synchronously; throws Hdf5ReadError about `what` when libhdf5 fails or does not finish in time. */
-  call(what: string, req: Hdf5Request, ms = hdf5Limits.callMs): unknown {
+  call(what: string, req: Hdf5Request, ms = hdf5Limits.callMs, transfer: ArrayBuffer[] = []): unknown {
     if (this.gone) throw new Hdf5ReadError(what, this.gone);
     const id = ++this.seq;
-    this.port.postMessage({ ...req, id });
+    this.port.postMessage({ ...req, id }, transfer);
     const r = this.reply(id, Date.now() + ms);
     if (!r) {
       const reason = `libhdf5 was still reading after ${Math.round(ms / 1000)} s; its structures may point round in a loop`;
@@ -207,12 +207,18 @@ export class Hdf5File {
     readonly size: number,
   ) {}
 
-  /** Opens `bytes` as HDF5; throws an Error whose message is libhdf5's reason. */
+  /**
+   * Opens `bytes` as HDF5; throws an Error whose message is libhdf5's reason.
+   * Takes the bytes: when they fill their buffer it moves to the reader
+   * thread (a 2 GB file is not copied once more), leaving `bytes` empty.
+   */
   static async open(bytes: Uint8Array): Promise<Hdf5File> {
     const h = await currentHelper();
+    const size = bytes.length;
+    const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer;
     try {
-      const handle = h.call('the file', { op: 'open', bytes }, hdf5Limits.callMs + (bytes.length / 1048576) * hdf5Limits.msPerMB) as number;
-      return new Hdf5File(h, handle, bytes.length);
+      const handle = h.call('the file', { op: 'open', bytes }, hdf5Limits.callMs + (size / 1048576) * hdf5Limits.msPerMB, whole ? [bytes.buffer as ArrayBuffer] : []) as number;
+      return new Hdf5File(h, handle, size);
     } catch (e) {
       throw new Error(e instanceof Hdf5ReadError ? e.reason : hdf5Reason(e));
     }
