@@ -18,6 +18,9 @@ import { loadH5wasm } from '../engine/io/h5wasm';
 const { port, signal } = workerData as { port: MessagePort; signal: SharedArrayBuffer };
 const flag = new Int32Array(signal);
 
+/** WebAssembly.RuntimeError: what a trap in wasm code throws. */
+const wasmTrap = (globalThis as unknown as { WebAssembly: { RuntimeError: new () => Error } }).WebAssembly.RuntimeError;
+
 const files = new Map<number, { file: H5.File; memName: string }>();
 let nextHandle = 0;
 
@@ -94,7 +97,11 @@ void (async () => {
         }
       }
     } catch (e) {
-      reply({ ok: false, reason: hdf5Reason(e) });
+      // A trap inside libhdf5 (an out-of-bounds access on damaged structures) leaves it in no known state: answer, then end
+      // this thread, and the reader starts a fresh one for the next file.
+      const trapped = e instanceof wasmTrap;
+      reply({ ok: false, reason: trapped ? `libhdf5 crashed on its damaged structures: ${(e as Error).message}` : hdf5Reason(e), fatal: trapped });
+      if (trapped) process.exit(0);
     }
   });
   reply({ ok: true, value: 'ready' });

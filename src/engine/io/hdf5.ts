@@ -80,7 +80,8 @@ export type Hdf5Request =
   | { op: 'keys' | 'get' | 'value' | 'close'; handle: number; path: string }
   | { op: 'attr'; handle: number; path: string; name: string };
 
-export type Hdf5Reply = { ok: true; value: unknown } | { ok: false; reason: string };
+/** `fatal`: libhdf5 trapped, and the helper ends after this reply. */
+export type Hdf5Reply = { ok: true; value: unknown } | { ok: false; reason: string; fatal?: boolean };
 
 type EntryInfo = { kind: 'group'; path: string } | { kind: 'dataset'; path: string; shape: number[]; meta: { type: number; size: number; signed: boolean; littleEndian: boolean } } | { kind: 'other' };
 
@@ -169,7 +170,10 @@ class Hdf5Helper {
       this.stop(reason);
       throw new Hdf5ReadError(what, reason);
     }
-    if (!r.ok) throw new Hdf5ReadError(what, clipText(r.reason, 200));
+    if (!r.ok) {
+      if (r.fatal) this.gone ??= 'the HDF5 reader stopped after libhdf5 crashed on another file';
+      throw new Hdf5ReadError(what, clipText(r.reason, 200));
+    }
     return r.value;
   }
 
