@@ -60,7 +60,10 @@ void (async () => {
         case 'keys':
           return reply({ ok: true, value: (fileOf(m.handle).get(m.path) as H5.Group).keys() });
         case 'get': {
-          const e = fileOf(m.handle).get(m.path);
+          const file = fileOf(m.handle);
+          // Soft links are not followed: Keras never writes them, and one pointing at an ancestor makes the tree endless.
+          if (typeof file.get_link(m.path) === 'string') return reply({ ok: true, value: { kind: 'other' } });
+          const e = file.get(m.path);
           if (e instanceof h5.Group) return reply({ ok: true, value: { kind: 'group', path: e.path } });
           if (e instanceof h5.Dataset) {
             const { type, size, signed, littleEndian } = e.metadata;

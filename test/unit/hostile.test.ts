@@ -363,10 +363,10 @@ const kerasRefusals: { name: HostileKerasName; code: string; message: (file: str
       `${f} is damaged: reading the attribute "model_config" of the root group failed (libhdf5 was still reading after 5 s; its structures may point round in a loop). If Keras opens it, convert it with "tensorflowjs_converter --input_format keras h5-heap-loop.h5 out/" and open out/model.json.`,
   },
   {
+    // Soft links are not followed (Keras never writes them): one pointing at an ancestor made the reader walk an endless tree.
     name: 'h5-link-loop',
-    code: 'keras-file',
-    message: (f) =>
-      `${f} is damaged: reading "model_weights/d1/d1/kernel:0" failed (too many links). If Keras opens it, convert it with "tensorflowjs_converter --input_format keras h5-link-loop.h5 out/" and open out/model.json.`,
+    code: 'bad-weights',
+    message: (f) => `${f}: weight "d1/kernel:0" of layer "d1" is listed in the file but its data is missing (no dataset model_weights/d1/d1/kernel:0).`,
   },
   {
     // The link is not followed: h5wasm sees only its own in-memory copy of the file, never /etc/passwd.
