@@ -104,12 +104,17 @@ const pad2 = (n: number) => String(n).padStart(2, '0');
 
 /** `<name>-finetuned-YYYYMMDD-HHMM` next to the model folder (a second run in the same minute gets "-2"). */
 export function defaultOutputPath(modelJsonPath: string, name: string, now: Date): string {
+  return siblingOutputPath(modelJsonPath, `${name}-finetuned`, now);
+}
+
+/** `<prefix>-YYYYMMDD-HHMM` beside the model's folder, made unique with "-2", "-3"…; shared by every job that saves a new model. */
+export function siblingOutputPath(modelJsonPath: string, prefix: string, now: Date): string {
   const abs = path.resolve(modelJsonPath);
   const folder = path.dirname(abs);
   // model.json names its folder; other .json files are models inside a folder of their own.
   const parent = path.basename(abs) === 'model.json' ? path.dirname(folder) : folder;
   const stamp = `${now.getFullYear()}${pad2(now.getMonth() + 1)}${pad2(now.getDate())}-${pad2(now.getHours())}${pad2(now.getMinutes())}`;
-  const base = path.join(parent, `${name}-finetuned-${stamp}`);
+  const base = path.join(parent, `${prefix}-${stamp}`);
   let candidate = base;
   for (let k = 2; fs.existsSync(candidate); k++) candidate = `${base}-${k}`;
   return candidate;
@@ -134,7 +139,7 @@ async function checkWritable(target: string): Promise<void> {
 }
 
 /** Disposes every weight once, whichever models share it (tfjs's refcounts do not survive re-wiring a model). */
-function disposeWeights(models: (tf.LayersModel | undefined)[], extra: tf.layers.Layer[]): void {
+export function disposeWeights(models: (tf.LayersModel | undefined)[], extra: tf.layers.Layer[]): void {
   const seen = new Set<tf.LayerVariable>();
   for (const m of models) if (m) for (const w of m.weights) seen.add(w);
   for (const l of extra) for (const w of l.weights) seen.add(w);

@@ -31,6 +31,7 @@ import { defaultPretextSettings, rotationLabels, type PretextResult, type Pretex
 import type { SkippedFile, TrainProgress } from '../../protocol/train';
 import { listImagesRecursive } from '../embed/images';
 import { deriveSeed, ImageSource, InputCache, oneHot, type DatasetImage } from './dataset';
+import { disposeWeights, siblingOutputPath } from './finetune';
 import { applyFreezePlan } from './freeze';
 import { findFeatureCut, planHead, type HeadPlan } from './head';
 import { createOptimizer, progressCallbacks, trainLoop, type Batch, type Trainable } from './loop';
@@ -70,31 +71,6 @@ export interface PretextOptions {
   now?: () => Date;
 }
 
-const pad2 = (n: number) => String(n).padStart(2, '0');
-
-export function pretextOutputPath(modelJsonPath: string, name: string, now: Date): string {
-  const abs = path.resolve(modelJsonPath);
-  const folder = path.dirname(abs);
-  const parent = path.basename(abs) === 'model.json' ? path.dirname(folder) : folder;
-  const stamp = `${now.getFullYear()}${pad2(now.getMonth() + 1)}${pad2(now.getDate())}-${pad2(now.getHours())}${pad2(now.getMinutes())}`;
-  const base = path.join(parent, `${name}-rotation-pretrained-${stamp}`);
-  let candidate = base;
-  for (let k = 2; fs.existsSync(candidate); k++) candidate = `${base}-${k}`;
-  return candidate;
-}
-
-function disposeAll(models: (tf.LayersModel | undefined)[], extra: tf.layers.Layer[]): void {
-  const seen = new Set<tf.LayerVariable>();
-  for (const m of models) if (m) for (const w of m.weights) seen.add(w);
-  for (const l of extra) for (const w of l.weights) seen.add(w);
-  for (const w of seen) {
-    try {
-      w.dispose();
-    } catch {
-      // Shared and already gone.
-    }
-  }
-}
 
 async function* rotated(source: ImageSource, order: number[], batchSize: number, signal?: AbortSignal): AsyncGenerator<Batch> {
   for await (const b of source.batches(order, batchSize, signal)) {
@@ -129,7 +105,7 @@ export async function pretrainRotation(o: PretextOptions): Promise<PretextResult
     const normalization = loaded.summary.normalization ?? 'zeroOne';
     const warnings: string[] = [];
     if (!loaded.summary.normalization) warnings.push(`${modelName} does not say how its inputs are scaled; pretraining with pixels in [0, 1].`);
-    const outputPath = o.outDir ? path.resolve(o.outDir) : pretextOutputPath(loaded.files.modelJsonPath, loaded.summary.name, o.now?.() ?? new Date());
+    const outputPath = o.outDir ? path.resolve(o.outDir) : siblingOutputPath(loaded.files.modelJsonPath, `${loaded.summary.name}-rotation-pretrained`, o.now?.() ?? new Date());
     if (fs.existsSync(outputPath)) throw new EngineError('bad-input', `${rel(outputPath)} already exists; Layer Lens never writes over a folder. Choose another output folder.`);
 
     const listed = await listImagesRecursive(o.imagesDir, signal);
@@ -261,6 +237,6 @@ export async function pretrainRotation(o: PretextOptions): Promise<PretextResult
   } finally {
     optimizer?.dispose();
     inputCache.clear();
-    disposeAll([loaded.layers, plan?.model], plan?.created ?? []);
+    disposeWeights([loaded.layers, plan?.model], plan?.created ?? []);
   }
 }
