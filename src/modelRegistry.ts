@@ -37,6 +37,8 @@ export class ModelRegistry implements vscode.Disposable {
   readonly onDidChange = this.changed.event;
   private readonly disposables: vscode.Disposable[] = [this.changed];
   private scanned: Promise<void> | undefined;
+  private readonly createdPaths = new Set<string>();
+  private createdTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
     private readonly engine: EngineClient,
@@ -52,7 +54,7 @@ export class ModelRegistry implements vscode.Disposable {
     this.disposables.push(
       watcher,
       folders,
-      folders.onDidCreate((uri) => void this.addFolder(uri)),
+      folders.onDidCreate((uri) => this.folderCreated(uri)),
       folders.onDidDelete((uri) => this.removeFolder(uri)),
       watcher.onDidCreate((uri) => this.add(uri)),
       watcher.onDidDelete((uri) => this.remove(uri)),
@@ -99,18 +101,38 @@ export class ModelRegistry implements vscode.Disposable {
     this.changed.fire(undefined);
   }
 
-  /** Adds the models inside `uri` if it is a new folder. */
-  private async addFolder(uri: vscode.Uri): Promise<void> {
+  /**
+   * Created paths are collected for a moment (a checkout or an unzip creates
+   * thousands at once), then only the outermost new folders are searched,
+   * one search each.
+   */
+  private folderCreated(uri: vscode.Uri): void {
     if (ignored.test(`${uri.fsPath}/`) || /\.(json|h5|keras)$/i.test(uri.fsPath)) return;
-    try {
-      if (!((await vscode.workspace.fs.stat(uri)).type & vscode.FileType.Directory)) return;
-      const inside = await vscode.workspace.findFiles(new vscode.RelativePattern(uri, modelGlob), exclude, 1000);
-      const added = inside.filter((u) => !ignored.test(u.fsPath) && !this.found.has(u.fsPath));
-      for (const u of added) this.found.set(u.fsPath, u);
-      if (added.length > 0) this.changed.fire(undefined);
-    } catch {
-      // Gone again (a temporary folder), or unreadable: nothing to list.
+    this.createdPaths.add(uri.fsPath);
+    this.createdTimer ??= setTimeout(() => void this.addCreatedFolders(), 300);
+  }
+
+  private async addCreatedFolders(): Promise<void> {
+    const created = [...this.createdPaths].sort();
+    this.createdPaths.clear();
+    this.createdTimer = undefined;
+    const roots: string[] = [];
+    for (const p of created) if (!roots.some((r) => p.startsWith(r + path.sep))) roots.push(p);
+    let added = 0;
+    for (const root of roots) {
+      try {
+        const uri = vscode.Uri.file(root);
+        if (!((await vscode.workspace.fs.stat(uri)).type & vscode.FileType.Directory)) continue;
+        for (const u of await vscode.workspace.findFiles(new vscode.RelativePattern(uri, modelGlob), exclude, 1000)) {
+          if (ignored.test(u.fsPath) || this.found.has(u.fsPath)) continue;
+          this.found.set(u.fsPath, u);
+          added++;
+        }
+      } catch {
+        // Gone again (a temporary folder), or unreadable: nothing to list.
+      }
     }
+    if (added > 0) this.changed.fire(undefined);
   }
 
   private removeFolder(uri: vscode.Uri): void {
@@ -179,6 +201,7 @@ export class ModelRegistry implements vscode.Disposable {
   }
 
   dispose(): void {
+    clearTimeout(this.createdTimer);
     for (const d of this.disposables) d.dispose();
   }
 }
