@@ -6,6 +6,7 @@
 import * as esbuild from 'esbuild';
 import { copyFileSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { buildKernels } from './scripts/buildKernels.mjs';
 
 const watch = process.argv.includes('--watch');
 const production = process.argv.includes('--production');
@@ -52,6 +53,8 @@ function copyWasm() {
 }
 
 copyWasm();
+// Layer Lens's own SIMD training kernels (src/engine/kernels/assembly).
+await buildKernels(join('dist', 'layerlens-kernels.wasm'));
 if (watch) {
   for (const b of builds) await (await esbuild.context(b)).watch();
 } else {

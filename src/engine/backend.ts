@@ -10,6 +10,8 @@ import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { registerWasmTrainingKernels } from './kernels';
+import { loadSimdKernels } from './kernels/simd';
+import { silenceWasmAbortPrinting } from './wasmTrap';
 
 export type BackendPreference = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
 export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
@@ -88,7 +90,12 @@ async function tryWasm(notes: string[], wasmDir?: string): Promise<boolean> {
     if (dir) setWasmPaths(dir.endsWith(path.sep) ? dir : dir + path.sep);
     wasmDirInUse = dir;
     registerWasmTrainingKernels();
-    if (await tf.setBackend('wasm')) return true;
+    silenceWasmAbortPrinting();
+    if (await tf.setBackend('wasm')) {
+      const note = loadSimdKernels(dir);
+      if (note) notes.push(note);
+      return true;
+    }
     notes.push('wasm backend did not initialise');
   } catch (e) {
     notes.push(`wasm backend failed: ${errorText(e)}`);

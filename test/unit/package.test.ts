@@ -60,6 +60,8 @@ describe('the packaged extension (.vscodeignore)', () => {
       // tfjs-backend-wasm in Node: the SIMD binary, or the plain one without SIMD.
       'dist/tfjs-backend-wasm-simd.wasm',
       'dist/tfjs-backend-wasm.wasm',
+      // Layer Lens's SIMD training kernels (src/engine/kernels/assembly).
+      'dist/layerlens-kernels.wasm',
       ...manifestMediaPaths(manifest.contributes),
     ];
     for (const f of needed) assert.ok(files.includes(f), `${f} is not in the package (vsce ls: ${files.join(', ')})`);
