@@ -63,6 +63,8 @@ export interface TrainStart {
   embeddingCache: boolean;
   /** Threads computing each step, each on its share of the batch (absent: 1). */
   threads?: number;
+  /** How a step computes its gradients and its memory ("Step: compiled …"; absent with a cached backbone). */
+  step?: string;
   warnings: string[];
 }
 
@@ -222,6 +224,7 @@ export function formatStartLines(p: TrainStart): string[] {
   );
   const frozen = p.frozen.paths.length > 0 ? `Frozen: ${nameList(p.frozen.paths)} (${count(p.frozen.params)} params)` : 'Frozen: none';
   lines.push(`${frozen}; training ${count(p.trainableParams)} params${p.embeddingCache ? '; backbone outputs cached after epoch 1' : ''}`);
+  if (p.step) lines.push(p.step);
   lines.push(...skippedSummary(p.skipped));
   lines.push(...p.warnings);
   return lines;

@@ -38,6 +38,7 @@ import { applyFreezePlan } from './freeze';
 import { planHead, type HeadPlan } from './head';
 import { createOptimizer, progressCallbacks, trainLoop, type Batch, type Trainable, type TrainData } from './loop';
 import { ParallelStepRunner } from './parallel';
+import { trainingStep, type CompiledStep } from './step';
 import { regularizationOf, statisticsOf } from './replica';
 
 /** What a probe sees at the end of an epoch: the model being trained, and how its inputs are made. */
@@ -87,6 +88,8 @@ export interface FinetuneOptions {
   now?: () => Date;
   /** Called at epoch ends (and once before training); see EpochProbe. Owned by the caller. */
   probe?: EpochProbe;
+  /** The training step's memory budget in MB (layerLens.memoryLimitMB; default: wasm's 4 GB). */
+  memoryLimitMB?: number;
 }
 
 function parseSettings(input: FinetuneOptions['settings']): FinetuneSettings {
@@ -223,6 +226,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
   let plan: HeadPlan | undefined;
   let optimizer: tf.Optimizer | undefined;
   let runner: ParallelStepRunner | undefined;
+  let compiled: CompiledStep | undefined;
   const embeddings = { cache: undefined as EmbeddingCache | undefined };
   const inputCache = new InputCache(o.inputCacheBytes ?? 256 * 1024 * 1024);
   try {
@@ -299,6 +303,15 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
 
     const bs = settings.batchSize;
     const k = labels.length;
+    // Training the whole forward: the compiled step when it can (src/engine/train/step).
+    let stepLine: string | undefined;
+    if (!backboneFrozen) {
+      // No batch is larger than the training set.
+      const step = trainingStep(model, trainable.variables, { batchSize: Math.min(bs, trainSrc.length), optimizer: settings.optimizer, memoryLimitMB: o.memoryLimitMB });
+      compiled = trainable.compiled = step.compiled;
+      trainable.microBatch = step.microBatch;
+      stepLine = step.line;
+    }
     if (useCache) embeddings.cache = new EmbeddingCache(featureShape as number[]);
     // One cache with Compute Embeddings: unchanged images' backbone outputs come from disk (embed/finetuneCache.ts).
     const disk = embeddings.cache
@@ -375,6 +388,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
       augment: augmentSummary(settings.augment),
       embeddingCache: useCache,
       threads,
+      ...(stepLine ? { step: stepLine } : {}),
       warnings,
     });
 
@@ -482,6 +496,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
   } finally {
     await runner?.dispose();
     optimizer?.dispose();
+    compiled?.dispose();
     embeddings.cache?.clear();
     inputCache.clear();
     disposeWeights([loaded.layers, plan?.model], plan?.created ?? []);

@@ -50,6 +50,19 @@ export interface TrainData {
   validation?(epoch: number): AsyncIterable<Batch>;
 }
 
+/**
+ * A training step that computes the gradients itself instead of tfjs's tape
+ * (src/engine/train/step: the compiled step for a whole model on wasm).
+ */
+export interface StepGradients {
+  gradients(xs: tf.Tensor, ys: tf.Tensor2D, o: {
+    outputKind: Trainable['outputKind'];
+    regularization?: Trainable['regularization'];
+    seed: number;
+    microBatch?: number;
+  }): PartGradients;
+}
+
 /** What the loop trains: a function of the batch, and the variables it may change. */
 export interface Trainable {
   /** Runs outside the gradient tape (a frozen backbone in inference mode); optional. */
@@ -66,6 +79,10 @@ export interface Trainable {
    * copied at the best epoch and written back at the end when asked to.
    */
   state: tf.LayerVariable[];
+  /** Computes `forward`'s gradients without the tape (then `frozen` is absent). */
+  compiled?: StepGradients;
+  /** Rows per micro-batch of the compiled step, when a batch does not fit in memory at once. */
+  microBatch?: number;
 }
 
 export interface BatchLogs {
@@ -264,6 +281,11 @@ export interface PartGradients {
  * survive it.
  */
 export function partGradients(net: Trainable, xs: tf.Tensor, ys: tf.Tensor2D): PartGradients {
+  if (net.compiled && !net.frozen) {
+    // Its generic layers' randomness is seeded from the stream the caller seeded (withSeededRandom).
+    const seed = Math.floor(Math.random() * 4294967296);
+    return net.compiled.gradients(xs, ys, { outputKind: net.outputKind, regularization: net.regularization, seed, ...(net.microBatch ? { microBatch: net.microBatch } : {}) });
+  }
   const input = net.frozen ? net.frozen(xs) : xs;
   let out: tf.Tensor | undefined;
   const { value, grads } = tf.variableGrads(() => {
@@ -274,6 +296,19 @@ export function partGradients(net: Trainable, xs: tf.Tensor, ys: tf.Tensor2D): P
   const correct = correctCount(out, ys);
   out.dispose();
   return { loss: value, correct, grads: net.variables.map((v) => grads[v.name]) };
+}
+
+/** One optimizer step from a compiled step's gradients (those the loss depends on, in variable order). */
+function stepCompiled(net: Trainable, b: Batch, optimizer: tf.Optimizer): number[] {
+  const part = partGradients(net, b.xs, b.ys);
+  // A list, not a map: stateful optimizers key their slots by position in it.
+  const grads: { name: string; tensor: tf.Tensor }[] = [];
+  net.variables.forEach((v, i) => {
+    const g = part.grads[i];
+    if (g) grads.push({ name: v.name, tensor: g });
+  });
+  optimizer.applyGradients(grads);
+  return [part.loss.dataSync()[0], part.correct];
 }
 
 function isBetter(monitor: MonitorName, value: number, best: number): boolean {
@@ -323,7 +358,9 @@ export async function trainLoop(net: Trainable, data: TrainData, options: LoopOp
         try {
           values = options.runner
             ? await options.runner.step(net, b, optimizer, rng, deriveSeed(options.seed, 'step', epoch, batch))
-            : withSeededRandom(rng, () =>
+            : net.compiled
+              ? withSeededRandom(rng, () => tf.tidy(() => stepCompiled(net, b, optimizer)))
+              : withSeededRandom(rng, () =>
                 tf.tidy(() => {
                   const input = net.frozen ? net.frozen(b.xs) : b.xs;
                   let out: tf.Tensor | undefined;

@@ -35,6 +35,7 @@ import { disposeWeights, siblingOutputPath } from './finetune';
 import { applyFreezePlan } from './freeze';
 import { findFeatureCut, planHead, type HeadPlan } from './head';
 import { createOptimizer, progressCallbacks, trainLoop, type Batch, type Trainable } from './loop';
+import { trainingStep, type CompiledStep } from './step';
 
 /**
  * `xs` ([n, h, w, c], h = w) turned counter-clockwise by k * 90 degrees:
@@ -69,6 +70,8 @@ export interface PretextOptions {
   onProgress: (p: TrainProgress) => void;
   batchProgressMs?: number;
   now?: () => Date;
+  /** The training step's memory budget in MB (layerLens.memoryLimitMB; default: wasm's 4 GB). */
+  memoryLimitMB?: number;
 }
 
 
@@ -93,6 +96,7 @@ export async function pretrainRotation(o: PretextOptions): Promise<PretextResult
   const modelName = rel(loaded.files.modelJsonPath);
   let plan: HeadPlan | undefined;
   let optimizer: tf.Optimizer | undefined;
+  let compiled: CompiledStep | undefined;
   const inputCache = new InputCache(256 * 1024 * 1024);
   try {
     const source = loaded.layers;
@@ -137,6 +141,9 @@ export async function pretrainRotation(o: PretextOptions): Promise<PretextResult
     const bs = settings.batchSize;
     const batchesPerEpoch = Math.ceil(trainSrc.length / bs);
     const monitor = nVal > 0 ? 'val_acc' : 'acc';
+    // Each image comes in four turns: a step's batch has 4 x bs rows.
+    const step = trainingStep(model, model.trainableWeights.map((v) => v.read() as tf.Variable), { batchSize: Math.min(bs, trainSrc.length) * 4, optimizer: 'adam', memoryLimitMB: o.memoryLimitMB });
+    compiled = step.compiled;
 
     onProgress({
       type: 'start',
@@ -161,6 +168,7 @@ export async function pretrainRotation(o: PretextOptions): Promise<PretextResult
       head: { replaced: true, cutLayer: cut, units: 4, reason: 'rotation pretext task: predict the turn (0, 90, 180, 270 degrees) of unlabelled images' },
       augment: 'rotations 0/90/180/270 (the pretext labels)',
       embeddingCache: false,
+      step: step.line,
       warnings,
     });
 
@@ -169,6 +177,8 @@ export async function pretrainRotation(o: PretextOptions): Promise<PretextResult
       outputKind: 'probabilities',
       variables: model.trainableWeights.map((v) => v.read() as tf.Variable),
       state: model.weights,
+      compiled: step.compiled,
+      ...(step.microBatch ? { microBatch: step.microBatch } : {}),
     };
     optimizer = createOptimizer('adam', settings.learningRate);
     const { callbacks, metrics } = progressCallbacks({ epochs: settings.epochs, batchesPerEpoch, throttleMs: o.batchProgressMs ?? 250, onProgress });
@@ -236,6 +246,7 @@ export async function pretrainRotation(o: PretextOptions): Promise<PretextResult
     };
   } finally {
     optimizer?.dispose();
+    compiled?.dispose();
     inputCache.clear();
     disposeWeights([loaded.layers, plan?.model], plan?.created ?? []);
   }

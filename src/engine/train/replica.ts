@@ -23,6 +23,9 @@ import type { ReplicaInit, ReplicaLayout, ReplicaStep, ReplicaStepResult, Replic
 import { applyFreezePlan } from './freeze';
 import { splitAt } from './head';
 import { partGradients, withSeededRandom, type Trainable } from './loop';
+import { CompiledStep } from './step/executor';
+import { planTrainingStep } from './step/plan';
+import { simdKernels } from '../kernels/simd';
 
 /**
  * The regularization terms of every layer, nested ones included, as Keras
@@ -125,6 +128,11 @@ export class Replica {
         variables: variables.map((w) => w.read() as tf.Variable),
         state: [],
       };
+      // The engine's thread computes its part with the compiled step; so does this one.
+      if (!frozen && simdKernels()) {
+        const planned = planTrainingStep(model, net.variables);
+        if ('plan' in planned) net.compiled = new CompiledStep(planned.plan);
+      }
       return new Replica(model, net, variables, flatStatistics(statisticsOf(model)));
     } catch (e) {
       model.dispose();
@@ -156,6 +164,7 @@ export class Replica {
   }
 
   dispose(): void {
+    (this.net.compiled as CompiledStep | undefined)?.dispose();
     this.model.dispose();
   }
 }
