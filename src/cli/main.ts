@@ -6,6 +6,7 @@
 import { parseArgs } from 'node:util';
 import { initBackend, type BackendPreference } from '../engine/backend';
 import { isEngineError, messageOf } from '../engine/errors';
+import { explainTrap } from '../engine/wasmTrap';
 import { loadModel } from '../engine/model';
 import { inspectCommand, inspectUsage } from './inspect';
 import { finetuneCommand, finetuneUsage } from './finetune';
@@ -107,6 +108,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`layer-lens: ${e.message}\n\n${usage}`);
       return 2;
     }
+    e = explainTrap(e);
     process.stderr.write(`layer-lens: ${isEngineError(e) ? e.message : `unexpected error: ${messageOf(e)}`}\n`);
     return 1;
   }

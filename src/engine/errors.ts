@@ -21,6 +21,7 @@ export type EngineErrorCode =
   | 'bad-dataset'
   | 'bad-recipe'
   | 'cancelled'
+  | 'out-of-memory'
   | 'internal';
 
 export class EngineError extends Error {

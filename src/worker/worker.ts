@@ -8,6 +8,7 @@ import { parentPort } from 'node:worker_threads';
 import { initBackend } from '../engine/backend';
 import { embedHandlers } from '../engine/embed/jobs';
 import { EngineError, messageOf } from '../engine/errors';
+import { explainTrap, wasmTrapped } from '../engine/wasmTrap';
 import { setDisplayRoot } from '../engine/io/modelFiles';
 import { Comparer } from '../engine/compare/comparer';
 import { listImageSet } from '../engine/compare/imageSet';
@@ -103,6 +104,9 @@ const handlers: Handlers<WorkerApi> = {
 };
 
 function toError(e: unknown): RpcError {
+  e = explainTrap(e);
+  // A trapped wasm module is in no known state: answer, then end this worker (the next request starts a fresh one).
+  if (wasmTrapped()) setTimeout(() => process.exit(1), 50);
   if (e instanceof EngineError) return { code: e.code, message: e.message };
   return { code: 'internal', message: `Internal error in the compute worker: ${messageOf(e)}` };
 }

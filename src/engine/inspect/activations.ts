@@ -9,6 +9,7 @@
  * read, and a layer's maps are read only when someone asks for that layer.
  */
 import * as tf from '@tensorflow/tfjs';
+import { checkKeepAll } from '../inferenceMemory';
 import { EngineError } from '../errors';
 import type { LoadedModel } from '../model';
 import type { ChannelStats, LayerInfo, LayerMaps, Prediction } from '../../protocol/inspect';
@@ -31,6 +32,7 @@ export interface Activations {
 /** Runs `loaded` on `input` ([1, h, w, c]) keeping every layer's output. */
 export function computeActivations(loaded: LoadedModel, input: tf.Tensor): Activations {
   if (loaded.layers) {
+    checkKeepAll(loaded.layers, input.shape, `inspecting ${loaded.summary.name}`);
     const g = flatGraph(loaded.layers);
     const slots = tf.tidy(() => runAll(g, [input]));
     const byPath = new Map<string, tf.Tensor>();
