@@ -25,13 +25,18 @@ export interface FinetuneCliContext {
 
 export const finetuneUsage =
   '  finetune <model.json> <dataset> [--epochs N] [--batch-size N] [--lr X] [--seed N]\n' +
-  '          [--freeze-up-to <layer>] [--augment flip,rotate,zoom,brightness,contrast|none]\n' +
+  '          [--freeze none|backbone | --freeze-up-to <layer>] [--memory-limit MB]\n' +
+  '          [--augment flip,rotate,zoom,brightness,contrast|none]\n' +
   '          [--val F] [--patience N] [--threads N] [--out <dir>]\n' +
   '                                  Fine-tune on a folder with one sub-folder of images per class;\n' +
   "                                  settings from the model's layerlens.json, overridden by flags.\n" +
   '                                  --augment rotate=20,zoom=0.2 sets strengths. Writes a new folder\n' +
   '                                  <name>-finetuned-<date>/ next to the model (or --out).\n' +
-  '                                  --threads 2 splits each batch between two threads.\n';
+  '                                  --threads 2 splits each batch between two threads.\n' +
+  '                                  --freeze none trains every layer, --freeze backbone only the head\n' +
+  "                                  (a Teachable Machine export's default when its recipe freezes nothing).\n" +
+  '                                  --memory-limit caps the training step (default: wasm\'s 4 GB);\n' +
+  '                                  larger batches run as micro-batches.\n';
 
 type NumberField = 'epochs' | 'batchSize' | 'learningRate' | 'seed' | 'validationFraction' | 'threads';
 
@@ -156,6 +161,8 @@ export async function finetuneCommand(args: string[], ctx: FinetuneCliContext): 
       lr: { type: 'string' },
       seed: { type: 'string' },
       'freeze-up-to': { type: 'string' },
+      freeze: { type: 'string' },
+      'memory-limit': { type: 'string' },
       augment: { type: 'string' },
       val: { type: 'string' },
       patience: { type: 'string' },
@@ -179,6 +186,14 @@ export async function finetuneCommand(args: string[], ctx: FinetuneCliContext): 
   if (values.patience !== undefined) {
     patience = Number(values.patience);
     if (!Number.isInteger(patience) || patience < 1) throw ue(`--patience ${values.patience}: must be a whole number of at least 1.`);
+  }
+  const mode = values.freeze;
+  if (mode !== undefined && mode !== 'none' && mode !== 'backbone') throw ue(`--freeze ${mode}: must be none (train every layer) or backbone (train only the head).`);
+  if (mode !== undefined && values['freeze-up-to'] !== undefined) throw ue('--freeze and --freeze-up-to choose the frozen layers two ways; give one.');
+  let memoryLimitMB: number | undefined;
+  if (values['memory-limit'] !== undefined) {
+    memoryLimitMB = Number(values['memory-limit']);
+    if (!Number.isFinite(memoryLimitMB) || memoryLimitMB < 64 || memoryLimitMB > 4096) throw ue(`--memory-limit ${values['memory-limit']}: must be a number of MB from 64 to 4096.`);
   }
   await initBackend({ prefer: ctx.backendOption(values.backend) });
 
@@ -220,6 +235,8 @@ export async function finetuneCommand(args: string[], ctx: FinetuneCliContext): 
       datasetDir,
       settings,
       frozen,
+      ...(mode ? { freeze: mode } : {}),
+      ...(memoryLimitMB ? { memoryLimitMB } : {}),
       outDir: values.out,
       signal: controller.signal,
       onProgress: (p) => printer.handle(p),

@@ -208,7 +208,7 @@ async function readSmallFile(folder: string, file: string): Promise<string | und
 }
 
 /** Labels and preprocessing from Teachable Machine's metadata.json or a labels.txt. */
-async function readModelMetadata(folder: string): Promise<{ labels?: string[]; normalization?: Normalization }> {
+async function readModelMetadata(folder: string): Promise<{ labels?: string[]; normalization?: Normalization; origin?: 'teachable-machine' }> {
   const meta = await readSmallFile(folder, 'metadata.json');
   if (meta !== undefined) {
     try {
@@ -216,11 +216,13 @@ async function readModelMetadata(folder: string): Promise<{ labels?: string[]; n
       const labels = Array.isArray(m['labels']) && m['labels'].every((l) => typeof l === 'string') ? (m['labels'] as string[]) : undefined;
       const norm = m['normalization'];
       let normalization: Normalization | undefined;
+      const teachable = typeof m['tmVersion'] === 'string' || m['packageName'] === '@teachablemachine/image';
+      const origin = teachable ? ({ origin: 'teachable-machine' } as const) : {};
       if (norm === 'zeroOne' || norm === 'minusOneOne' || norm === 'imagenet' || norm === 'raw') normalization = norm;
       // Teachable Machine image models are trained on pixels scaled to [-1, 1].
-      else if (typeof m['tmVersion'] === 'string' || m['packageName'] === '@teachablemachine/image') normalization = 'minusOneOne';
-      if (labels) return { labels, normalization };
-      if (normalization) return { normalization };
+      else if (teachable) normalization = 'minusOneOne';
+      if (labels) return { labels, normalization, ...origin };
+      if (normalization) return { normalization, ...origin };
     } catch {
       // A broken metadata.json must not stop the model from loading.
     }
@@ -366,7 +368,7 @@ export function summarize(
   model: tf.LayersModel,
   modelJsonPath: string,
   warnings: string[] = [],
-  meta: { labels?: string[]; normalization?: Normalization } = {},
+  meta: { labels?: string[]; normalization?: Normalization; origin?: 'teachable-machine' } = {},
 ): ModelSummary {
   return {
     modelPath: modelJsonPath,

@@ -43,6 +43,8 @@ export interface ModelSummary {
   labels?: string[];
   /** Preprocessing the model's own metadata asks for, if it says. */
   normalization?: Normalization;
+  /** Who made it, when its metadata says: a Teachable Machine export fine-tunes its head by default. */
+  origin?: 'teachable-machine';
   warnings: string[];
   loadMs: number;
 }

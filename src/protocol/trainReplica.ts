@@ -25,7 +25,8 @@ export interface ReplicaInit {
   /** The model being trained, as model.save() serialises it. */
   modelTopology: object;
   weightSpecs: ReplicaWeightSpec[];
-  weightData: ArrayBuffer;
+  /** Shared by every helper: one copy in the process, each replica reads it once into its own heap. */
+  weightData: SharedArrayBuffer;
   /** Layer paths the freeze plan holds fixed. */
   frozen: string[];
   /**

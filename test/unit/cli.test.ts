@@ -41,7 +41,8 @@ describe('layer-lens CLI', () => {
     assert.equal(r.stderr.trim().split('\n').length, 1, 'one line, no stack trace');
   });
 
-  for (const args of [[], ['frobnicate'], ['summary'], ['summary', 'a', 'b'], ['summary', 'x.json', '--bogus'], ['summary', 'x.json', '--backend', 'gpu']]) {
+  for (const args of [[], ['frobnicate'], ['summary'], ['summary', 'a', 'b'], ['summary', 'x.json', '--bogus'], ['summary', 'x.json', '--backend', 'gpu'],
+    ['finetune', 'm.json', 'data', '--freeze', 'all'], ['finetune', 'm.json', 'data', '--freeze', 'none', '--freeze-up-to', 'conv1'], ['finetune', 'm.json', 'data', '--memory-limit', '10']]) {
     it(`gives usage and exit 2 for: ${args.join(' ') || '(no arguments)'}`, () => {
       const r = cli(...args);
       assert.equal(r.code, 2);

@@ -40,13 +40,15 @@ describe('fuzzing (seeded, in the compute worker)', () => {
     distDir = await currentBundles();
   });
 
-  it(`mutated model.json, PNG and JPEG files end in success or one clear line (seed ${seed})`, { timeout: 120_000 }, async (t) => {
-    const report = await runFuzz({ seed, cases: 5000, budgetMs: 20_000, perCaseMs: 20_000, workDir: work, distDir, checkLeaks: false, kinds: ['model', 'model', 'model', 'png', 'jpeg'] });
+  // A fixed number of cases, not as many as fit in a time: the run must pass on a loaded machine.
+  // The per-case limit only tells a hang from a slow case; the test's own timeout is a safety net.
+  it(`mutated model.json, PNG and JPEG files end in success or one clear line (seed ${seed})`, { timeout: 900_000 }, async (t) => {
+    const report = await runFuzz({ seed, cases: 1500, perCaseMs: 60_000, workDir: work, distDir, checkLeaks: false, kinds: ['model', 'model', 'model', 'png', 'jpeg'] });
     t.diagnostic(
       `${report.cases} cases (model ${report.byKind.model}, png ${report.byKind.png}, jpeg ${report.byKind.jpeg}) in ${(report.ms / 1000).toFixed(1)} s, ` +
         `${(report.cases / (report.ms / 1000)).toFixed(0)} cases/s; loaded ${report.loaded}, refused ${report.refused}; slowest ${report.slowest[0]?.ms ?? 0} ms`,
     );
-    assert.ok(report.cases >= 300, `only ${report.cases} cases ran within the budget`);
+    assert.equal(report.cases, 1500);
     assert.ok(report.byKind.model > 0 && report.byKind.png > 0 && report.byKind.jpeg > 0);
     assert.ok(report.loaded > 0 && report.refused > 0, 'the mutations are neither all fatal nor all harmless');
     assert.equal(report.findings.length, 0, `replay with: npx tsx scripts/fuzz.ts --seed ${seed} --case N\n${describeFindings(report)}`);
@@ -55,13 +57,13 @@ describe('fuzzing (seeded, in the compute worker)', () => {
   });
 
   // A Keras case costs ~20x a model.json one (HDF5 written, parsed, the model built twice), so it gets its own budget.
-  it(`mutated Keras .h5 and .keras files end in success or one clear line (seed ${seed})`, { timeout: 90_000 }, async (t) => {
-    const report = await runFuzz({ seed, cases: 2000, budgetMs: 12_000, perCaseMs: 20_000, workDir: path.join(work, 'keras'), distDir, checkLeaks: false, kinds: ['h5', 'keras'] });
+  it(`mutated Keras .h5 and .keras files end in success or one clear line (seed ${seed})`, { timeout: 900_000 }, async (t) => {
+    const report = await runFuzz({ seed, cases: 150, perCaseMs: 60_000, workDir: path.join(work, 'keras'), distDir, checkLeaks: false, kinds: ['h5', 'keras'] });
     t.diagnostic(
       `${report.cases} cases (h5 ${report.byKind.h5}, keras ${report.byKind.keras}) in ${(report.ms / 1000).toFixed(1)} s, ` +
         `${(report.cases / (report.ms / 1000)).toFixed(0)} cases/s; loaded ${report.loaded}, refused ${report.refused}; slowest ${report.slowest[0]?.ms ?? 0} ms`,
     );
-    assert.ok(report.cases >= 100, `only ${report.cases} cases ran within the budget`);
+    assert.equal(report.cases, 150);
     assert.ok(report.byKind.h5 > 0 && report.byKind.keras > 0, 'both Keras kinds ran');
     assert.ok(report.loaded > 0 && report.refused > 0, 'the mutations are neither all fatal nor all harmless');
     assert.equal(report.findings.length, 0, `replay with: npx tsx scripts/fuzz.ts --kinds h5,keras --keras-files none --seed ${seed} --case N\n${describeFindings(report)}`);

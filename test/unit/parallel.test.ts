@@ -253,6 +253,15 @@ describe('data-parallel training', () => {
     assert.equal(runningHelpers(), 0, 'stopped after an error');
   });
 
+  const cores = os.availableParallelism();
+  it('more threads than the machine has cores are clamped to the cores, with a note', { skip: cores >= 8 && 'this machine has 8 or more cores' }, () => {
+    const cli = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'src/cli/main.ts'), 'finetune', ...args], { cwd: root, encoding: 'utf8', timeout: 120_000 });
+    const r = cli(modelCopy('tiny-cnn'), dataset, '--epochs', '1', '--batch-size', '8', '--threads', String(cores + 1), '--out', at('cli-clamped'));
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`threads ${cores + 1}: this machine has ${cores} cores?, so training uses ${cores} threads?\\.`));
+    assert.match(r.stdout, cores > 1 ? new RegExp(`; ${cores} threads$`, 'm') : /; adam lr 0\.001$/m);
+  });
+
   it('layer-lens finetune --threads 2 trains on two threads; --threads 9 is refused', () => {
     const cli = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'src/cli/main.ts'), 'finetune', ...args], { cwd: root, encoding: 'utf8', timeout: 120_000 });
     const r = cli(modelCopy('tiny-cnn'), dataset, '--epochs', '1', '--batch-size', '8', '--threads', '2', '--out', at('cli-out'));

@@ -11,13 +11,15 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { currentBackend } from '../backend';
 import { CancelledError, EngineError, messageOf } from '../errors';
 import { writeFolderAtomic } from '../io/atomic';
 import { rel } from '../io/modelFiles';
 import { modelArtifacts, writeArtifacts } from '../io/save';
-import { loadModel, walkLayers } from '../model';
+import { layerRows, loadModel, walkLayers } from '../model';
+import { freezeUpTo } from '../../protocol/freezePlan';
 import { finetuneSchema, type FinetuneSettings } from '../../protocol/recipe';
 import type { Normalization } from '../../protocol/model';
 import {
@@ -70,6 +72,13 @@ export interface FinetuneOptions {
   settings: FinetuneSettingsInput | FinetuneSettings;
   /** Layer paths to hold fixed (layerlens.json's "freeze"). */
   frozen: readonly string[];
+  /**
+   * What to train. 'plan' (default): `frozen` as given, except that a
+   * Teachable Machine export given no plan trains a new head on its frozen
+   * backbone, as Teachable Machine does; 'none': every layer, whatever
+   * `frozen` says; 'backbone': everything up to the head is frozen.
+   */
+  freeze?: 'plan' | 'none' | 'backbone';
   /** Where to save; must not exist. Default: `<name>-finetuned-<YYYYMMDD-HHMM>` next to the model. */
   outDir?: string;
   signal?: AbortSignal;
@@ -218,7 +227,7 @@ function paramCount(ws: tf.LayerVariable[]): number {
 /** Fine-tunes a model on an image folder and saves the result as a new model folder. */
 export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
   const started = performance.now();
-  const settings = parseSettings(o.settings);
+  let settings = parseSettings(o.settings);
   const { signal, onProgress } = o;
   checkCancel(signal);
   const loaded = await loadModel(o.modelJsonPath);
@@ -248,7 +257,16 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
     plan = planHead(source, { classes: scan.classes, modelLabels: loaded.summary.labels, cutLayer: settings.cutLayer, seed: settings.seed, modelName });
     warnings.push(...plan.warnings);
     const model = plan.model;
-    const freeze = applyFreezePlan(model, o.frozen);
+    const mode = o.freeze ?? 'plan';
+    const teachableDefault = mode === 'plan' && o.frozen.length === 0 && loaded.summary.origin === 'teachable-machine';
+    const wanted = mode === 'none' ? [] : mode === 'backbone' || teachableDefault ? freezeUpTo(layerRows(model), plan.cutLayer) : o.frozen;
+    if (teachableDefault) {
+      // As Teachable Machine: no augmentation, so that the backbone's outputs are computed once.
+      const augmented = augmentationEnabled(settings.augment);
+      if (augmented) settings = { ...settings, augment: Object.fromEntries(Object.entries(settings.augment).map(([k, v]) => [k, { ...v, enabled: false }])) as FinetuneSettings['augment'] };
+      warnings.push(`${modelName} is a Teachable Machine export and its recipe freezes no layer: training a new head on its frozen backbone, as Teachable Machine does${augmented ? ', without augmentation' : ''} (fast: the backbone's outputs are computed once). To train every layer, choose "Every layer" in Fine-Tune or run layer-lens finetune --freeze none; --freeze backbone keeps the backbone frozen with the recipe's augmentation.`);
+    }
+    const freeze = applyFreezePlan(model, wanted);
     if (freeze.unknown.length > 0) {
       const oldPaths = new Set([...walkLayers(source)].map((l) => l.path));
       const inOldHead = freeze.unknown.filter((p) => oldPaths.has(p));
@@ -256,7 +274,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
       if (inOldHead.length > 0) warnings.push(`Frozen layer${inOldHead.length > 1 ? 's' : ''} ${inOldHead.join(', ')} belonged to the replaced head; the new head trains.`);
       if (missing.length > 0) warnings.push(`The freeze plan names ${missing.join(', ')}, which ${modelName} does not have; ignored.`);
     }
-    const frozenList = o.frozen.filter((p) => !freeze.unknown.includes(p));
+    const frozenList = wanted.filter((p) => !freeze.unknown.includes(p));
 
     const split = splitDataset(scan, settings.validationFraction, settings.seed);
     const labels = plan.labels;
@@ -341,6 +359,12 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
     let threads = useCache ? 1 : settings.threads;
     if (settings.threads > 1 && useCache) {
       warnings.push(`threads ${settings.threads}: the frozen backbone's outputs are cached, so the head trains on one thread (a step is too small to share).`);
+    }
+    // More threads than cores only wait for each other (8 on 2 cores took 17x longer than 1).
+    const cores = os.availableParallelism();
+    if (threads > cores) {
+      warnings.push(`threads ${threads}: this machine has ${cores} core${cores === 1 ? '' : 's'}, so training uses ${cores} thread${cores === 1 ? '' : 's'}.`);
+      threads = cores;
     }
     if (threads > 1) {
       try {

@@ -116,12 +116,16 @@ export class ParallelStepRunner implements StepRunner {
     const backend = backendOptionsInUse();
     if (!backend) throw new EngineError('internal', 'the backend is not initialised, so no training helper can start.');
     const artifacts = await modelArtifacts(o.model);
+    // One copy of the weights that every helper reads (posting an ArrayBuffer would clone it per helper).
+    const bytes = weightBytes(artifacts);
+    const weightData = new SharedArrayBuffer(bytes.byteLength);
+    new Uint8Array(weightData).set(bytes);
     const init: ReplicaInit = {
       backend: backend.prefer,
       wasmDir: backend.wasmDir,
       modelTopology: artifacts.modelTopology as object,
       weightSpecs: (artifacts.weightSpecs ?? []) as ReplicaWeightSpec[],
-      weightData: weightBytes(artifacts).slice().buffer,
+      weightData,
       frozen: o.frozen,
       cutLayer: o.cutLayer,
       outputKind: o.outputKind,
