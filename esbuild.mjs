@@ -20,7 +20,9 @@ const node = {
   minify: production,
   logLevel: 'info',
   // tfjs-node is optional: it is required at run time only if installed.
-  external: ['vscode', '@tensorflow/tfjs-node'],
+  // tsx/cjs is only resolved when running from the TypeScript sources (tests,
+  // scripts): the helper threads load it there, never from a bundle.
+  external: ['vscode', '@tensorflow/tfjs-node', 'tsx/cjs'],
 };
 
 const builds = [

@@ -9,6 +9,7 @@
 import * as esbuild from 'esbuild';
 import * as path from 'node:path';
 import { chromium } from 'playwright-core';
+import { median } from './stats';
 
 const root = path.resolve(__dirname, '..');
 
@@ -29,7 +30,6 @@ void (async () => {
     const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
     await page.setContent('<!DOCTYPE html><html><body style="width:900px"></body></html>');
     await page.addScriptTag({ content: bundle.outputFiles[0].text });
-    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
     for (const [channels, size] of [
       [64, 112],
       [64, 64],

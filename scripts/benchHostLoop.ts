@@ -34,7 +34,7 @@ import {
   waitForNotification,
   waitUntil,
 } from '../test/e2e/harness';
-import { ensureBuilt, REPO_ROOT } from './demo';
+import { ensureBuilt, REPO_ROOT } from './repo';
 import { makeDemo } from './makeDemo';
 
 interface Run {

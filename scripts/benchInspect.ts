@@ -21,6 +21,7 @@ import { initBackend, type BackendPreference } from '../src/engine/backend';
 import { toInputTensor, type DecodedImage } from '../src/engine/image';
 import { Inspector } from '../src/engine/inspect/inspector';
 import { loadModel, summarize, type LoadedModel } from '../src/engine/model';
+import { median } from './stats';
 
 const tmPath = path.resolve(__dirname, '../../shared/fixtures/teachable-machine-leaves/model.json');
 
@@ -38,11 +39,6 @@ function mobilenetLike(): tf.LayersModel {
   x = tf.layers.globalAveragePooling2d({ name: 'gap' }).apply(x) as tf.SymbolicTensor;
   const out = tf.layers.dense({ units: 10, activation: 'softmax', name: 'head' }).apply(x) as tf.SymbolicTensor;
   return tf.model({ inputs: input, outputs: out, name: 'mobilenet_like' });
-}
-
-function median(a: number[]): number {
-  const s = a.slice().sort((p, q) => p - q);
-  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
 async function main(): Promise<void> {

@@ -18,6 +18,7 @@ import { CosineIndex } from '../src/engine/embed/knn';
 import { pca } from '../src/engine/embed/pca';
 import { umap2d } from '../src/engine/embed/umap';
 import { Rng } from '../src/engine/random';
+import { median } from './stats';
 
 const root = path.resolve(__dirname, '..');
 const { values } = parseArgs({ options: { points: { type: 'string' }, dim: { type: 'string' }, 'no-umap': { type: 'boolean' } } });
@@ -123,7 +124,6 @@ void (async () => {
     const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
     await page.setContent('<!DOCTYPE html><html><body></body></html>');
     await page.addScriptTag({ content: bundle.outputFiles[0].text });
-    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
     for (const dpr of [1, 2]) {
       const r = await page.evaluate(
         ([xy, labels, scale]) => (globalThis as unknown as { runDraw(xy: number[], l: number[], dpr: number, rounds: number): { layout: number[]; draw: number[]; hit: number } }).runDraw(xy, labels, scale, 12),

@@ -30,6 +30,7 @@ import { modelArtifacts, writeArtifacts } from '../src/engine/io/save';
 import { finetune } from '../src/engine/train/finetune';
 import type { FinetuneSettingsInput } from '../src/protocol/train';
 import { makeStripesDataset, seedWeights, stripesClasses } from '../test/fixtures/models';
+import { median } from './stats';
 
 function smallCnn(size: number): tf.Sequential {
   const m = tf.sequential({ name: 'bench_cnn' });
@@ -43,12 +44,6 @@ function smallCnn(size: number): tf.Sequential {
   seedWeights(m, 1);
   return m;
 }
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 
 interface Run {
   wall: number;

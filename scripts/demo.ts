@@ -17,15 +17,14 @@
  *   node --import tsx scripts/demo.ts [--out demo] [--small] [--vscode]
  *     --small    the tiny demo (tests)        --vscode  scripts/openDemo.ts instead
  */
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { readRecipe } from '../src/engine/recipe';
 import { augmentSummary, type EpochMetrics } from '../src/protocol/train';
+import { ensureBuilt, REPO_ROOT, run, shown } from './repo';
 import { demoPaths, downstreamClasses, makeDemo, pretextClasses, type DemoPaths } from './makeDemo';
 
-export const REPO_ROOT = path.resolve(__dirname, '..');
 const CLI = path.join(REPO_ROOT, 'dist', 'cli.js');
 
 export interface DemoRunOptions {
@@ -47,21 +46,6 @@ export interface DemoRunResult {
 
 const bold = (s: string) => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
 
-/** Runs a command with the terminal's stdio (the CLI's progress bar needs it); resolves to its exit code. */
-function run(command: string, args: string[], cwd = REPO_ROOT): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd, stdio: 'inherit' });
-    child.once('error', reject);
-    child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1)));
-  });
-}
-
-/** A path as the user should type it: relative to the repo when inside it. */
-function shown(p: string): string {
-  const r = path.relative(REPO_ROOT, p);
-  return r && !r.startsWith('..') && !path.isAbsolute(r) ? r : p;
-}
-
 function readMetrics(folder: string): EpochMetrics[] | undefined {
   try {
     return (JSON.parse(fs.readFileSync(path.join(folder, 'metrics.json'), 'utf8')) as { epochs: EpochMetrics[] }).epochs;
@@ -70,13 +54,6 @@ function readMetrics(folder: string): EpochMetrics[] | undefined {
   }
 }
 
-/** Builds the bundles when dist/ has no CLI (a fresh clone). */
-export async function ensureBuilt(write: (s: string) => void, file = CLI): Promise<void> {
-  if (fs.existsSync(file)) return;
-  write(`${shown(file)} is missing: building (node esbuild.mjs)…\n`);
-  const code = await run(process.execPath, [path.join(REPO_ROOT, 'esbuild.mjs')]);
-  if (code !== 0 || !fs.existsSync(file)) throw new Error(`the build failed (exit ${code}); run \`npm run build\` to see why`);
-}
 
 export async function runDemo(o: DemoRunOptions): Promise<DemoRunResult> {
   const started = performance.now();

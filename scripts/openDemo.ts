@@ -16,7 +16,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { codeServerEntry, installBuiltExtension, installVsix, startCodeServer } from '../test/e2e/harness';
-import { ensureBuilt, REPO_ROOT } from './demo';
+import { ensureBuilt, REPO_ROOT } from './repo';
 import { makeDemo } from './makeDemo';
 
 export interface OpenDemoOptions {

@@ -8,7 +8,7 @@
  */
 import type { Colormap, InspectResult, LayerInfo } from '../src/protocol/inspect';
 import { trainableCounts } from '../src/protocol/freezePlan';
-import { formatCount, type ModelSummary, type Normalization } from '../src/protocol/model';
+import { formatCount, normalizationLabels, normalizations, type ModelSummary, type Normalization } from '../src/protocol/model';
 import type { HostEvent, InitState, ProbeState } from '../src/protocol/webviewApi';
 import { badge, button, dropdown, progressRing, registerComponents, setDropdown, tabs, textField } from './components/toolkit';
 import { append, clear, h } from './dom';
@@ -164,12 +164,7 @@ function renderHeader(): void {
   clear(headerEl);
   const s = state.summary;
   const counts = trainableCount();
-  const normOptions: { value: Normalization; label: string }[] = [
-    { value: 'zeroOne', label: '[0, 1]' },
-    { value: 'minusOneOne', label: '[-1, 1]' },
-    { value: 'imagenet', label: 'ImageNet mean/std' },
-    { value: 'raw', label: 'raw 0-255' },
-  ];
+  const normOptions = normalizations.map((value) => ({ value, label: normalizationLabels[value] }));
   const norm = dropdown('Preprocessing', normOptions, state.normalization, (v) => {
     state.normalization = v;
     state.normalizationSource = 'chosen here';

@@ -47,7 +47,7 @@ install_apt_packages() {
   fi
   log "apt-get install ${missing[*]}"
   "${sudo[@]}" apt-get update -q
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends --no-upgrade "${missing[@]}"
 }
 
 # --- code-server ---------------------------------------------------------------

@@ -23,8 +23,8 @@ import { writeFileAtomic, writeFolderAtomic } from '../engine/io/atomic';
 import { disposeModel, loadModel } from '../engine/model';
 import { channelGrid, colormaps, isColormap, type Colormap, type GridImage } from '../protocol/colormap';
 import { driftSuggestions, type CompareMaps, type LayerDrift, type SimilarityResult } from '../protocol/compare';
-import { formatShape, type Normalization, type Shape } from '../protocol/model';
-import type { CliContext } from './inspect';
+import { formatShape, isNormalization, normalizations, type Normalization, type Shape } from '../protocol/model';
+import type { CliContext } from './context';
 
 export const compareUsage =
   '  compare <a/model.json> <b/model.json> --image <file> --out <dir> [--images <folder>]\n' +
@@ -33,8 +33,6 @@ export const compareUsage =
   '                                  original; B = e.g. its fine-tuned copy): per-layer weight drift and\n' +
   '                                  activation similarity (CKA over --images); writes drift.json and\n' +
   '                                  maps/ (A | B | |B-A| per matched feature-map layer).\n';
-
-const normalizations: readonly Normalization[] = ['zeroOne', 'minusOneOne', 'imagenet', 'raw'];
 
 /** Horizontal gap between the three grids of a side-by-side PNG. */
 const GAP = 6;
@@ -103,7 +101,7 @@ export async function compareCommand(args: string[], ctx: CliContext): Promise<v
   if (positionals.length !== 2) throw ctx.usageError('compare takes two model.json paths: A (the reference) and B.');
   if (!values.image) throw ctx.usageError('compare needs --image <file>.');
   if (!values.out) throw ctx.usageError('compare needs --out <dir>.');
-  if (values.normalization !== undefined && !(normalizations as readonly string[]).includes(values.normalization)) {
+  if (values.normalization !== undefined && !isNormalization(values.normalization)) {
     throw ctx.usageError(`--normalization must be ${normalizations.join(', ')} (got "${values.normalization}").`);
   }
   const colormapArg = values.colormap ?? 'viridis';

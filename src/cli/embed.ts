@@ -7,20 +7,15 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { initBackend, type BackendPreference } from '../engine/backend';
+import { initBackend } from '../engine/backend';
 import { computeEmbeddings } from '../engine/embed/compute';
 import { adviseOn, EmbeddingSets, exportProjector, projectSet } from '../engine/embed/latent';
 import { writeFileAtomic } from '../engine/io/atomic';
 import { disposeModel, loadModel } from '../engine/model';
 import { readRecipe } from '../engine/recipe';
 import { formatAdvisorReport, type EmbedProgress, type ProjectionMethod } from '../protocol/embed';
-import type { Normalization } from '../protocol/model';
-
-export interface EmbedCliContext {
-  usageError: (message: string) => Error;
-  backendOption: (v: string | undefined) => BackendPreference;
-  out: (line: string) => void;
-}
+import { isNormalization, normalizations, type Normalization } from '../protocol/model';
+import type { CliContext } from './context';
 
 export const embedUsage =
   '  embed <model.json> <images> [--layer <path>] [--normalization zeroOne|minusOneOne|imagenet|raw]\n' +
@@ -33,7 +28,6 @@ export const embedUsage =
   '                                  Freeze or fine-tune? Images per class, a linear probe on the cached\n' +
   '                                  embeddings, class separation, and the recommended freeze plan.\n';
 
-const normalizations: Normalization[] = ['zeroOne', 'minusOneOne', 'imagenet', 'raw'];
 
 function shown(p: string): string {
   const r = path.relative(process.cwd(), p);
@@ -63,7 +57,7 @@ function cancellable(): { signal: AbortSignal; dispose: () => void } {
   return { signal: controller.signal, dispose: () => process.off('SIGINT', onSigint) };
 }
 
-export async function embedCommand(args: string[], ctx: EmbedCliContext): Promise<number> {
+export async function embedCommand(args: string[], ctx: CliContext): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
@@ -71,7 +65,7 @@ export async function embedCommand(args: string[], ctx: EmbedCliContext): Promis
   });
   if (positionals.length !== 2) throw ctx.usageError('embed takes a model.json path and an image folder.');
   const norm = values.normalization;
-  if (norm !== undefined && !normalizations.includes(norm as Normalization)) throw ctx.usageError(`--normalization must be one of ${normalizations.join(', ')}.`);
+  if (norm !== undefined && !isNormalization(norm)) throw ctx.usageError(`--normalization must be one of ${normalizations.join(', ')}.`);
   const method = values.map;
   if (method !== undefined && method !== 'pca' && method !== 'umap') throw ctx.usageError('--map must be pca or umap.');
   if (values.out !== undefined && method === undefined) throw ctx.usageError('--out goes with --map.');
@@ -118,7 +112,7 @@ export async function embedCommand(args: string[], ctx: EmbedCliContext): Promis
   }
 }
 
-export async function adviseCommand(args: string[], ctx: EmbedCliContext): Promise<number> {
+export async function adviseCommand(args: string[], ctx: CliContext): Promise<number> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { seed: { type: 'string' }, json: { type: 'boolean' }, backend: { type: 'string' } } });
   if (positionals.length !== 2) throw ctx.usageError('advise takes a model.json path and a dataset folder (one sub-folder per class).');
   let seed: number | undefined;

@@ -8,7 +8,7 @@
  */
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { initBackend, type BackendPreference } from '../engine/backend';
+import { initBackend } from '../engine/backend';
 import { CancelledError, EngineError } from '../engine/errors';
 import { disposeModel, loadModel } from '../engine/model';
 import { formatDiagnostic, readRecipe } from '../engine/recipe';
@@ -16,12 +16,7 @@ import { finetune } from '../engine/train/finetune';
 import { freezeUpTo } from '../protocol/freezePlan';
 import { augmentSchema, finetuneSchema, type AugmentSettings } from '../protocol/recipe';
 import { formatBatchLine, formatProgress, type FinetuneSettingsInput, type TrainProgress } from '../protocol/train';
-
-export interface FinetuneCliContext {
-  usageError: (message: string) => Error;
-  backendOption: (v: string | undefined) => BackendPreference;
-  out: (line: string) => void;
-}
+import type { CliContext } from './context';
 
 export const finetuneUsage =
   '  finetune <model.json> <dataset> [--epochs N] [--batch-size N] [--lr X] [--seed N]\n' +
@@ -151,7 +146,7 @@ class ProgressPrinter {
 }
 
 /** Runs `layer-lens finetune`; returns the exit code (130 when cancelled with Ctrl-C). */
-export async function finetuneCommand(args: string[], ctx: FinetuneCliContext): Promise<number> {
+export async function finetuneCommand(args: string[], ctx: CliContext): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,

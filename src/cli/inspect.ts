@@ -12,7 +12,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { initBackend, type BackendPreference } from '../engine/backend';
+import { initBackend } from '../engine/backend';
 import { EngineError } from '../engine/errors';
 import { encodePng } from '../engine/image';
 import { channelGrid, colormaps, isColormap, type Colormap } from '../protocol/colormap';
@@ -20,13 +20,8 @@ import { Inspector } from '../engine/inspect/inspector';
 import { writeFileAtomic, writeFolderAtomic } from '../engine/io/atomic';
 import { loadModel } from '../engine/model';
 import type { ChannelStats, InspectResult, LayerInfo } from '../protocol/inspect';
-import { formatShape, type ModelSummary, type Normalization } from '../protocol/model';
-
-export interface CliContext {
-  usageError: (message: string) => Error;
-  backendOption: (v: string | undefined) => BackendPreference;
-  out: (line: string) => void;
-}
+import { formatShape, isNormalization, normalizations, type ModelSummary, type Normalization } from '../protocol/model';
+import type { CliContext } from './context';
 
 export const inspectUsage =
   '  inspect <model.json> --image <file> --out <dir> [--normalization zeroOne|minusOneOne|imagenet|raw]\n' +
@@ -34,11 +29,6 @@ export const inspectUsage =
   '                                  Feature maps (one PNG grid per layer), per-layer statistics and\n' +
   '                                  top-k predictions for one image; writes summary.json and maps/.\n';
 
-const normalizations: readonly Normalization[] = ['zeroOne', 'minusOneOne', 'imagenet', 'raw'];
-
-function isNormalization(v: string): v is Normalization {
-  return (normalizations as readonly string[]).includes(v);
-}
 
 interface LayerEntry {
   path: string;

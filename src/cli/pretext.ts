@@ -5,17 +5,12 @@
  */
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { initBackend, type BackendPreference } from '../engine/backend';
+import { initBackend } from '../engine/backend';
 import { CancelledError } from '../engine/errors';
 import { pretrainRotation } from '../engine/train/pretext';
 import type { PretextSettings } from '../protocol/embed';
 import { formatProgress } from '../protocol/train';
-
-export interface PretextCliContext {
-  usageError: (message: string) => Error;
-  backendOption: (v: string | undefined) => BackendPreference;
-  out: (line: string) => void;
-}
+import type { CliContext } from './context';
 
 export const pretextUsage =
   '  pretext <model.json> <images> [--epochs N] [--seed N] [--batch-size N] [--lr X] [--out <dir>]\n' +
@@ -32,7 +27,7 @@ function positive(flag: string, raw: string | undefined, usageError: (m: string)
   return v;
 }
 
-export async function pretextCommand(args: string[], ctx: PretextCliContext): Promise<number> {
+export async function pretextCommand(args: string[], ctx: CliContext): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { EngineError } from './errors';
 import { findUnresolvableCall, libraryReason } from './io/graphCheck';
 import { clipText as clip, limits, readModelFiles, resolveInside, type ModelFiles } from './io/modelFiles';
-import type { LayerRow, ModelSummary, Normalization, Shape } from '../protocol/model';
+import { isNormalization, type LayerRow, type ModelSummary, type Normalization, type Shape } from '../protocol/model';
 
 export interface LoadedModel {
   files: ModelFiles;
@@ -218,7 +218,7 @@ async function readModelMetadata(folder: string): Promise<{ labels?: string[]; n
       let normalization: Normalization | undefined;
       const teachable = typeof m['tmVersion'] === 'string' || m['packageName'] === '@teachablemachine/image';
       const origin = teachable ? ({ origin: 'teachable-machine' } as const) : {};
-      if (norm === 'zeroOne' || norm === 'minusOneOne' || norm === 'imagenet' || norm === 'raw') normalization = norm;
+      if (isNormalization(norm)) normalization = norm;
       // Teachable Machine image models are trained on pixels scaled to [-1, 1].
       else if (teachable) normalization = 'minusOneOne';
       if (labels) return { labels, normalization, ...origin };

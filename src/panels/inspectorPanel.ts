@@ -11,7 +11,7 @@ import * as vscode from 'vscode';
 import type { EngineClient } from '../engineClient';
 import type { Logger } from '../logger';
 import type { ModelRegistry } from '../modelRegistry';
-import type { Normalization } from '../protocol/model';
+import { normalizationLabels, type Normalization } from '../protocol/model';
 import { RpcServer, type Handlers, type RpcError, type RpcMessage } from '../protocol/rpc';
 import { checkWebviewMessage, type HostEvent, type InitState, type WebviewApi } from '../protocol/webviewApi';
 import { pickImage } from '../commands/pickImage';
@@ -46,13 +46,6 @@ interface PanelState {
   /** The Compare tab's reference model (A). */
   reference?: string;
 }
-
-const normalizationLabels: Record<Normalization, string> = {
-  zeroOne: '[0, 1]',
-  minusOneOne: '[-1, 1]',
-  imagenet: 'ImageNet mean/std',
-  raw: 'raw 0-255',
-};
 
 export class InspectorPanel implements vscode.Disposable {
   static readonly viewType = 'layerLens.inspector';

@@ -28,7 +28,21 @@ export interface LayerRow {
   parent?: string;
 }
 
-export type Normalization = 'zeroOne' | 'minusOneOne' | 'imagenet' | 'raw';
+/** The input preprocessings, listed once: everything else (schemas, menus, the CLI) derives from this. */
+export const normalizations = ['zeroOne', 'minusOneOne', 'imagenet', 'raw'] as const;
+export type Normalization = (typeof normalizations)[number];
+
+/** How the UI names each preprocessing. */
+export const normalizationLabels: Record<Normalization, string> = {
+  zeroOne: '[0, 1]',
+  minusOneOne: '[-1, 1]',
+  imagenet: 'ImageNet mean/std',
+  raw: 'raw 0-255',
+};
+
+export function isNormalization(v: unknown): v is Normalization {
+  return typeof v === 'string' && (normalizations as readonly string[]).includes(v);
+}
 
 export interface ModelSummary {
   modelPath: string;

@@ -5,6 +5,7 @@
  * for completion in the editor).
  */
 import { z } from 'zod';
+import { normalizations } from './model';
 
 export const recipeFileName = 'layerlens.json';
 
@@ -40,7 +41,7 @@ export const finetuneSchema = z
     threads: z.number().int().min(1).max(8).default(1),
     /** [height, width]; defaults to the model's input size. */
     imageSize: z.tuple([z.number().int().min(8).max(2048), z.number().int().min(8).max(2048)]).optional(),
-    normalization: z.enum(['zeroOne', 'minusOneOne', 'imagenet', 'raw']).optional(),
+    normalization: z.enum(normalizations).optional(),
     /** Layer path after which the new head goes; defaults to the last feature layer. */
     cutLayer: z.string().min(1).optional(),
     augment: augmentSchema.prefault({}),

@@ -8,10 +8,10 @@ import { z } from 'zod';
 import type { CompareMaps, CompareResult, SimilarityProgress, SimilarityResult } from './compare';
 import type { EmbedProgress, LatentMap, LatentState, Neighbor, Thumbnail } from './embed';
 import type { GradCamResult, InspectResult, LayerMaps } from './inspect';
-import type { ModelSummary, Normalization } from './model';
+import { normalizations, type ModelSummary, type Normalization } from './model';
 import type { TrainProgress } from './train';
 
-export const normalizationSchema = z.enum(['zeroOne', 'minusOneOne', 'imagenet', 'raw']);
+export const normalizationSchema = z.enum(normalizations);
 
 /** Params schema of every method the webview may call. */
 export const webviewRequestSchemas = {
