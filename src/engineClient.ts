@@ -42,6 +42,7 @@ export class EngineClient {
   private running: Running | undefined;
   private disposed = false;
   private busy = 0;
+  private readonly backendListeners = new Set<(report: BackendReport) => void>();
 
   constructor(private readonly options: EngineClientOptions) {}
 
@@ -72,11 +73,18 @@ export class EngineClient {
     });
     const ready = rpc.call('init', { prefer: this.options.backend(), wasmDir: this.options.distDir, displayRoot: this.options.displayRoot?.() }).then((report) => {
       this.options.onBackend?.(report);
+      for (const l of this.backendListeners) l(report);
       return report;
     });
     ready.catch(() => undefined);
     this.running = { worker, rpc, ready };
     return this.running;
+  }
+
+  /** Called with the backend each time a worker has started (the first request, and after a restart). */
+  onBackend(listener: (report: BackendReport) => void): { dispose(): void } {
+    this.backendListeners.add(listener);
+    return { dispose: () => this.backendListeners.delete(listener) };
   }
 
   async backend(): Promise<BackendReport> {

@@ -1,20 +1,31 @@
 /**
  * Entry point: a flat list of registrations. No tfjs here; the engine runs in
  * a worker that starts on the first request.
+ *
+ * Layers, each importing only the ones below it: commands/ (argument picking,
+ * one module per command family) -> panels/inspector/ (the panel and one
+ * controller per tab) and views/ -> services/ (ModelRegistry, RecipeService,
+ * TrainingRuns, LatentRequests) -> EngineClient -> the worker.
  */
 import * as vscode from 'vscode';
-import { EmbeddingCommands } from './commands/embeddings';
-import { FinetuneRuns } from './commands/finetune';
+import { registerAdviseCommands } from './commands/advise';
+import { registerCompareCommands } from './commands/compare';
+import { registerEmbeddingCommands } from './commands/embeddings';
+import { registerFinetuneCommands } from './commands/finetune';
 import { registerFreezeCommands } from './commands/freeze';
 import { registerInspectCommands } from './commands/inspect';
-import { registerCompareCommands } from './commands/compare';
+import type { CommandDeps } from './commands/modelArg';
 import { registerModelCommands } from './commands/models';
+import { registerPretextCommands } from './commands/pretext';
 import { EngineClient } from './engineClient';
 import { createLogger } from './logger';
-import { FreezeService } from './freezeService';
-import { ModelRegistry } from './modelRegistry';
-import { InspectorPanel, type InspectorDeps } from './panels/inspectorPanel';
-import type { BackendPreference } from './protocol/workerApi';
+import { InspectorPanel } from './panels/inspector/inspectorPanel';
+import { backendLabel, type BackendPreference } from './protocol/workerApi';
+import { LatentRequests } from './services/latentRequests';
+import { ModelRegistry } from './services/modelRegistry';
+import { ProgressRuns } from './services/progressRuns';
+import { RecipeService } from './services/recipeService';
+import { TrainingRuns } from './services/trainingRuns';
 import { BackendStatusBar } from './statusBar';
 import { ModelTreeProvider } from './views/modelTreeProvider';
 
@@ -27,40 +38,37 @@ export function activate(context: vscode.ExtensionContext): void {
     displayRoot: () => vscode.workspace.workspaceFolders?.[0]?.uri.fsPath,
     log: logger,
     onBackend: (b) => {
-      logger.info(`Compute backend: ${b.name === 'tensorflow' ? 'tfjs-node' : b.name} (${b.initMs} ms)${b.notes.length ? `; ${b.notes.join('; ')}` : ''}`);
+      logger.info(`Compute backend: ${backendLabel(b.name)} (${b.initMs} ms)${b.notes.length ? `; ${b.notes.join('; ')}` : ''}`);
       status.setBackend(b);
     },
     onBusy: (busy) => status.setBusy(busy),
   });
   const registry = new ModelRegistry(engine, logger, context.workspaceState);
-  const freeze = new FreezeService(registry, logger);
-  const tree = ModelTreeProvider.register(registry, freeze);
-  const runs = new FinetuneRuns(engine, registry, freeze, logger, channel, () => inspectorDeps);
-  const embeddings = new EmbeddingCommands(engine, registry, freeze, logger, channel, () => inspectorDeps);
-  const inspectorDeps: InspectorDeps = {
-    extensionUri: context.extensionUri,
-    engine,
-    registry,
-    freeze,
-    log: logger,
-    stopTraining: (uri) => runs.stop(uri),
-  };
+  const recipes = new RecipeService(registry, logger);
+  const tree = ModelTreeProvider.register(registry, recipes);
+  const runs = new TrainingRuns(engine, registry, logger, channel);
+  const latent = new LatentRequests();
+  const jobs = new ProgressRuns(logger, channel);
+  const deps: CommandDeps = { extensionUri: context.extensionUri, engine, registry, recipes, runs, latent, log: logger, jobs, channel };
   logger.info(`Layer Lens ${String((context.extension.packageJSON as { version?: unknown }).version)} active; the compute worker starts on first use.`);
   context.subscriptions.push(
     status,
     { dispose: () => engine.dispose() },
     registry,
-    freeze,
+    recipes,
     tree.provider,
-    InspectorPanel.registerSerializer(inspectorDeps),
-    ...registerModelCommands(registry, tree, channel, logger),
-    ...registerInspectCommands(registry, inspectorDeps),
-    ...registerCompareCommands(registry, () => inspectorDeps),
-    ...registerFreezeCommands(registry, freeze, logger),
     runs,
-    ...runs.register(),
-    embeddings,
-    ...embeddings.register(),
+    latent,
+    jobs,
+    InspectorPanel.registerSerializer(deps),
+    ...registerModelCommands(registry, tree, channel, logger),
+    ...registerInspectCommands(deps),
+    ...registerCompareCommands(deps),
+    ...registerFreezeCommands(registry, recipes, logger),
+    ...registerFinetuneCommands(deps, channel),
+    ...registerEmbeddingCommands(deps),
+    ...registerPretextCommands(deps),
+    ...registerAdviseCommands(deps),
   );
 }
 

@@ -3,9 +3,7 @@
  * whether a job runs. Hidden until the worker has started.
  */
 import * as vscode from 'vscode';
-import type { BackendReport } from './protocol/workerApi';
-
-const labels: Record<BackendReport['name'], string> = { tensorflow: 'tfjs-node', wasm: 'wasm', cpu: 'cpu' };
+import { backendLabel, type BackendReport } from './protocol/workerApi';
 
 export class BackendStatusBar implements vscode.Disposable {
   private readonly item = vscode.window.createStatusBarItem('layerLens.backend', vscode.StatusBarAlignment.Right, 100);
@@ -35,7 +33,7 @@ export class BackendStatusBar implements vscode.Disposable {
       }
       return;
     }
-    const name = labels[this.backend.name];
+    const name = backendLabel(this.backend.name);
     this.item.text = `${this.busy ? '$(sync~spin)' : '$(circuit-board)'} Layer Lens: ${name}`;
     const notes = this.backend.notes.length ? `\n\n${this.backend.notes.join('\n\n')}` : '';
     this.item.tooltip = `Layer Lens computes on the ${name} backend${this.busy ? ' (working)' : ''}.${notes}\n\nClick to show the log.`;

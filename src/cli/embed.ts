@@ -13,7 +13,8 @@ import { adviseOn, EmbeddingSets, exportProjector, projectSet } from '../engine/
 import { writeFileAtomic } from '../engine/io/atomic';
 import { disposeModel, loadModel } from '../engine/model';
 import { readRecipe } from '../engine/recipe';
-import { formatAdvisorReport, type EmbedProgress, type ProjectionMethod } from '../protocol/embed';
+import { formatAdvisorReport } from '../protocol/advise';
+import type { EmbedProgress, ProjectionMethod } from '../protocol/embed';
 import { isNormalization, normalizations, type Normalization } from '../protocol/model';
 import type { CliContext } from './context';
 

@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { initBackend } from '../engine/backend';
 import { CancelledError } from '../engine/errors';
 import { pretrainRotation } from '../engine/train/pretext';
-import type { PretextSettings } from '../protocol/embed';
+import type { PretextSettings } from '../protocol/pretext';
 import { formatProgress } from '../protocol/train';
 import type { CliContext } from './context';
 

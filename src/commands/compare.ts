@@ -3,196 +3,14 @@
  * model and its fine-tuned copy: the inspector of B (the compared model)
  * opens on its Compare tab with A (the reference, e.g. the original). Also
  * offered after a fine-tune ("Compare with original").
- *
- * CompareController is the host side of an inspector's Compare tab and of
- * its probe pin: which model is the reference, which folder of images the
- * similarity runs on, and which image and layer the next fine-tune watches.
- * Paths never come from the webview: the reference and the image folder are
- * picked here (quick pick, folder dialog), the probe image is the panel's.
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { EngineClient } from '../engineClient';
-import type { Logger } from '../logger';
-import type { ModelRegistry } from '../modelRegistry';
-import { InspectorPanel, type InspectorDeps } from '../panels/inspectorPanel';
-import type { Handlers } from '../protocol/rpc';
-import type { CompareState, CompareTarget, HostEvent, ProbeState, WebviewApi } from '../protocol/webviewApi';
-import { resolveModel } from './inspect';
+import { pickReferenceFor } from '../panels/inspector/compareController';
+import { InspectorPanel, type InspectorDeps } from '../panels/inspector/inspectorPanel';
+import { resolveModel } from './modelArg';
 
-type CompareMethods = 'compareState' | 'pickReference' | 'pickImageSet' | 'compare' | 'compareMaps' | 'compareSimilarity' | 'setProbe';
-
-function badInput(message: string): Error {
-  return Object.assign(new Error(message), { code: 'bad-input' });
-}
-
-/** A model as the UI names it: its folder for a model.json. */
-export function modelName(p: string): string {
-  return path.basename(p) === 'model.json' ? path.basename(path.dirname(p)) : path.basename(p);
-}
-
-function readMetadata(modelJsonPath: string): Record<string, unknown> | undefined {
-  try {
-    const file = path.join(path.dirname(modelJsonPath), 'metadata.json');
-    if (fs.statSync(file).size > 1024 * 1024) return undefined;
-    const m = JSON.parse(fs.readFileSync(file, 'utf8')) as unknown;
-    return typeof m === 'object' && m !== null ? (m as Record<string, unknown>) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** A path from a model's metadata.json, resolved against its folder; only inside a workspace folder (models come from strangers). */
-function metadataPath(modelJsonPath: string, key: 'sourceModel' | 'dataset'): string | undefined {
-  const v = readMetadata(modelJsonPath)?.[key];
-  if (typeof v !== 'string' || v.length === 0 || v.length > 4096) return undefined;
-  const p = path.resolve(path.dirname(modelJsonPath), v);
-  const inWorkspace = (vscode.workspace.workspaceFolders ?? []).some((f) => {
-    const r = path.relative(f.uri.fsPath, p);
-    return r === '' || (!r.startsWith('..') && !path.isAbsolute(r));
-  });
-  return inWorkspace && fs.existsSync(p) ? p : undefined;
-}
-
-/** The model this one was fine-tuned from (its metadata.json's sourceModel), if it is in the workspace. */
-export function sourceModelOf(modelJsonPath: string): string | undefined {
-  return metadataPath(modelJsonPath, 'sourceModel');
-}
-
-/** Quick pick of the reference model (A) for `model`: its source first, then its fine-tuned copies, then the rest. */
-async function pickReferenceFor(registry: ModelRegistry, model: vscode.Uri): Promise<vscode.Uri | undefined> {
-  const source = sourceModelOf(model.fsPath);
-  const all = (await registry.list()).filter((u) => u.fsPath !== model.fsPath);
-  if (all.length === 0) {
-    void vscode.window.showInformationMessage('There is no other model in this workspace to compare with. Fine-tune this one first (Layer Lens: Fine-Tune…).');
-    return undefined;
-  }
-  const rank = (u: vscode.Uri) => (u.fsPath === source ? 0 : sourceModelOf(u.fsPath) === model.fsPath ? 1 : 2);
-  const items = all
-    .sort((x, y) => rank(x) - rank(y) || x.fsPath.localeCompare(y.fsPath))
-    .map((uri) => ({
-      label: modelName(uri.fsPath),
-      description: vscode.workspace.asRelativePath(uri),
-      detail: rank(uri) === 0 ? `the original ${modelName(model.fsPath)} was fine-tuned from` : rank(uri) === 1 ? `fine-tuned from ${modelName(model.fsPath)}` : undefined,
-      uri,
-    }));
-  const picked = await vscode.window.showQuickPick(items, {
-    title: `Layer Lens: Compare ${modelName(model.fsPath)} with…`,
-    placeHolder: 'The reference model (A), e.g. the original it was fine-tuned from; it must take the same input',
-    matchOnDescription: true,
-  });
-  return picked?.uri;
-}
-
-export class CompareController {
-  private reference: string | undefined;
-  private imageSet: string | undefined;
-  private pinned: ProbeState | undefined;
-  private selectedLayer: string | undefined;
-  /** The host asked for the comparison (a command): the webview opens the Compare tab once. */
-  private focus = false;
-
-  constructor(
-    private readonly model: vscode.Uri,
-    private readonly deps: { engine: EngineClient; registry: ModelRegistry; log: Logger },
-    private readonly panel: { imagePath(): string | null; post(e: HostEvent): void },
-    reference?: string,
-  ) {
-    if (reference && fs.existsSync(reference)) this.reference = reference;
-  }
-
-  private target(): CompareTarget | null {
-    return this.reference ? { path: this.reference, name: modelName(this.reference) } : null;
-  }
-
-  /** Compare this panel's model (B) with `reference` (A), and show it. */
-  setReference(reference: string): void {
-    this.reference = reference;
-    this.focus = true;
-    this.panel.post({ type: 'compare', reference: { path: reference, name: modelName(reference) } });
-  }
-
-  /** The folder of images for the similarity: the chosen one, else the dataset the fine-tune used, else the current image's folder. */
-  private defaultImageSet(): string | undefined {
-    if (this.imageSet) return this.imageSet;
-    const fromMeta = metadataPath(this.model.fsPath, 'dataset') ?? (this.reference ? metadataPath(this.reference, 'dataset') : undefined);
-    if (fromMeta) return fromMeta;
-    const image = this.panel.imagePath();
-    return image ? path.dirname(image) : undefined;
-  }
-
-  /** The probe of the next fine-tune: the pinned image and layer, else the current image and selected layer. */
-  probe(): ProbeState | undefined {
-    if (this.pinned) return this.pinned;
-    const image = this.panel.imagePath();
-    return image && this.selectedLayer ? { imagePath: image, layerPath: this.selectedLayer, pinned: false } : undefined;
-  }
-
-  private pair(): { aPath: string; bPath: string } {
-    if (!this.reference) throw badInput('No model to compare with yet: pick one (Compare with…).');
-    return { aPath: this.reference, bPath: this.model.fsPath };
-  }
-
-  handlers(): Pick<Handlers<WebviewApi>, CompareMethods> {
-    const { engine, registry, log } = this.deps;
-    return {
-      compareState: (): CompareState => {
-        const focus = this.focus;
-        this.focus = false;
-        return { reference: this.target(), imageSet: this.defaultImageSet() ?? null, focus };
-      },
-      pickReference: async () => {
-        const picked = await pickReferenceFor(registry, this.model);
-        if (!picked) return null;
-        this.reference = picked.fsPath;
-        return this.target();
-      },
-      pickImageSet: async () => {
-        const current = this.defaultImageSet();
-        const chosen = await vscode.window.showOpenDialog({
-          canSelectFiles: false,
-          canSelectFolders: true,
-          openLabel: 'Use These Images',
-          title: 'Images to measure activation similarity on (a dataset folder, or any folder of PNG/JPEG images)',
-          ...(current ? { defaultUri: vscode.Uri.file(current) } : {}),
-        });
-        if (!chosen?.[0]) return null;
-        this.imageSet = chosen[0].fsPath;
-        return this.imageSet;
-      },
-      compare: async ({ normalization }) => {
-        const image = this.panel.imagePath();
-        if (!image) throw badInput('No image yet: pick one first.');
-        const r = await engine.call('compare', { ...this.pair(), imagePath: image, normalization });
-        log.info(`Compared ${vscode.workspace.asRelativePath(r.b.modelPath)} with ${vscode.workspace.asRelativePath(r.a.modelPath)}: ${r.layers.length} matched layers, ${r.onlyA.length} only in A, ${r.onlyB.length} only in B (${r.ms} ms)`);
-        return r;
-      },
-      compareMaps: ({ layerPath, maxSize }) => engine.call('compareMaps', { ...this.pair(), layerPath, maxSize }),
-      compareSimilarity: async ({ normalization, maxImages }, ctx) => {
-        const folder = this.defaultImageSet();
-        if (!folder) throw badInput('No images to measure similarity on: pick a folder of images.');
-        const r = await engine.call('compareSimilarity', { ...this.pair(), folder, normalization, maxImages }, { onProgress: (p) => ctx.progress(p), signal: ctx.signal });
-        log.info(`Activation similarity (linear CKA) of ${r.layers.length} layers over ${r.images} images from ${vscode.workspace.asRelativePath(folder)} (${r.ms} ms)`);
-        return r;
-      },
-      setProbe: ({ layerPath, pinned }) => {
-        const image = this.panel.imagePath();
-        if (pinned) {
-          if (!image || !layerPath) throw badInput('Pick an image and a layer first, then pin them as the probe.');
-          this.pinned = { imagePath: image, layerPath, pinned: true };
-        } else if (layerPath === null) {
-          this.pinned = undefined;
-        } else {
-          this.selectedLayer = layerPath;
-        }
-        return this.probe() ?? null;
-      },
-    };
-  }
-}
-
-export function registerCompareCommands(registry: ModelRegistry, deps: () => InspectorDeps): vscode.Disposable[] {
+export function registerCompareCommands(deps: InspectorDeps): vscode.Disposable[] {
+  const { registry } = deps;
   return [
     vscode.commands.registerCommand('layerLens.compareModels', async (arg?: unknown, referenceArg?: unknown) => {
       const model = await resolveModel(registry, arg, 'Compare which model (B, e.g. the fine-tuned one)?');
@@ -201,7 +19,7 @@ export function registerCompareCommands(registry: ModelRegistry, deps: () => Ins
       if (!reference) return;
       // A new inspector of B starts on the image the reference's inspector shows (after a fine-tune: the one it trained with).
       const image = InspectorPanel.forModel(model)?.currentImage ? undefined : (InspectorPanel.forModel(reference)?.currentImage ?? undefined);
-      InspectorPanel.show(model, deps(), image).compareWith(reference);
+      InspectorPanel.show(model, deps, image).compareWith(reference);
     }),
   ];
 }

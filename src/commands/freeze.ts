@@ -2,17 +2,17 @@
  * Palette and tree commands that change a model's freeze plan: Freeze
  * Layers… (multi-select), Freeze Up To Layer…, Unfreeze All, Freeze All
  * BatchNorm Layers, Toggle Freeze (tree item) and Undo Freeze Change. All of
- * them go through the FreezeService, so the tree, the inspector and
+ * them go through the RecipeService, so the tree, the inspector and
  * layerlens.json stay in step.
  */
 import * as vscode from 'vscode';
-import type { FreezeService } from '../freezeService';
 import type { Logger } from '../logger';
-import type { ModelRegistry } from '../modelRegistry';
 import { freezeAllBatchNorm, freezeStates, freezeUpTo, normalizePlan, toggle, trainableCounts } from '../protocol/freezePlan';
 import { formatCount, formatShape, type LayerRow } from '../protocol/model';
+import type { ModelRegistry } from '../services/modelRegistry';
+import type { RecipeService } from '../services/recipeService';
 import type { ModelNode } from '../views/modelTreeProvider';
-import { resolveModel } from './inspect';
+import { resolveModel } from './modelArg';
 
 function layerItems(rows: LayerRow[], states: Map<string, string>) {
   return rows
@@ -26,7 +26,7 @@ function layerItems(rows: LayerRow[], states: Map<string, string>) {
     }));
 }
 
-export function registerFreezeCommands(registry: ModelRegistry, freeze: FreezeService, log: Logger): vscode.Disposable[] {
+export function registerFreezeCommands(registry: ModelRegistry, freeze: RecipeService, log: Logger): vscode.Disposable[] {
   const withModel = async (arg: unknown, what: string) => {
     const uri = await resolveModel(registry, arg, `${what}: which model?`);
     if (!uri) return undefined;

@@ -2,7 +2,7 @@
  * Commands that find and open models: Open Model…, Refresh, Show Log.
  */
 import * as vscode from 'vscode';
-import type { ModelRegistry } from '../modelRegistry';
+import type { ModelRegistry } from '../services/modelRegistry';
 import type { ModelTreeProvider, ModelNode } from '../views/modelTreeProvider';
 import type { Logger } from '../logger';
 

@@ -3,7 +3,9 @@
  * params, result and progress types. Types only; both sides import them.
  */
 import type { CompareMaps, CompareResult, SimilarityProgress, SimilarityResult } from './compare';
-import type { AdvisorReport, EmbedParams, EmbedProgress, EmbeddingSummary, LatentMap, Neighbor, PretextResult, PretextSettings, ProjectionMethod, Thumbnail, TsvExport } from './embed';
+import type { AdvisorReport } from './advise';
+import type { EmbedParams, EmbedProgress, EmbeddingSummary, LatentMap, Neighbor, ProjectionMethod, Thumbnail, TsvExport } from './embed';
+import type { PretextResult, PretextSettings } from './pretext';
 import type { GradCamResult, InspectResult, LayerMaps } from './inspect';
 import type { ModelSummary, Normalization } from './model';
 import type { AugmentSettings, FinetuneSettings } from './recipe';
@@ -15,6 +17,11 @@ export interface BackendReport {
   name: 'tensorflow' | 'wasm' | 'cpu';
   notes: string[];
   initMs: number;
+}
+
+/** A backend as the UI names it (tfjs-node for the native TensorFlow binding). */
+export function backendLabel(name: BackendReport['name']): string {
+  return name === 'tensorflow' ? 'tfjs-node' : name;
 }
 
 export interface WorkerApi {

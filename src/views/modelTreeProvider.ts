@@ -5,8 +5,8 @@
  */
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { FreezeService } from '../freezeService';
-import type { ModelRegistry } from '../modelRegistry';
+import type { ModelRegistry } from '../services/modelRegistry';
+import type { RecipeService } from '../services/recipeService';
 import { freezeStates, trainableCounts, type FreezeState } from '../protocol/freezePlan';
 import { formatCount, formatShape, type LayerRow } from '../protocol/model';
 
@@ -29,7 +29,7 @@ export class ModelTreeProvider implements vscode.TreeDataProvider<ModelNode>, vs
 
   private constructor(
     private readonly registry: ModelRegistry,
-    private readonly freeze: FreezeService,
+    private readonly freeze: RecipeService,
   ) {
     const refresh = (uri: vscode.Uri | undefined) => {
       // VS Code attaches the children it is fetching to the node it had when
@@ -47,7 +47,7 @@ export class ModelTreeProvider implements vscode.TreeDataProvider<ModelNode>, vs
     this.disposables.push(registry.onDidChange(refresh), freeze.onDidChange(refresh));
   }
 
-  static register(registry: ModelRegistry, freeze: FreezeService): { provider: ModelTreeProvider; view: vscode.TreeView<ModelNode> } {
+  static register(registry: ModelRegistry, freeze: RecipeService): { provider: ModelTreeProvider; view: vscode.TreeView<ModelNode> } {
     const provider = new ModelTreeProvider(registry, freeze);
     // Checking a nested model freezes what is inside through the plan, not by
     // VS Code ticking every child box.

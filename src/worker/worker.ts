@@ -18,6 +18,7 @@ import { EngineSession } from '../engine/session';
 import { readImageFile, resizeImage } from '../engine/image';
 import { previewAugmentations } from '../engine/train/augment';
 import { finetune } from '../engine/train/finetune';
+import { pretrainRotation } from '../engine/train/pretext';
 import { lowerThreadPriority } from '../engine/threadPriority';
 import { isRpcMessage, RpcServer, type Handlers, type Port, type RpcError } from '../protocol/rpc';
 import type { WorkerApi } from '../protocol/workerApi';
@@ -96,6 +97,8 @@ const handlers: Handlers<WorkerApi> = {
     ctx.transfer(images.map((a) => a.buffer as ArrayBuffer));
     return { width, height, images };
   },
+  pretrainRotation: ({ modelPath, imagesDir, settings, outDir }, ctx) =>
+    pretrainRotation({ modelJsonPath: modelPath, imagesDir, settings, outDir, signal: ctx.signal, onProgress: (p) => ctx.progress(p) }),
   ...embedHandlers(session),
   memory: () => {
     const m = tf.memory();

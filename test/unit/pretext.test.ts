@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { loadModel } from '../../src/engine/model';
 import { finetune } from '../../src/engine/train/finetune';
 import { pretrainRotation, rotate90, rotationBatch } from '../../src/engine/train/pretext';
-import { rotationLabels } from '../../src/protocol/embed';
+import { rotationLabels } from '../../src/protocol/pretext';
 import type { TrainProgress, TrainStart } from '../../src/protocol/train';
 import { fixture, makeStripesDataset } from '../fixtures/models';
 import { setup } from './helpers';

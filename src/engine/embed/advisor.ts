@@ -1,7 +1,7 @@
 /**
  * The advisor's measurements on cached embeddings at the last feature layer:
  * how well the frozen backbone already separates the new classes. The
- * decision itself is the pure rule adviseFreeze (src/protocol/embed.ts).
+ * decision itself is the pure rule adviseFreeze (advisorRule.ts).
  *
  * - Linear probe: multinomial logistic regression on standardised
  *   embeddings, trained full-batch (Adam, 300 steps, L2 1e-3, zero start: the

@@ -1,17 +1,15 @@
 /**
  * The worker's embedding methods (src/worker/worker.ts spreads these into
  * its handlers): compute and cache, project to a map, neighbours and
- * thumbnails of a map's points, the Projector export, the advisor and the
- * rotation pretext task.
+ * thumbnails of a map's points, the Projector export and the advisor.
  */
 import type { Handlers } from '../../protocol/rpc';
 import type { WorkerApi } from '../../protocol/workerApi';
 import type { EngineSession } from '../session';
-import { pretrainRotation } from '../train/pretext';
 import { computeEmbeddings } from './compute';
 import { adviseOn, EmbeddingSets, exportProjector, neighbors, projectSet, thumbnail } from './latent';
 
-export type EmbedMethod = 'computeEmbeddings' | 'latentMap' | 'latentNeighbors' | 'latentThumbnail' | 'exportProjector' | 'advise' | 'pretrainRotation';
+export type EmbedMethod = 'computeEmbeddings' | 'latentMap' | 'latentNeighbors' | 'latentThumbnail' | 'exportProjector' | 'advise';
 
 export function embedHandlers(session: EngineSession, sets = new EmbeddingSets()): Pick<Handlers<WorkerApi>, EmbedMethod> {
   return {
@@ -37,7 +35,5 @@ export function embedHandlers(session: EngineSession, sets = new EmbeddingSets()
       ctx.progress({ type: 'probe', message: 'Training a linear probe on the embeddings…' });
       return adviseOn(loaded, held, { seed, learningRate });
     },
-    pretrainRotation: ({ modelPath, imagesDir, settings, outDir }, ctx) =>
-      pretrainRotation({ modelJsonPath: modelPath, imagesDir, settings, outDir, signal: ctx.signal, onProgress: (p) => ctx.progress(p) }),
   };
 }

@@ -27,7 +27,7 @@ import { rel } from '../io/modelFiles';
 import { modelArtifacts, writeArtifacts } from '../io/save';
 import { loadModel } from '../model';
 import { Rng } from '../random';
-import { defaultPretextSettings, rotationLabels, type PretextResult, type PretextSettings } from '../../protocol/embed';
+import { defaultPretextSettings, rotationLabels, type PretextResult, type PretextSettings } from '../../protocol/pretext';
 import type { SkippedFile, TrainProgress } from '../../protocol/train';
 import { listImagesRecursive } from '../embed/images';
 import { deriveSeed, ImageSource, InputCache, oneHot, type DatasetImage } from './dataset';

@@ -5,13 +5,18 @@
  * the worker on demand.
  * The Models view, the inspector and the commands all read from here, so they
  * agree.
+ *
+ * Lifetimes: an inspector panel or a training run holds the models it works
+ * on (`hold`); when the last holder lets go, the worker unloads the model and
+ * drops what it kept for it (an inspection's activations, a comparison). A
+ * model loaded only for its summary (the Models view) is not kept in the
+ * worker: the summary stays here.
  */
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { EngineClient } from './engineClient';
-import type { Logger } from './logger';
-import type { ModelSummary } from './protocol/model';
-import { formatCount } from './protocol/model';
+import type { EngineClient } from '../engineClient';
+import type { Logger } from '../logger';
+import { formatCount, type ModelSummary } from '../protocol/model';
 
 export type ModelState =
   | { kind: 'unloaded' }
@@ -38,6 +43,8 @@ export class ModelRegistry implements vscode.Disposable {
   private readonly disposables: vscode.Disposable[] = [this.changed];
   private scanned: Promise<void> | undefined;
   private readonly createdPaths = new Set<string>();
+  /** How many panels and runs hold each model in the worker. */
+  private readonly holders = new Map<string, number>();
   private createdTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
@@ -151,6 +158,29 @@ export class ModelRegistry implements vscode.Disposable {
     this.changed.fire(undefined);
   }
 
+  /** Keeps `uri` loaded in the worker until the returned disposable is disposed (counted per holder). */
+  hold(uri: vscode.Uri): vscode.Disposable {
+    const key = uri.fsPath;
+    this.holders.set(key, (this.holders.get(key) ?? 0) + 1);
+    let released = false;
+    return new vscode.Disposable(() => {
+      if (released) return;
+      released = true;
+      const left = (this.holders.get(key) ?? 1) - 1;
+      if (left > 0) this.holders.set(key, left);
+      else {
+        this.holders.delete(key);
+        this.unloadInWorker(key);
+      }
+    });
+  }
+
+  private unloadInWorker(key: string): void {
+    // Nothing to free in a worker that never started (or was restarted).
+    if (!this.engine.started || this.holders.has(key)) return;
+    void this.engine.call('unloadModel', { path: key }).catch((e: unknown) => this.log.debug(`Unloading ${key}: ${e instanceof Error ? e.message : String(e)}`));
+  }
+
   invalidate(uri: vscode.Uri): void {
     if (!this.states.has(uri.fsPath)) return;
     this.states.delete(uri.fsPath);
@@ -179,6 +209,8 @@ export class ModelRegistry implements vscode.Disposable {
         const trainable = summary.format === 'layers' ? `, ${formatCount(summary.trainableParams)} trainable` : ', graph model (inference only)';
         this.log.info(`Loaded ${rel}: ${summary.layers.length} layers, ${formatCount(summary.totalParams)} params${trainable} (${summary.loadMs} ms)`);
         for (const w of summary.warnings) this.log.warn(`${rel}: ${w}`);
+        // Loaded for its summary alone (the Models view): the worker need not keep it.
+        this.unloadInWorker(uri.fsPath);
         this.changed.fire(uri);
         return summary;
       },

@@ -1,42 +1,27 @@
 /**
  * The inspector: one webview panel per model. Owns its disposables, renders
  * its HTML with a strict CSP and a fresh nonce, answers the webview's typed
- * requests (each validated against its zod schema first) and pushes model,
- * freeze and training events. Restored after a window reload by the
- * serializer registered in `InspectorPanel.registerSerializer`.
+ * requests (each validated against its zod schema first; each tab's requests
+ * by its controller) and pushes model, freeze, backend and training events,
+ * all from service events. Holds its model in the worker while open.
+ * Restored after a window reload by the serializer registered in
+ * `InspectorPanel.registerSerializer`.
  */
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { EngineClient } from '../engineClient';
-import type { Logger } from '../logger';
-import type { ModelRegistry } from '../modelRegistry';
-import { normalizationLabels, type Normalization } from '../protocol/model';
-import { RpcServer, type Handlers, type RpcError, type RpcMessage } from '../protocol/rpc';
-import { checkWebviewMessage, type HostEvent, type InitState, type WebviewApi } from '../protocol/webviewApi';
-import { pickImage } from '../commands/pickImage';
-import { latentHandlers } from '../commands/embeddings';
-import { CompareController } from '../commands/compare';
-import { augmentSummary } from '../protocol/train';
-import type { Recipe } from '../protocol/recipe';
+import { normalizationLabels, type Normalization } from '../../protocol/model';
+import { RpcServer, type Handlers, type RpcError, type RpcMessage } from '../../protocol/rpc';
+import { checkWebviewMessage, type HostEvent, type InitState, type WebviewApi } from '../../protocol/webviewApi';
+import { backendLabel } from '../../protocol/workerApi';
+import { pickImage } from '../../ui/pickers';
+import { CompareController } from './compareController';
+import type { InspectorDeps, PanelContext } from './context';
+import { FeatureMapsController } from './featureMapsController';
+import { LatentController } from './latentController';
+import { TrainingController } from './trainingController';
 
-/** The freeze plan as the panel sees it (implemented by the FreezeService). */
-export interface FreezeSource {
-  frozen(uri: vscode.Uri): Promise<string[]>;
-  recipe(uri: vscode.Uri): Promise<Recipe>;
-  setFrozen(uri: vscode.Uri, paths: string[], frozen: boolean): Promise<void>;
-  readonly onDidChange: vscode.Event<vscode.Uri>;
-}
-
-export interface InspectorDeps {
-  extensionUri: vscode.Uri;
-  engine: EngineClient;
-  registry: ModelRegistry;
-  freeze: FreezeSource;
-  log: Logger;
-  /** Stops the training run of this model, if one runs. */
-  stopTraining(uri: vscode.Uri): void;
-}
+export type { InspectorDeps } from './context';
 
 /** What survives a reload (webview state, handed to the serializer). */
 interface PanelState {
@@ -53,8 +38,10 @@ export class InspectorPanel implements vscode.Disposable {
 
   private readonly disposables: vscode.Disposable[] = [];
   private imagePath: string | null;
-  private normalization: Normalization | undefined;
+  private readonly maps: FeatureMapsController;
   private readonly compare: CompareController;
+  private readonly latent: LatentController;
+  private readonly training: TrainingController;
 
   private constructor(
     private readonly panel: vscode.WebviewPanel,
@@ -63,8 +50,21 @@ export class InspectorPanel implements vscode.Disposable {
     state: PanelState | undefined,
   ) {
     this.imagePath = state?.imagePath ?? null;
-    this.normalization = state?.normalization;
-    this.compare = new CompareController(modelUri, deps, { imagePath: () => this.imagePath, post: (e) => this.post(e) }, state?.reference);
+    const context: PanelContext = {
+      modelUri,
+      deps,
+      imagePath: () => this.imagePath,
+      setImagePath: (p) => {
+        this.imagePath = p;
+      },
+      post: (e) => this.post(e),
+    };
+    this.maps = new FeatureMapsController(context, state?.normalization);
+    this.compare = new CompareController(context, state?.reference);
+    this.latent = new LatentController(context);
+    this.training = new TrainingController(context);
+    // The worker keeps this model (and its inspection) while the panel is open.
+    this.disposables.push(deps.registry.hold(modelUri), this.compare, this.latent, this.training);
     panel.webview.options = {
       enableScripts: true,
       localResourceRoots: [vscode.Uri.joinPath(deps.extensionUri, 'dist'), vscode.Uri.joinPath(deps.extensionUri, 'media')],
@@ -91,9 +91,10 @@ export class InspectorPanel implements vscode.Disposable {
       deps.registry.onDidChange((uri) => {
         if (!uri || uri.fsPath === modelUri.fsPath) void this.pushModel();
       }),
-      deps.freeze.onDidChange((uri) => {
+      deps.recipes.onDidChange((uri) => {
         if (uri.fsPath === modelUri.fsPath) void this.pushFreeze();
       }),
+      deps.engine.onBackend((b) => this.post({ type: 'backend', name: backendLabel(b.name) })),
     );
   }
 
@@ -187,7 +188,7 @@ export class InspectorPanel implements vscode.Disposable {
   }
 
   private async pushFreeze(): Promise<void> {
-    const frozen = await this.deps.freeze.frozen(this.modelUri);
+    const frozen = await this.deps.recipes.frozen(this.modelUri);
     const state = this.deps.registry.state(this.modelUri);
     if (state.kind !== 'loaded') return;
     const s = state.summary;
@@ -195,7 +196,7 @@ export class InspectorPanel implements vscode.Disposable {
   }
 
   private defaultNormalization(meta: Normalization | undefined): { value: Normalization; source: string } {
-    if (this.normalization) return { value: this.normalization, source: 'chosen here' };
+    if (this.maps.normalization) return { value: this.maps.normalization, source: 'chosen here' };
     if (meta) return { value: meta, source: "the model's metadata.json" };
     const setting = vscode.workspace.getConfiguration('layerLens').get<Normalization>('normalization', 'zeroOne');
     return { value: setting, source: 'the layerLens.normalization setting' };
@@ -213,13 +214,13 @@ export class InspectorPanel implements vscode.Disposable {
         } catch (e) {
           error = e instanceof Error ? e.message : String(e);
         }
-        const backend = d.engine.started ? (await d.engine.backend()).name : null;
+        const backend = d.engine.started ? backendLabel((await d.engine.backend()).name) : null;
         const norm = this.defaultNormalization(summary?.normalization);
         return {
           summary,
           error,
-          backend: backend === 'tensorflow' ? 'tfjs-node' : backend,
-          frozen: summary ? await d.freeze.frozen(this.modelUri) : [],
+          backend,
+          frozen: summary ? await d.recipes.frozen(this.modelUri) : [],
           normalization: norm.value,
           normalizationSource: `${normalizationLabels[norm.value]} from ${norm.source}`,
           imagePath: this.imagePath,
@@ -231,29 +232,7 @@ export class InspectorPanel implements vscode.Disposable {
         if (picked) this.imagePath = picked.fsPath;
         return picked?.fsPath ?? null;
       },
-      inspect: async ({ imagePath, normalization }) => {
-        const image = imagePath ?? this.imagePath;
-        if (!image) throw Object.assign(new Error('No image yet: pick one first.'), { code: 'bad-input' });
-        this.imagePath = image;
-        this.normalization = normalization;
-        return d.engine.call('inspect', { modelPath, imagePath: image, normalization });
-      },
-      layerMaps: ({ layerPath, maxSize }) => d.engine.call('layerMaps', { modelPath, layerPath, maxSize }),
-      gradCam: ({ layerPath, classIndex }) => d.engine.call('gradCam', { modelPath, layerPath, classIndex }),
-      setFrozen: ({ paths, frozen }) => d.freeze.setFrozen(this.modelUri, paths, frozen),
-      exportPng: async ({ fileName, png }) => {
-        const base = path.basename(fileName).replace(/[^\w.\- ]+/g, '_');
-        const target = await vscode.window.showSaveDialog({
-          defaultUri: vscode.Uri.joinPath(vscode.Uri.file(path.dirname(modelPath)), base.endsWith('.png') ? base : `${base}.png`),
-          filters: { 'PNG image': ['png'] },
-          title: 'Export feature-map grid',
-        });
-        if (!target) return null;
-        const { writeFileAtomic } = await import('../engine/io/atomic');
-        await writeFileAtomic(target.fsPath, png);
-        d.log.info(`Exported ${vscode.workspace.asRelativePath(target)}`);
-        return target.fsPath;
-      },
+      setFrozen: ({ paths, frozen }) => d.recipes.setFrozen(this.modelUri, paths, frozen),
       openImage: async ({ path: p }) => {
         // The webview is untrusted: it may open images of the workspace or the
         // model's folder (and the current input), not any file it names.
@@ -265,24 +244,9 @@ export class InspectorPanel implements vscode.Disposable {
         }
         await vscode.commands.executeCommand('vscode.open', uri, { preview: true, viewColumn: vscode.ViewColumn.Beside });
       },
-      stopTraining: () => d.stopTraining(this.modelUri),
-      ...latentHandlers({ engine: d.engine, modelUri: this.modelUri, log: d.log }),
-      augmentPreview: async () => {
-        if (!this.imagePath) throw Object.assign(new Error('No image yet: pick one first.'), { code: 'bad-input' });
-        const summary = await d.registry.summary(this.modelUri);
-        const recipe = await d.freeze.recipe(this.modelUri);
-        const [, h, w] = summary.inputShape;
-        const size = recipe.finetune.imageSize ?? [typeof h === 'number' && h > 0 ? h : 128, typeof w === 'number' && w > 0 ? w : 128];
-        const out = await d.engine.call('augmentPreview', {
-          imagePath: this.imagePath,
-          settings: recipe.finetune.augment,
-          n: 8,
-          seed: recipe.finetune.seed,
-          height: Math.min(size[0], 256),
-          width: Math.min(size[1], 256),
-        });
-        return { summary: augmentSummary(recipe.finetune.augment), ...out };
-      },
+      ...this.maps.handlers(),
+      ...this.training.handlers(),
+      ...this.latent.handlers(),
       ...this.compare.handlers(),
     };
   }

@@ -1,22 +1,21 @@
 /**
- * One freeze plan per model, kept in layerlens.json next to model.json, and
- * the single source the Models view's checkboxes, the inspector's toggles and
- * the palette commands read and write. Edits to the file (by hand or by us)
+ * One recipe per model (the freeze plan and the fine-tune settings), kept in
+ * layerlens.json next to model.json, and the single source the Models view's
+ * checkboxes, the inspector's toggles and the palette commands read and write. Edits to the file (by hand or by us)
  * reach every view through a file watcher; problems in the file become
  * diagnostics in the Problems panel. Keeps an undo stack of plan changes.
  */
 import * as vscode from 'vscode';
-import { modelPathsForRecipe, readRecipe, writeRecipe, type RecipeDiagnostic } from './engine/recipe';
-import type { Logger } from './logger';
+import { modelPathsForRecipe, readRecipe, writeRecipe, type RecipeDiagnostic } from '../engine/recipe';
+import type { Logger } from '../logger';
+import { setFrozen as planSetFrozen } from '../protocol/freezePlan';
+import type { LayerRow } from '../protocol/model';
+import { recipeFileName, type Recipe } from '../protocol/recipe';
 import type { ModelRegistry } from './modelRegistry';
-import { setFrozen as planSetFrozen } from './protocol/freezePlan';
-import type { LayerRow } from './protocol/model';
-import { recipeFileName, type Recipe } from './protocol/recipe';
-import type { FreezeSource } from './panels/inspectorPanel';
 
 const undoDepth = 50;
 
-export class FreezeService implements FreezeSource, vscode.Disposable {
+export class RecipeService implements vscode.Disposable {
   private readonly recipes = new Map<string, Recipe>();
   /** First reads in flight, so that many callers of frozenNow() share one. */
   private readonly firstReads = new Map<string, Promise<Recipe>>();

@@ -1,0 +1,54 @@
+/**
+ * The host side of an inspector's Feature maps and Grad-CAM tabs: one
+ * inspection of the current image (every layer's activations stay in the
+ * worker), a layer's maps, Grad-CAM, and saving a grid as PNG.
+ */
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import type { Normalization } from '../../protocol/model';
+import type { Handlers } from '../../protocol/rpc';
+import type { WebviewApi } from '../../protocol/webviewApi';
+import { badInput, type PanelContext } from './context';
+
+type FeatureMapMethods = 'inspect' | 'layerMaps' | 'gradCam' | 'exportPng';
+
+export class FeatureMapsController {
+  /** The preprocessing the user chose in this panel, if any. */
+  normalization: Normalization | undefined;
+
+  constructor(
+    private readonly panel: PanelContext,
+    normalization?: Normalization,
+  ) {
+    this.normalization = normalization;
+  }
+
+  handlers(): Pick<Handlers<WebviewApi>, FeatureMapMethods> {
+    const { engine, log } = this.panel.deps;
+    const modelPath = this.panel.modelUri.fsPath;
+    return {
+      inspect: async ({ imagePath, normalization }) => {
+        const image = imagePath ?? this.panel.imagePath();
+        if (!image) throw badInput('No image yet: pick one first.');
+        this.panel.setImagePath(image);
+        this.normalization = normalization;
+        return engine.call('inspect', { modelPath, imagePath: image, normalization });
+      },
+      layerMaps: ({ layerPath, maxSize }) => engine.call('layerMaps', { modelPath, layerPath, maxSize }),
+      gradCam: ({ layerPath, classIndex }) => engine.call('gradCam', { modelPath, layerPath, classIndex }),
+      exportPng: async ({ fileName, png }) => {
+        const base = path.basename(fileName).replace(/[^\w.\- ]+/g, '_');
+        const target = await vscode.window.showSaveDialog({
+          defaultUri: vscode.Uri.joinPath(vscode.Uri.file(path.dirname(modelPath)), base.endsWith('.png') ? base : `${base}.png`),
+          filters: { 'PNG image': ['png'] },
+          title: 'Export feature-map grid',
+        });
+        if (!target) return null;
+        const { writeFileAtomic } = await import('../../engine/io/atomic');
+        await writeFileAtomic(target.fsPath, png);
+        log.info(`Exported ${vscode.workspace.asRelativePath(target)}`);
+        return target.fsPath;
+      },
+    };
+  }
+}
