@@ -22,7 +22,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PNG } from 'pngjs';
 import { EngineError } from './errors';
-import { rel } from './io/modelFiles';
+import { rel } from './io/files';
 import type { Normalization } from '../protocol/model';
 
 /** An image as RGB bytes, 3 per pixel, row-major, no padding. */

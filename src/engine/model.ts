@@ -10,7 +10,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EngineError } from './errors';
 import { findUnresolvableCall, libraryReason } from './io/graphCheck';
-import { clipText as clip, limits, readModelFiles, resolveInside, type ModelFiles } from './io/modelFiles';
+import { clipText as clip, limits, type ModelFiles } from './io/files';
+import { readModelFiles, resolveInside } from './io/modelFiles';
 import { isNormalization, type LayerRow, type ModelSummary, type Normalization, type Shape } from '../protocol/model';
 
 export interface LoadedModel {

@@ -9,7 +9,7 @@ import { initBackend } from '../engine/backend';
 import { embedHandlers } from '../engine/embed/jobs';
 import { EngineError, messageOf } from '../engine/errors';
 import { explainTrap, wasmTrapped } from '../engine/wasmTrap';
-import { setDisplayRoot } from '../engine/io/modelFiles';
+import { setDisplayRoot } from '../engine/io/files';
 import { Comparer } from '../engine/compare/comparer';
 import { listImageSet } from '../engine/compare/imageSet';
 import { LiveMapsProbe } from '../engine/compare/probe';

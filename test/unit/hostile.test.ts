@@ -18,7 +18,7 @@ import { after, before, describe, it } from 'node:test';
 import { EngineError } from '../../src/engine/errors';
 import { decodeImage, readImageFile } from '../../src/engine/image';
 import { Inspector } from '../../src/engine/inspect/inspector';
-import { clipText } from '../../src/engine/io/modelFiles';
+import { clipText } from '../../src/engine/io/files';
 import { disposeModel, loadModel } from '../../src/engine/model';
 import { parseRecipe, readRecipe, writeRecipe } from '../../src/engine/recipe';
 import { scanDataset, splitDataset } from '../../src/engine/train/dataset';

@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EngineError } from '../errors';
-import { rel } from '../io/modelFiles';
+import { rel } from '../io/files';
 
 const IMAGE = /\.(png|jpe?g)$/i;
 /** Folder levels below the root that are searched. */

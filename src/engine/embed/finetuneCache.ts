@@ -11,7 +11,7 @@ import * as tf from '@tensorflow/tfjs';
 import * as path from 'node:path';
 import type { EmbeddingKey } from '../../protocol/embed';
 import type { Normalization } from '../../protocol/model';
-import type { ModelFiles } from '../io/modelFiles';
+import type { ModelFiles } from '../io/files';
 import { messageOf } from '../errors';
 import type { EmbeddingCache } from '../train/embeddingCache';
 import { poolingFor } from './compute';

@@ -8,7 +8,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CancelledError, EngineError } from '../errors';
-import { rel } from '../io/modelFiles';
+import { rel } from '../io/files';
 import { scanDataset } from '../train/dataset';
 
 const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.jpe', '.jfif']);

@@ -24,7 +24,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../io/atomic';
-import type { ModelFiles } from '../io/modelFiles';
+import type { ModelFiles } from '../io/files';
 import type { EmbeddingKey } from '../../protocol/embed';
 
 export const MANIFEST = 'manifest.json';

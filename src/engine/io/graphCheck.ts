@@ -3,7 +3,7 @@
  * by model.json (model.ts) and Keras files (keras.ts): a functional graph
  * whose rebuild would loop for ever, and tfjs's errors put in one short line.
  */
-import { clipText as clip } from './modelFiles';
+import { clipText as clip } from './files';
 
 /** Why tfjs failed, in one short line: its first line, or what a stack overflow or a TypeError from inside it means. */
 export function libraryReason(e: unknown): string {

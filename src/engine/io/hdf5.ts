@@ -20,7 +20,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import { EngineError } from '../errors';
-import { clipText } from './modelFiles';
+import { clipText } from './files';
 
 /** libhdf5's error stack, reduced to its innermost cause ("bad byte number in an address"). */
 export function hdf5Reason(e: unknown): string {

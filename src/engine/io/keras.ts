@@ -22,7 +22,7 @@ import * as path from 'node:path';
 import { EngineError } from '../errors';
 import { Hdf5File, Hdf5ReadError, type Hdf5Dataset, type Hdf5Node } from './hdf5';
 import { findUnresolvableCall, libraryReason } from './graphCheck';
-import { clipText, limits, parseJsonBounded, rel, type ModelFiles } from './modelFiles';
+import { clipText, limits, parseJsonBounded, rel, type ModelFiles } from './files';
 import { modelArtifacts } from './save';
 
 export const kerasLimits = {

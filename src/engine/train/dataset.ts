@@ -16,7 +16,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CancelledError, EngineError, isEngineError, messageOf } from '../errors';
 import { decodeImage, imageLimits, probeImage, sniffImageFormat, toInputTensor } from '../image';
-import { rel } from '../io/modelFiles';
+import { rel } from '../io/files';
 import { Rng } from '../random';
 import type { Normalization } from '../../protocol/model';
 import type { SkippedFile } from '../../protocol/train';

@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import { currentBackend } from '../backend';
 import { CancelledError, EngineError, messageOf } from '../errors';
 import { writeFolderAtomic } from '../io/atomic';
-import { rel } from '../io/modelFiles';
+import { rel } from '../io/files';
 import { modelArtifacts, writeArtifacts } from '../io/save';
 import { layerRows, loadModel, walkLayers } from '../model';
 import { freezeUpTo } from '../../protocol/freezePlan';

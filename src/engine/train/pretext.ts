@@ -23,7 +23,7 @@ import * as path from 'node:path';
 import { currentBackend } from '../backend';
 import { CancelledError, EngineError } from '../errors';
 import { writeFolderAtomic } from '../io/atomic';
-import { rel } from '../io/modelFiles';
+import { rel } from '../io/files';
 import { modelArtifacts, writeArtifacts } from '../io/save';
 import { loadModel } from '../model';
 import { Rng } from '../random';
