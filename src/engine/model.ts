@@ -5,14 +5,14 @@
  * tfjs's deserialisation error.
  */
 import * as tf from '@tensorflow/tfjs';
-import { AsyncLocalStorage } from 'node:async_hooks';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EngineError } from './errors';
 import { findUnresolvableCall, libraryReason } from './io/graphCheck';
-import { clipText as clip, limits, type ModelFiles } from './io/files';
+import { clipText as clip, type ModelFiles } from './io/files';
 import { readModelFiles, resolveInside } from './io/modelFiles';
 import { isNormalization, type LayerRow, type ModelSummary, type Normalization, type Shape } from '../protocol/model';
+import { buildGuarded, disposeCreated, registeredClasses, type BuildHooks } from './io/buildGuard';
 
 export interface LoadedModel {
   files: ModelFiles;
@@ -30,10 +30,6 @@ const unsupported: Record<string, string> = {
   SlicingOpLambda: 'wraps a raw TensorFlow op, which tfjs-layers cannot rebuild',
 };
 
-function knownClasses(): Set<string> {
-  return new Set(Object.keys(tf.serialization.SerializationMap.getMap().classNameMap));
-}
-
 function checkLayerClasses(files: ModelFiles): void {
   const name = path.basename(files.modelJsonPath);
   // hasOwnProperty, not `in`: a class named "toString" or "__proto__" is unknown, not unsupported.
@@ -44,7 +40,7 @@ function checkLayerClasses(files: ModelFiles): void {
       `${name} uses ${bad.map((c) => `${c} (${unsupported[c]})`).join(', ')}; replace it with built-in layers before exporting.`,
     );
   }
-  const known = knownClasses();
+  const known = registeredClasses();
   const unknown = files.layerClasses.filter((c) => !known.has(c));
   if (unknown.length > 0) {
     const shown = unknown.slice(0, 5).map((c) => clip(c, 80));
@@ -73,126 +69,69 @@ function checkModelClass(topology: unknown, shown: string): void {
   }
 }
 
-interface WeightBudget {
-  shown: string;
-  /** Manifest entries by name. */
-  specs: Map<string, tf.io.WeightsManifestEntry>;
-  /** Values tfjs may allocate for the topology's weights. */
-  allowed: number;
-  /** Values the manifest holds. */
-  manifestValues: number;
-  used: number;
-  created: tf.LayerVariable[];
-  names: Set<string>;
-}
-
-const building = new AsyncLocalStorage<WeightBudget>();
-let weightGuardInstalled = false;
-
 /**
- * tfjs allocates every weight the topology describes (as zeros) before it
- * reads the weights manifest, so a model.json whose layer config says
- * `filters: 10000000` made it allocate gigabytes (wasm memory never shrinks
- * back) and then fail with "offset is out of bounds". While loadModel builds
- * a model, each weight is checked before it is allocated: no more values than
- * the manifest holds (plus a little slack, so that a merely incomplete
- * manifest gets tfjs's own message naming the missing weights), and the same
- * dtype and shape as the manifest entry of the same name. The weights created
- * are recorded so that a failed build can free them.
+ * tf.loadLayersModel under the build guard (io/buildGuard.ts): each weight
+ * is checked before it is allocated (a shape, a name tfjs can use, no more
+ * values than the manifest holds plus a little slack, so that a merely
+ * incomplete manifest gets tfjs's own message naming the missing weights)
+ * and once made (a unique name, the manifest entry's dtype and shape). A
+ * failed build frees what it allocated.
  */
-function installWeightGuard(): void {
-  if (weightGuardInstalled) return;
-  weightGuardInstalled = true;
-  type AddWeight = (this: tf.layers.Layer, name: string, shape: number[], dtype?: tf.DataType, ...rest: unknown[]) => tf.LayerVariable;
-  const proto = tf.layers.Layer.prototype as unknown as { addWeight: AddWeight };
-  const original = proto.addWeight;
-  proto.addWeight = function (this: tf.layers.Layer, name, shape, dtype, ...rest) {
-    const b = building.getStore();
-    if (!b) return original.call(this, name, shape, dtype, ...rest);
-    if (!shape.every((d) => Number.isInteger(d) && d >= 0)) {
-      const dims = shape.map((d) => (typeof d === 'number' ? String(d) : (JSON.stringify(d) ?? String(d))));
-      throw new EngineError('not-a-model', `${b.shown}: layer "${clip(this.name)}" asks for a weight of shape [${clip(dims.join(', '))}], which is not a shape; its config is damaged.`);
-    }
-    // tfjs refuses these names (its weight names are "<layer>/<weight>") only after allocating the weight, which then leaks.
-    if (!/^[A-Za-z0-9][-A-Za-z0-9._/]*$/.test(`${this.name}/${name}`)) {
-      throw new EngineError('not-a-model', `${b.shown}: layer "${clip(this.name)}" has a name tfjs cannot give its weights (letters, digits, "-", "_", "." and "/" only).`);
-    }
-    const values = shape.reduce((a, d) => a * d, 1);
-    b.used += values;
-    if (!(values <= limits.maxTensorElements) || !(b.used <= b.allowed)) {
-      throw new EngineError(
-        'bad-weights',
-        `${b.shown}: layer "${clip(this.name)}" asks for a weight of shape [${clip(shape.join(', '))}] (${values} values), far more than the ${b.manifestValues} values its weights manifest holds; the topology does not match its weights (refused before allocating).`,
-      );
-    }
-    const w = original.call(this, name, shape, dtype, ...rest);
-    b.created.push(w);
-    // tfjs would find out only after building every layer (seconds for a model.json holding 1600 copies of a layer).
-    if (b.names.has(w.originalName)) {
-      throw new EngineError('not-a-model', `${b.shown}: the weight "${clip(w.originalName)}" is made by two layers named "${clip(this.name)}"; layer names must be unique. Re-export the model.`);
-    }
-    b.names.add(w.originalName);
-    const spec = b.specs.get(w.originalName);
-    if (spec && spec.dtype !== w.dtype) {
-      throw new EngineError(
-        'bad-weights',
-        `${b.shown}: weight "${clip(spec.name)}" is listed as ${spec.dtype} in the weights manifest, but layer "${clip(this.name)}" stores ${w.dtype} values; the manifest does not match the model. Re-export the model.`,
-      );
-    }
-    if (spec && spec.shape.join(',') !== w.shape.join(',')) {
-      throw new EngineError(
-        'bad-weights',
-        `${b.shown}: weight "${clip(spec.name)}" has shape [${clip(spec.shape.join(', '))}] in the weights manifest, but layer "${clip(this.name)}" needs [${clip(w.shape.join(', '))}]; the manifest does not match the model. Re-export the model.`,
-      );
-    }
-    return w;
-  };
-  // When the names do not match, tfjs throws from loadWeights and never frees the weight values it decoded.
-  type LoadWeights = (this: tf.LayersModel, weights: tf.NamedTensorMap, strict?: boolean) => void;
-  const model = tf.LayersModel.prototype as unknown as { loadWeights: LoadWeights };
-  const loadWeights = model.loadWeights;
-  model.loadWeights = function (this: tf.LayersModel, weights, strict) {
-    try {
-      loadWeights.call(this, weights, strict);
-    } catch (e) {
-      if (building.getStore()) tf.dispose(Object.values(weights));
-      throw e;
-    }
-  };
-}
-
-/** tf.loadLayersModel with the weight guard; a failed build frees what it allocated. */
 async function buildLayersModel<T>(files: ModelFiles, shown: string, describe: (model: tf.LayersModel) => T): Promise<{ model: tf.LayersModel; described: T }> {
-  installWeightGuard();
-  const specs = files.artifacts.weightSpecs ?? [];
-  const manifestValues = specs.reduce((n, s) => n + s.shape.reduce((a, d) => a * d, 1), 0);
-  const budget: WeightBudget = { shown, specs: new Map(specs.map((s) => [s.name, s])), allowed: manifestValues + 2 ** 24, manifestValues, used: 0, created: [], names: new Set() };
-  let model: tf.LayersModel | undefined;
-  try {
-    model = await building.run(budget, () => tf.loadLayersModel(tf.io.fromMemory(files.artifacts)));
-  } catch (e) {
-    for (const w of budget.created) {
-      try {
-        w.dispose();
-      } catch {
-        // Already disposed.
+  const specs = new Map((files.artifacts.weightSpecs ?? []).map((s) => [s.name, s]));
+  const manifestValues = [...specs.values()].reduce((n, s) => n + s.shape.reduce((a, d) => a * d, 1), 0);
+  const names = new Set<string>();
+  const hooks: BuildHooks = {
+    allowed: manifestValues + 2 ** 24,
+    check: (layer, name, shape) => {
+      if (!shape.every((d) => Number.isInteger(d) && d >= 0)) {
+        const dims = shape.map((d) => (typeof d === 'number' ? String(d) : (JSON.stringify(d) ?? String(d))));
+        throw new EngineError('not-a-model', `${shown}: layer "${clip(layer.name)}" asks for a weight of shape [${clip(dims.join(', '))}], which is not a shape; its config is damaged.`);
       }
-    }
+      // tfjs refuses these names (its weight names are "<layer>/<weight>") only after allocating the weight, which then leaks.
+      if (!/^[A-Za-z0-9][-A-Za-z0-9._/]*$/.test(`${layer.name}/${name}`)) {
+        throw new EngineError('not-a-model', `${shown}: layer "${clip(layer.name)}" has a name tfjs cannot give its weights (letters, digits, "-", "_", "." and "/" only).`);
+      }
+    },
+    overBudget: (layer, shape, values) =>
+      new EngineError(
+        'bad-weights',
+        `${shown}: layer "${clip(layer.name)}" asks for a weight of shape [${clip(shape.join(', '))}] (${values} values), far more than the ${manifestValues} values its weights manifest holds; the topology does not match its weights (refused before allocating).`,
+      ),
+    made: (layer, w) => {
+      // tfjs would find out only after building every layer (seconds for a model.json holding 1600 copies of a layer).
+      if (names.has(w.originalName)) {
+        throw new EngineError('not-a-model', `${shown}: the weight "${clip(w.originalName)}" is made by two layers named "${clip(layer.name)}"; layer names must be unique. Re-export the model.`);
+      }
+      names.add(w.originalName);
+      const spec = specs.get(w.originalName);
+      if (spec && spec.dtype !== w.dtype) {
+        throw new EngineError(
+          'bad-weights',
+          `${shown}: weight "${clip(spec.name)}" is listed as ${spec.dtype} in the weights manifest, but layer "${clip(layer.name)}" stores ${w.dtype} values; the manifest does not match the model. Re-export the model.`,
+        );
+      }
+      if (spec && spec.shape.join(',') !== w.shape.join(',')) {
+        throw new EngineError(
+          'bad-weights',
+          `${shown}: weight "${clip(spec.name)}" has shape [${clip(spec.shape.join(', '))}] in the weights manifest, but layer "${clip(layer.name)}" needs [${clip(w.shape.join(', '))}]; the manifest does not match the model. Re-export the model.`,
+        );
+      }
+    },
+  };
+  let built: { value: tf.LayersModel; created: tf.LayerVariable[] };
+  try {
+    built = await buildGuarded(hooks, () => tf.loadLayersModel(tf.io.fromMemory(files.artifacts)));
+  } catch (e) {
     if (e instanceof EngineError) throw e;
     throw new EngineError('not-a-model', `${shown}: tfjs could not build the model from its topology and weights (${libraryReason(e)}).`);
   }
   try {
     // Sequential models build their inner graph lazily, so describing one can fail too.
-    return { model, described: describe(model) };
+    return { model: built.value, described: describe(built.value) };
   } catch (e) {
     // model.dispose() leaves the weights of a half-built nested model behind; free every weight made.
-    for (const w of budget.created) {
-      try {
-        w.dispose();
-      } catch {
-        // Already disposed.
-      }
-    }
+    disposeCreated(built.created);
     throw new EngineError('not-a-model', `${shown}: tfjs built the model but cannot describe it (${libraryReason(e)}).`);
   }
 }

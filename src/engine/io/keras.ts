@@ -16,14 +16,14 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { unzipSync, type UnzipFileInfo } from 'fflate';
-import { AsyncLocalStorage } from 'node:async_hooks';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EngineError } from '../errors';
 import { Hdf5File, Hdf5ReadError, type Hdf5Dataset, type Hdf5Node } from './hdf5';
 import { findUnresolvableCall, libraryReason } from './graphCheck';
-import { clipText, limits, parseJsonBounded, rel, type ModelFiles } from './files';
+import { clipText, parseJsonBounded, rel, type ModelFiles } from './files';
 import { modelArtifacts } from './save';
+import { buildGuarded, registeredClasses, type BuildHooks } from './buildGuard';
 
 export const kerasLimits = {
   /** The whole file is read into memory (Node reads at most 2 GB at once). */
@@ -223,10 +223,6 @@ function own(table: Record<string, string>, key: string): string | undefined {
   return Object.prototype.hasOwnProperty.call(table, key) ? table[key] : undefined;
 }
 
-function registered(): Set<string> {
-  return new Set(Object.keys(tf.serialization.SerializationMap.getMap().classNameMap));
-}
-
 function camel(s: string): string {
   return s.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 }
@@ -257,7 +253,7 @@ function convertDtype(v: unknown, c: Conversion): unknown {
 
 function convertActivation(v: unknown, layer: string, c: Conversion): unknown {
   if (v === null || v === undefined) return v;
-  const known = registered();
+  const known = registeredClasses();
   if (typeof v === 'string') {
     const name = own(activationNames, v) ?? v;
     if (known.has(name) || known.has(camel(name))) return name;
@@ -277,7 +273,7 @@ function convertHelper(v: unknown, kind: 'initializer' | 'regularizer' | 'constr
     config = { l1: cls === 'L1' ? (config['l1'] ?? 0.01) : 0, l2: cls === 'L2' ? (config['l2'] ?? 0.01) : 0 };
     cls = 'L1L2';
   }
-  if (!registered().has(cls)) {
+  if (!registeredClasses().has(cls)) {
     c.warnings.add(`layer "${clip(layer)}": the ${kind} ${clip(cls, 60)} does not exist in tfjs and was left out (it only matters for training new weights)`);
     return null;
   }
@@ -635,69 +631,31 @@ function storedValues(h5: Hdf5File, node: Hdf5Node, budget: { groups: number }, 
   return n;
 }
 
-// Building under a weight budget: tfjs allocates every weight the config asks for, so a
-// config saying `units: 1e9` must be refused before it is allocated.
-interface BuildBudget {
-  shown: string;
-  allowed: number;
-  stored: number;
-  used: number;
-  created: tf.LayerVariable[];
-}
-const building = new AsyncLocalStorage<BuildBudget>();
-let guardInstalled = false;
-
-function installBuildGuard(): void {
-  if (guardInstalled) return;
-  guardInstalled = true;
-  type AddWeight = (this: tf.layers.Layer, name: string, shape: number[], ...rest: unknown[]) => tf.LayerVariable;
-  const proto = tf.layers.Layer.prototype as unknown as { addWeight: AddWeight };
-  const original = proto.addWeight;
-  proto.addWeight = function (this: tf.layers.Layer, name, shape, ...rest) {
-    const b = building.getStore();
-    if (!b) return original.call(this, name, shape, ...rest);
-    if (!shape.every((d) => Number.isInteger(d) && d >= 0)) {
-      // A size that is no whole number (units: "x", a kernel_size of null) shows as "?".
-      const dims = shape.map((d) => (typeof d === 'number' && !Number.isNaN(d) ? String(d) : typeof d === 'number' ? '?' : (JSON.stringify(d) ?? String(d))));
-      throw new EngineError('not-a-model', `${b.shown}: layer "${clip(this.name)}" asks for a weight of shape [${clip(dims.join(', '))}], which is not a shape; its config is damaged. Save the model again from Keras.`);
-    }
-    const values = shape.reduce((a, d) => a * d, 1);
-    b.used += values;
-    if (!(values <= limits.maxTensorElements) || !(b.used <= b.allowed)) {
-      throw new EngineError(
-        'bad-weights',
-        `${b.shown}: layer "${clip(this.name)}" asks for a weight of shape ${shapeText(shape)} (${values} values), far more than the ${b.stored} weight values the file holds; the config does not match its weights (refused before allocating).`,
-      );
-    }
-    // In a scope: when tfjs throws after making the initial value (a name that is not a valid tensor name), that tensor is freed too.
-    let w: tf.LayerVariable | undefined;
-    tf.tidy(() => {
-      w = original.call(this, name, shape, ...rest);
-    });
-    b.created.push(w!);
-    return w!;
-  };
-}
-
 /** The model built from the config, and every weight the build made (model.dispose() keeps those of a layer called more than once). */
 async function buildModel(topology: Json, stored: number, shown: string): Promise<{ model: tf.LayersModel; created: tf.LayerVariable[] }> {
-  installBuildGuard();
-  const budget: BuildBudget = { shown, allowed: stored + 2 ** 24, stored, used: 0, created: [] };
+  // Under the build guard (buildGuard.ts): a config saying `units: 1e9` is refused before it is allocated.
+  const hooks: BuildHooks = {
+    allowed: stored + 2 ** 24,
+    check: (layer, _name, shape) => {
+      if (shape.every((d) => Number.isInteger(d) && d >= 0)) return;
+      // A size that is no whole number (units: "x", a kernel_size of null) shows as "?".
+      const dims = shape.map((d) => (typeof d === 'number' && !Number.isNaN(d) ? String(d) : typeof d === 'number' ? '?' : (JSON.stringify(d) ?? String(d))));
+      throw new EngineError('not-a-model', `${shown}: layer "${clip(layer.name)}" asks for a weight of shape [${clip(dims.join(', '))}], which is not a shape; its config is damaged. Save the model again from Keras.`);
+    },
+    overBudget: (layer, shape, values) =>
+      new EngineError(
+        'bad-weights',
+        `${shown}: layer "${clip(layer.name)}" asks for a weight of shape ${shapeText(shape)} (${values} values), far more than the ${stored} weight values the file holds; the config does not match its weights (refused before allocating).`,
+      ),
+  };
   try {
-    const model = await building.run(budget, async () => {
+    const built = await buildGuarded(hooks, async () => {
       const m = await tf.models.modelFromJSON({ modelTopology: topology } as unknown as tf.io.ModelJSON);
       m.countParams(); // Sequential models build lazily; build here, inside the budget
       return m;
     });
-    return { model, created: budget.created };
+    return { model: built.value, created: built.created };
   } catch (e) {
-    for (const w of budget.created) {
-      try {
-        w.dispose();
-      } catch {
-        // already disposed
-      }
-    }
     if (e instanceof EngineError) throw e;
     // A TypeError from inside tfjs ("Cannot read properties of undefined") means a field it needs is missing or of the wrong type.
     const why = e instanceof TypeError ? 'the config is malformed: a field tfjs needs is missing or has the wrong type' : libraryReason(e);
@@ -741,7 +699,7 @@ async function readKeras(source: KerasSource, abs: string, shown: string, folder
     const layerClasses = [...c.classes];
     const warnings = [...c.warnings];
     const generatedBy = `Keras ${source.kerasVersion ?? '(unknown version)'}`;
-    const known = registered();
+    const known = registeredClasses();
     if (layerClasses.some((cls) => !known.has(cls))) {
       return { modelJsonPath: abs, folder, format: 'layers', artifacts: { modelTopology: topology, weightSpecs: [], weightData: new ArrayBuffer(0), generatedBy }, layerClasses, warnings };
     }
