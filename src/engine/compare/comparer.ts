@@ -8,7 +8,8 @@
  *
  * One Comparer per process (the worker, or the CLI). It keeps the last
  * comparison of each pair until the next one of that pair, `release(model)`
- * or `dispose()`. Calls are serialised, as in the Inspector.
+ * or `dispose()`. Calls queue on the process's tfjs lane (lane.ts), with the
+ * Inspector's.
  */
 import * as tf from '@tensorflow/tfjs';
 import * as path from 'node:path';
@@ -16,13 +17,14 @@ import { CancelledError, EngineError } from '../errors';
 import { normalizePixels, pixelsToBytes, readImageFile, resizeToTensor, type DecodedImage } from '../image';
 import { walkLayers, type LoadedModel } from '../model';
 import { computeActivations, disposeActivations, kindOf, topPredictions, type Activations } from '../inspect/activations';
-import { inputGeometry } from '../inspect/inspector';
+import { inputGeometry } from '../inputGeometry';
 import type { CompareMaps, CompareResult, CompareSide, LayerDrift, LayerSimilarity, SimilarityProgress, SimilarityResult } from '../../protocol/compare';
 import type { ChannelStats, LayerMaps } from '../../protocol/inspect';
 import { formatShape, type Normalization } from '../../protocol/model';
 import { linearCka, sampleIndices } from './cka';
 import { weightDrifts } from './drift';
 import { matchLayers, type LayerMatching } from './match';
+import { tfjsLane, type Lane } from '../lane';
 
 export interface CompareOptions {
   /** Predictions per model (default 5). */
@@ -74,7 +76,7 @@ function checkSameInput(a: LoadedModel, b: LoadedModel): void {
 }
 
 /** The model's input for `image`, and the image as the model sees it. */
-function prepareInput(summary: LoadedModel['summary'], image: DecodedImage, normalization: Normalization, geo = inputGeometry(summary, image)): { input: tf.Tensor; seen: DecodedImage } {
+function prepareInput(summary: LoadedModel['summary'], image: DecodedImage, normalization: Normalization, geo = inputGeometry(summary.name, summary.inputShape, { purpose: 'inspect', image })): { input: tf.Tensor; seen: DecodedImage } {
   const pixels = resizeToTensor(image, geo.height, geo.width);
   try {
     const seen = image.width === geo.width && image.height === geo.height ? image : { width: geo.width, height: geo.height, data: pixelsToBytes(pixels.dataSync()) };
@@ -180,12 +182,11 @@ export async function quantisePair(layerPath: string, ta: tf.Tensor, tb: tf.Tens
 
 export class Comparer {
   private readonly states = new Map<string, State>();
-  private chain: Promise<unknown> = Promise.resolve();
+  /** Shared with every other user of tfjs in this process (lane.ts). */
+  constructor(private readonly lane: Lane = tfjsLane) {}
 
-  private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.chain.then(fn, fn);
-    this.chain = next.catch(() => undefined);
-    return next;
+  private serial<T>(fn: () => T | Promise<T>): Promise<T> {
+    return this.lane.run(fn);
   }
 
   /**
@@ -368,7 +369,7 @@ async function similarity(a: LoadedModel, b: LoadedModel, imagePaths: readonly s
 
   let result: LayerSimilarity[] = [];
   if (n >= 1) {
-    const geo = inputGeometry(a.summary, images[0]);
+    const geo = inputGeometry(a.summary.name, a.summary.inputShape, { purpose: 'inspect', image: images[0] });
     // Shapes from a first pass: they decide how many features each layer keeps.
     type Plan = { path: string; pathB: string; total: number; indices?: Int32Array; idx?: tf.Tensor; kept: number; xa: Float32Array; xb: Float32Array };
     let plans: Plan[] = [];

@@ -25,6 +25,7 @@ import type { EmbedProgress, EmbeddingKey, EmbeddingSummary } from '../../protoc
 import type { Normalization, Shape } from '../../protocol/model';
 import { scanImageFolder, type ImageEntry } from './images';
 import { cacheDirFor, fileStamp, modelHash, readStore, StoredIndex, writeStore, type ManifestFile } from './store';
+import { inputGeometry } from '../inputGeometry';
 
 /** Largest embedding stored whole; larger feature maps are averaged over space. */
 export const MAX_DIM = 4096;
@@ -50,20 +51,6 @@ export interface ComputeOptions {
   onProgress?: (p: EmbedProgress) => void;
   /** Write the cache (default true). */
   write?: boolean;
-}
-
-/** The model's fixed input height, width and channels. */
-export function inputGeometry(loaded: LoadedModel): { height: number; width: number; channels: number } {
-  const shape = loaded.summary.inputShape;
-  const name = loaded.summary.name;
-  if (shape.length !== 4) throw new EngineError('bad-input', `${name} takes inputs of shape [${shape.map((d) => d ?? '?').join(', ')}], not images; embeddings of an image folder need an image model.`);
-  const [, h, w, c] = shape;
-  const height = h != null && h > 0 ? h : undefined;
-  const width = w != null && w > 0 ? w : undefined;
-  if (height === undefined || width === undefined) throw new EngineError('bad-input', `${name} accepts images of any size; Layer Lens needs a model with a fixed input size to compute embeddings.`);
-  const channels = c != null && c > 0 ? c : 3;
-  if (channels !== 1 && channels !== 3) throw new EngineError('bad-input', `${name} expects ${channels} input channels; Layer Lens feeds RGB (3) or greyscale (1) images.`);
-  return { height, width, channels };
 }
 
 /** The default layer: the last feature layer before the classification head, else the layer before the output. */
@@ -169,7 +156,7 @@ export async function computeEmbeddings(o: ComputeOptions): Promise<EmbeddingSet
   const check = () => {
     if (signal?.aborted) throw new CancelledError('Computing embeddings');
   };
-  const geometry = inputGeometry(loaded);
+  const geometry = inputGeometry(loaded.summary.name, loaded.summary.inputShape, { purpose: 'embed' });
   const normalization = o.normalization ?? loaded.summary.normalization ?? 'zeroOne';
   const layer = o.layer ?? defaultEmbeddingLayer(loaded);
   const run = layerFunction(loaded, layer);

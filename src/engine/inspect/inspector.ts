@@ -5,9 +5,9 @@
  * or the CLI); it holds the last inspection of each model until the next one
  * (which disposes it), `release(model)` or `dispose()`.
  *
- * Calls are serialised: tfjs is single-threaded anyway, and a second request
- * arriving while the first awaits a download must not dispose the tensors the
- * first is still reading.
+ * Calls queue on the process's tfjs lane (lane.ts), with the Comparer's: a
+ * second request arriving while the first awaits a download must not dispose
+ * the tensors the first is still reading.
  */
 import * as tf from '@tensorflow/tfjs';
 import * as path from 'node:path';
@@ -15,9 +15,11 @@ import { EngineError } from '../errors';
 import { normalizePixels, pixelsToBytes, readImageFile, resizeToTensor, type DecodedImage } from '../image';
 import type { LoadedModel } from '../model';
 import type { GradCamResult, InspectResult, LayerMaps } from '../../protocol/inspect';
-import type { Normalization, Shape } from '../../protocol/model';
+import type { Normalization } from '../../protocol/model';
 import { computeActivations, disposeActivations, layerInfos, quantiseLayer, topPredictions, type Activations } from './activations';
 import { computeGradCam } from './gradCam';
+import { tfjsLane, type Lane } from '../lane';
+import { inputGeometry } from '../inputGeometry';
 
 export interface InspectOptions {
   /** How many predictions to return (default 5). */
@@ -29,34 +31,6 @@ interface State {
   input: tf.Tensor;
   acts: Activations;
   result: InspectResult;
-}
-
-/** Longest side used when a model accepts any input size. */
-const FREE_SIZE_MAX = 1024;
-
-/** Input height, width and channels from the model's input shape, for this image. */
-export function inputGeometry(summary: { name: string; inputShape: Shape }, img: { width: number; height: number }): { height: number; width: number; channels: number; rank: number } {
-  const s = summary.inputShape;
-  if (s.length !== 4 && s.length !== 3) {
-    throw new EngineError(
-      'bad-input',
-      `${summary.name} takes input [${s.map((d) => d ?? '?').join(', ')}], not an image; inspecting with an image needs an input of [height, width, channels] (or [height, width] for greyscale).`,
-    );
-  }
-  // Graph models write unknown sizes as -1, layers models as null.
-  const dim = (d: number | null | undefined) => (d === null || d === undefined || d < 0 ? null : d);
-  const channels = s.length === 4 ? (dim(s[3]) ?? 3) : 1;
-  if (channels !== 1 && channels !== 3) {
-    throw new EngineError('bad-input', `${summary.name} expects ${channels}-channel input; Layer Lens feeds images as RGB (3 channels) or greyscale (1), so it cannot inspect this model with an image.`);
-  }
-  let height = dim(s[1]);
-  let width = dim(s[2]);
-  if (height === null || width === null) {
-    const k = Math.min(1, FREE_SIZE_MAX / Math.max(img.width, img.height));
-    height ??= Math.max(1, Math.round(img.height * k));
-    width ??= Math.max(1, Math.round(img.width * k));
-  }
-  return { height, width, channels, rank: s.length };
 }
 
 /** A model as messages name it: its folder for a model.json, else the file. */
@@ -79,12 +53,11 @@ function modelDisposed(model: tf.LayersModel): boolean {
 
 export class Inspector {
   private readonly states = new Map<string, State>();
-  private chain: Promise<unknown> = Promise.resolve();
+  /** Shared with every other user of tfjs in this process (lane.ts). */
+  constructor(private readonly lane: Lane = tfjsLane) {}
 
-  private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.chain.then(fn, fn);
-    this.chain = next.catch(() => undefined);
-    return next;
+  private serial<T>(fn: () => T | Promise<T>): Promise<T> {
+    return this.lane.run(fn);
   }
 
   /** Reads `imagePath` and inspects `loaded` with it. */
@@ -101,7 +74,7 @@ export class Inspector {
     const key = path.resolve(loaded.summary.modelPath);
     const inputs = loaded.layers?.inputs.length ?? loaded.graph?.inputs.length ?? 1;
     if (inputs !== 1) throw new EngineError('bad-input', `${loaded.summary.name} takes ${inputs} inputs; inspecting with an image needs a model with one image input.`);
-    const geo = inputGeometry(loaded.summary, image);
+    const geo = inputGeometry(loaded.summary.name, loaded.summary.inputShape, { purpose: 'inspect', image });
     // The new image replaces the old one now, before the forward pass: its
     // memory is then reused instead of a second set of activations being
     // allocated next to it (measurably slower on wasm's heap).

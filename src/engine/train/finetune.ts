@@ -10,15 +10,10 @@
  * folder is only ever read.
  */
 import * as tf from '@tensorflow/tfjs';
-import * as fs from 'node:fs';
 import * as os from 'node:os';
-import * as path from 'node:path';
-import { currentBackend } from '../backend';
 import { CancelledError, EngineError, messageOf } from '../errors';
-import { writeFolderAtomic } from '../io/atomic';
-import { rel } from '../io/files';
-import { modelArtifacts, writeArtifacts } from '../io/save';
-import { layerRows, loadModel, walkLayers } from '../model';
+import { inputGeometry } from '../inputGeometry';
+import { layerRows, walkLayers } from '../model';
 import { freezeUpTo } from '../../protocol/freezePlan';
 import { finetuneSchema, type FinetuneSettings } from '../../protocol/recipe';
 import type { Normalization } from '../../protocol/model';
@@ -38,7 +33,22 @@ import { EmbeddingCache, embeddingBatches } from './embeddingCache';
 import { openDiskEmbeddings } from '../embed/finetuneCache';
 import { applyFreezePlan } from './freeze';
 import { planHead, type HeadPlan } from './head';
-import { createOptimizer, progressCallbacks, trainLoop, type Batch, type Trainable, type TrainData } from './loop';
+import {
+  backendName,
+  checkCancel as checkCancelOf,
+  disposeJob,
+  endProgress,
+  jobMetadata,
+  openLayersModel,
+  outputFolder,
+  relativeTo,
+  saveModelFolder,
+  siblingOutputPath,
+  trainingNormalization,
+  trainWithProgress,
+  type JobNames,
+} from './job';
+import type { Batch, Trainable, TrainData } from './loop';
 import { ParallelStepRunner } from './parallel';
 import { trainingStep, type CompiledStep } from './step';
 import { regularizationOf, statisticsOf } from './replica';
@@ -108,80 +118,13 @@ function parseSettings(input: FinetuneOptions['settings']): FinetuneSettings {
   throw new EngineError('bad-recipe', `the fine-tune settings are not valid (${issues}); fix them in layerlens.json.`);
 }
 
-function checkCancel(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new CancelledError('Fine-tuning');
-}
-
-const pad2 = (n: number) => String(n).padStart(2, '0');
-
 /** `<name>-finetuned-YYYYMMDD-HHMM` next to the model folder (a second run in the same minute gets "-2"). */
 export function defaultOutputPath(modelJsonPath: string, name: string, now: Date): string {
   return siblingOutputPath(modelJsonPath, `${name}-finetuned`, now);
 }
 
-/** `<prefix>-YYYYMMDD-HHMM` beside the model's folder, made unique with "-2", "-3"…; shared by every job that saves a new model. */
-export function siblingOutputPath(modelJsonPath: string, prefix: string, now: Date): string {
-  const abs = path.resolve(modelJsonPath);
-  const folder = path.dirname(abs);
-  // model.json names its folder; other .json files are models inside a folder of their own.
-  const parent = path.basename(abs) === 'model.json' ? path.dirname(folder) : folder;
-  const stamp = `${now.getFullYear()}${pad2(now.getMonth() + 1)}${pad2(now.getDate())}-${pad2(now.getHours())}${pad2(now.getMinutes())}`;
-  const base = path.join(parent, `${prefix}-${stamp}`);
-  let candidate = base;
-  for (let k = 2; fs.existsSync(candidate); k++) candidate = `${base}-${k}`;
-  return candidate;
-}
-
-async function checkWritable(target: string): Promise<void> {
-  if (fs.existsSync(target)) {
-    throw new EngineError('bad-input', `${rel(target)} already exists; Layer Lens never writes over a folder. Choose another output folder.`);
-  }
-  const parent = path.dirname(target);
-  try {
-    await fs.promises.access(parent, fs.constants.W_OK);
-  } catch (e) {
-    const missing = (e as NodeJS.ErrnoException).code === 'ENOENT';
-    throw new EngineError(
-      'bad-input',
-      missing
-        ? `the folder ${rel(parent)}, where the fine-tuned model would go, does not exist; create it or choose another output folder.`
-        : `cannot write into ${rel(parent)}, where the fine-tuned model would go (permission denied); choose another output folder.`,
-    );
-  }
-}
-
-/** Disposes every weight once, whichever models share it (tfjs's refcounts do not survive re-wiring a model). */
-export function disposeWeights(models: (tf.LayersModel | undefined)[], extra: tf.layers.Layer[]): void {
-  const seen = new Set<tf.LayerVariable>();
-  for (const m of models) if (m) for (const w of m.weights) seen.add(w);
-  for (const l of extra) for (const w of l.weights) seen.add(w);
-  for (const w of seen) {
-    try {
-      w.dispose();
-    } catch {
-      // Already disposed through another owner.
-    }
-  }
-}
-
-/** The model's fixed input height, width and channels, or a message saying what to set. */
-function inputGeometry(model: tf.LayersModel, settings: FinetuneSettings, modelName: string): { height: number; width: number; channels: number } {
-  const shape = model.inputs[0].shape;
-  if (shape.length !== 4) {
-    throw new EngineError('bad-input', `${modelName} takes inputs of shape [${shape.map((d) => d ?? '?').join(', ')}], not images ([batch, height, width, channels]); fine-tuning on an image folder needs an image model.`);
-  }
-  const [, h, w, c] = shape;
-  const channels = c ?? 3;
-  if (channels !== 1 && channels !== 3) throw new EngineError('bad-input', `${modelName} expects ${channels} input channels; Layer Lens feeds RGB (3) or greyscale (1) images.`);
-  const [sh, sw] = settings.imageSize ?? [h, w];
-  if (sh == null || sw == null) {
-    throw new EngineError('bad-recipe', `${modelName} accepts images of any size, so the training size must be chosen: set "imageSize": [height, width] under "finetune" in layerlens.json.`);
-  }
-  if ((h != null && h !== sh) || (w != null && w !== sw)) {
-    throw new EngineError('bad-recipe', `imageSize ${sh}x${sw} in layerlens.json does not fit ${modelName}, whose input is ${h}x${w}; remove imageSize or set it to [${h}, ${w}].`);
-  }
-  return { height: sh, width: sw, channels };
-}
+const names: JobNames = { doing: 'Fine-tuning', made: 'fine-tuned' };
+const checkCancel = (signal: AbortSignal | undefined) => checkCancelOf(signal, names);
 
 function monitorFor(settings: FinetuneSettings, hasVal: boolean, warnings: string[]): MonitorName {
   const wanted = settings.earlyStopping?.monitor ?? (hasVal ? 'val_loss' : 'loss');
@@ -230,8 +173,10 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
   let settings = parseSettings(o.settings);
   const { signal, onProgress } = o;
   checkCancel(signal);
-  const loaded = await loadModel(o.modelJsonPath);
-  const modelName = rel(loaded.files.modelJsonPath);
+  const { loaded, source, modelName } = await openLayersModel(
+    o.modelJsonPath,
+    (name) => `${name} is a graph model (inference only); fine-tuning needs a layers model (tfjs.converters.save_keras_model, or tensorflowjs_converter --output_format tfjs_layers_model).`,
+  );
   let plan: HeadPlan | undefined;
   let optimizer: tf.Optimizer | undefined;
   let runner: ParallelStepRunner | undefined;
@@ -239,17 +184,12 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
   const embeddings = { cache: undefined as EmbeddingCache | undefined };
   const inputCache = new InputCache(o.inputCacheBytes ?? 256 * 1024 * 1024);
   try {
-    const source = loaded.layers;
-    if (!source) throw new EngineError('bad-input', `${modelName} is a graph model (inference only); fine-tuning needs a layers model (tfjs.converters.save_keras_model, or tensorflowjs_converter --output_format tfjs_layers_model).`);
     const warnings: string[] = [];
-    const geometry = inputGeometry(source, settings, modelName);
-    let normalization = settings.normalization ?? loaded.summary.normalization;
-    if (!normalization) {
-      normalization = 'zeroOne';
-      warnings.push(`${modelName} does not say how its inputs are scaled; training with pixels in [0, 1]. If it expects [-1, 1] or ImageNet mean/std, set "normalization" under "finetune" in layerlens.json.`);
-    }
-    const outputPath = o.outDir ? path.resolve(o.outDir) : defaultOutputPath(loaded.files.modelJsonPath, loaded.summary.name, o.now?.() ?? new Date());
-    await checkWritable(outputPath);
+    const geometry = inputGeometry(modelName, source.inputs[0].shape, { purpose: 'finetune', imageSize: settings.imageSize });
+    const normalization = trainingNormalization(settings.normalization, loaded, () =>
+      warnings.push(`${modelName} does not say how its inputs are scaled; training with pixels in [0, 1]. If it expects [-1, 1] or ImageNet mean/std, set "normalization" under "finetune" in layerlens.json.`),
+    );
+    const outputPath = await outputFolder({ loaded, outDir: o.outDir, suffix: 'finetuned', now: o.now, names });
 
     const scan = await scanDataset(o.datasetDir, { signal });
     checkCancel(signal);
@@ -423,40 +363,32 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
     };
     await probeAt(0);
 
-    optimizer = createOptimizer(settings.optimizer, settings.learningRate);
-    const { callbacks, metrics } = progressCallbacks({
-      epochs: settings.epochs,
-      batchesPerEpoch: data.batchesPerEpoch,
-      throttleMs: o.batchProgressMs ?? 250,
-      onProgress,
-      afterEpoch: (epoch) => probeAt(epoch + 1),
-    });
-    const loop = await trainLoop(trainable, data, {
-      epochs: settings.epochs,
-      optimizer,
-      learningRate: settings.learningRate,
-      lrSchedule: settings.lrSchedule,
-      earlyStopping: settings.earlyStopping,
-      monitor,
-      seed: settings.seed,
-      signal,
-      callbacks,
-      runner,
-    });
+    const { loop, metrics } = await trainWithProgress(
+      trainable,
+      data,
+      {
+        epochs: settings.epochs,
+        optimizerName: settings.optimizer,
+        learningRate: settings.learningRate,
+        lrSchedule: settings.lrSchedule,
+        earlyStopping: settings.earlyStopping,
+        monitor,
+        seed: settings.seed,
+        signal,
+        runner,
+        batchesPerEpoch: data.batchesPerEpoch,
+        throttleMs: o.batchProgressMs ?? 250,
+        onProgress,
+        afterEpoch: (epoch) => probeAt(epoch + 1),
+      },
+      (opt) => (optimizer = opt),
+    );
 
-    checkCancel(signal);
-    const artifacts = await modelArtifacts(model);
     const skipped = [...scan.skipped, ...trainSrc.badImages, ...valSrc.badImages];
-    const relFromOut = (p: string) => path.relative(outputPath, p).split(path.sep).join('/');
     const metadata = {
-      labels,
-      normalization,
-      imageSize: [geometry.height, geometry.width],
-      createdBy: 'Layer Lens',
-      created: new Date().toISOString(),
-      sourceModel: relFromOut(loaded.files.modelJsonPath),
-      dataset: relFromOut(scan.dir),
-      backend: currentBackend()?.name ?? tf.getBackend(),
+      ...jobMetadata({ outputPath, loaded, labels, normalization, imageSize: [geometry.height, geometry.width] }),
+      dataset: relativeTo(outputPath, scan.dir),
+      backend: backendName(),
       head: { replaced: plan.replaced, cutLayer: plan.cutLayer, reason: plan.reason },
       frozen: frozenList,
       settings,
@@ -474,33 +406,23 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
       },
     };
     const metricsJson = { monitor: loop.monitor, bestEpoch: loop.bestEpoch, bestValue: loop.bestValue, restored: loop.restored, stoppedEarly: loop.stoppedEarly, epochs: metrics };
-    await writeFolderAtomic(outputPath, async (tmp) => {
-      checkCancel(signal);
-      await writeArtifacts(tmp, artifacts, {
-        extraFiles: {
-          'metadata.json': JSON.stringify(metadata, null, 2) + '\n',
-          'metrics.json': JSON.stringify(metricsJson, null, 2) + '\n',
-          'metrics.csv': metricsCsv(metrics),
-        },
-      });
-      // Last chance to cancel: the rename that follows is the commit.
-      checkCancel(signal);
-    });
+    await saveModelFolder(
+      outputPath,
+      model,
+      {
+        'metadata.json': JSON.stringify(metadata, null, 2) + '\n',
+        'metrics.json': JSON.stringify(metricsJson, null, 2) + '\n',
+        'metrics.csv': metricsCsv(metrics),
+      },
+      signal,
+      names,
+    );
     const cacheWarning = await disk?.save();
     if (cacheWarning) onProgress({ type: 'warning', message: cacheWarning });
 
-    const seconds = (performance.now() - started) / 1000;
-    onProgress({
-      type: 'end',
-      epochsRun: loop.epochsRun,
-      stoppedEarly: loop.stoppedEarly,
-      monitor: loop.monitor,
-      bestEpoch: loop.bestEpoch,
-      bestValue: loop.bestValue,
-      restored: loop.restored,
-      outputPath,
-      seconds,
-    });
+    const end = endProgress(loop, outputPath, started);
+    onProgress(end);
+    const seconds = end.seconds;
     return {
       outputPath,
       labels,
@@ -519,11 +441,9 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
     };
   } finally {
     await runner?.dispose();
-    optimizer?.dispose();
     compiled?.dispose();
     embeddings.cache?.clear();
     inputCache.clear();
-    disposeWeights([loaded.layers, plan?.model], plan?.created ?? []);
-    loaded.graph?.dispose();
+    disposeJob({ loaded, trained: plan?.model, created: plan?.created, optimizer });
   }
 }

@@ -18,24 +18,33 @@
  * interpolated), which needs a square input.
  */
 import * as tf from '@tensorflow/tfjs';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { currentBackend } from '../backend';
-import { CancelledError, EngineError } from '../errors';
-import { writeFolderAtomic } from '../io/atomic';
+import { EngineError } from '../errors';
+import { inputGeometry } from '../inputGeometry';
 import { rel } from '../io/files';
-import { modelArtifacts, writeArtifacts } from '../io/save';
-import { loadModel } from '../model';
 import { Rng } from '../random';
 import { defaultPretextSettings, rotationLabels, type PretextResult, type PretextSettings } from '../../protocol/pretext';
 import type { SkippedFile, TrainProgress } from '../../protocol/train';
 import { listImagesRecursive } from '../embed/images';
 import { deriveSeed, ImageSource, InputCache, oneHot, type DatasetImage } from './dataset';
-import { disposeWeights, siblingOutputPath } from './finetune';
 import { applyFreezePlan } from './freeze';
 import { findFeatureCut, planHead, type HeadPlan } from './head';
-import { createOptimizer, progressCallbacks, trainLoop, type Batch, type Trainable } from './loop';
 import { trainingStep, type CompiledStep } from './step';
+import {
+  backendName,
+  checkCancel,
+  disposeJob,
+  endProgress,
+  jobMetadata,
+  openLayersModel,
+  outputFolder,
+  relativeTo,
+  saveModelFolder,
+  trainingNormalization,
+  trainWithProgress,
+  type JobNames,
+} from './job';
+import type { Batch, Trainable } from './loop';
 
 /**
  * `xs` ([n, h, w, c], h = w) turned counter-clockwise by k * 90 degrees:
@@ -87,30 +96,23 @@ async function* rotated(source: ImageSource, order: number[], batchSize: number,
   }
 }
 
+const names: JobNames = { doing: 'Pretraining', made: 'pretrained' };
+
 export async function pretrainRotation(o: PretextOptions): Promise<PretextResult> {
   const started = performance.now();
   const settings: PretextSettings = { ...defaultPretextSettings, ...o.settings };
   const { signal, onProgress } = o;
-  if (signal?.aborted) throw new CancelledError('Pretraining');
-  const loaded = await loadModel(o.modelJsonPath);
-  const modelName = rel(loaded.files.modelJsonPath);
+  checkCancel(signal, names);
+  const { loaded, source, modelName } = await openLayersModel(o.modelJsonPath, (name) => `${name} is a graph model (inference only); pretraining needs a layers model.`);
   let plan: HeadPlan | undefined;
   let optimizer: tf.Optimizer | undefined;
   let compiled: CompiledStep | undefined;
   const inputCache = new InputCache(256 * 1024 * 1024);
   try {
-    const source = loaded.layers;
-    if (!source) throw new EngineError('bad-input', `${modelName} is a graph model (inference only); pretraining needs a layers model.`);
-    const shape = source.inputs[0].shape;
-    const [, h, w, c] = shape;
-    if (shape.length !== 4 || h == null || w == null) throw new EngineError('bad-input', `${modelName} takes inputs of shape [${shape.map((d) => d ?? '?').join(', ')}]; the rotation task needs an image model with a fixed input size.`);
-    if (h !== w) throw new EngineError('bad-input', `${modelName} takes ${h}x${w} images; the rotation task turns images by 90 degrees, which needs a square input.`);
-    const channels = c ?? 3;
-    const normalization = loaded.summary.normalization ?? 'zeroOne';
+    const { height: h, width: w, channels } = inputGeometry(modelName, source.inputs[0].shape, { purpose: 'pretext' });
     const warnings: string[] = [];
-    if (!loaded.summary.normalization) warnings.push(`${modelName} does not say how its inputs are scaled; pretraining with pixels in [0, 1].`);
-    const outputPath = o.outDir ? path.resolve(o.outDir) : siblingOutputPath(loaded.files.modelJsonPath, `${loaded.summary.name}-rotation-pretrained`, o.now?.() ?? new Date());
-    if (fs.existsSync(outputPath)) throw new EngineError('bad-input', `${rel(outputPath)} already exists; Layer Lens never writes over a folder. Choose another output folder.`);
+    const normalization = trainingNormalization(undefined, loaded, () => warnings.push(`${modelName} does not say how its inputs are scaled; pretraining with pixels in [0, 1].`));
+    const outputPath = await outputFolder({ loaded, outDir: o.outDir, suffix: 'rotation-pretrained', now: o.now, names });
 
     const listed = await listImagesRecursive(o.imagesDir, signal);
     if (listed.length < 4) throw new EngineError('bad-dataset', `${rel(path.resolve(o.imagesDir))} holds ${listed.length} image${listed.length === 1 ? '' : 's'}; the rotation task needs at least 4 (hundreds help).`);
@@ -180,10 +182,8 @@ export async function pretrainRotation(o: PretextOptions): Promise<PretextResult
       compiled: step.compiled,
       ...(step.microBatch ? { microBatch: step.microBatch } : {}),
     };
-    optimizer = createOptimizer('adam', settings.learningRate);
-    const { callbacks, metrics } = progressCallbacks({ epochs: settings.epochs, batchesPerEpoch, throttleMs: o.batchProgressMs ?? 250, onProgress });
     const valOrder = Array.from({ length: valSrc.length }, (_, i) => i);
-    const loop = await trainLoop(
+    const { loop, metrics } = await trainWithProgress(
       trainable,
       {
         trainSize: trainSrc.length * 4,
@@ -193,31 +193,26 @@ export async function pretrainRotation(o: PretextOptions): Promise<PretextResult
       },
       {
         epochs: settings.epochs,
-        optimizer,
+        optimizerName: 'adam',
         learningRate: settings.learningRate,
         monitor,
         seed: settings.seed,
         signal,
-        callbacks,
+        batchesPerEpoch,
+        throttleMs: o.batchProgressMs ?? 250,
+        onProgress,
       },
+      (opt) => (optimizer = opt),
     );
-    if (signal?.aborted) throw new CancelledError('Pretraining');
-    const artifacts = await modelArtifacts(model);
     const last = metrics[metrics.length - 1];
-    const relFromOut = (p: string) => path.relative(outputPath, p).split(path.sep).join('/');
     const metadata = {
-      labels: rotationLabels,
-      normalization,
-      imageSize: [h, w],
-      createdBy: 'Layer Lens',
-      created: new Date().toISOString(),
-      sourceModel: relFromOut(loaded.files.modelJsonPath),
-      backend: currentBackend()?.name ?? tf.getBackend(),
+      ...jobMetadata({ outputPath, loaded, labels: rotationLabels, normalization, imageSize: [h, w] }),
+      backend: backendName(),
       pretext: {
         task: 'rotation',
         cutLayer: cut,
         note: 'The layers up to cutLayer are the pretrained backbone; the head after it predicts rotations. Fine-Tune replaces it for your classes.',
-        images: relFromOut(path.resolve(o.imagesDir)),
+        images: relativeTo(outputPath, path.resolve(o.imagesDir)),
         trainImages: trainSrc.length,
         valImages: valSrc.length,
         settings,
@@ -227,12 +222,10 @@ export async function pretrainRotation(o: PretextOptions): Promise<PretextResult
         skippedFiles: skippedNow.length,
       },
     };
-    await writeFolderAtomic(outputPath, async (tmp) => {
-      if (signal?.aborted) throw new CancelledError('Pretraining');
-      await writeArtifacts(tmp, artifacts, { extraFiles: { 'metadata.json': JSON.stringify(metadata, null, 2) + '\n' } });
-    });
-    const seconds = (performance.now() - started) / 1000;
-    onProgress({ type: 'end', epochsRun: loop.epochsRun, stoppedEarly: loop.stoppedEarly, monitor: loop.monitor, bestEpoch: loop.bestEpoch, bestValue: loop.bestValue, restored: loop.restored, outputPath, seconds });
+    await saveModelFolder(outputPath, model, { 'metadata.json': JSON.stringify(metadata, null, 2) + '\n' }, signal, names);
+    const end = endProgress(loop, outputPath, started);
+    onProgress(end);
+    const seconds = end.seconds;
     return {
       outputPath,
       cutLayer: cut,
@@ -245,9 +238,8 @@ export async function pretrainRotation(o: PretextOptions): Promise<PretextResult
       seconds,
     };
   } finally {
-    optimizer?.dispose();
     compiled?.dispose();
     inputCache.clear();
-    disposeWeights([loaded.layers, plan?.model], plan?.created ?? []);
+    disposeJob({ loaded, trained: plan?.model, created: plan?.created, optimizer });
   }
 }
