@@ -29,8 +29,8 @@ import {
 } from '../../protocol/train';
 import { augmentationEnabled, augmentBatch, augmentRng, pixelMapOf } from './augment';
 import { epochOrder, ImageSource, InputCache, scanDataset, splitDataset, type DatasetImage, type ImageBatch } from './dataset';
-import { EmbeddingCache, embeddingBatches } from './embeddingCache';
-import { openDiskEmbeddings } from '../embed/finetuneCache';
+import { MemoryEmbeddingCache, embeddingBatches } from './memoryEmbeddingCache';
+import { openDiskEmbeddings } from '../embed/diskEmbeddingCache';
 import { applyFreezePlan } from './freeze';
 import { planHead, type HeadPlan } from './head';
 import {
@@ -181,7 +181,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
   let optimizer: tf.Optimizer | undefined;
   let runner: ParallelStepRunner | undefined;
   let compiled: CompiledStep | undefined;
-  const embeddings = { cache: undefined as EmbeddingCache | undefined };
+  const embeddings = { cache: undefined as MemoryEmbeddingCache | undefined };
   const inputCache = new InputCache(o.inputCacheBytes ?? 256 * 1024 * 1024);
   try {
     const warnings: string[] = [];
@@ -270,8 +270,8 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
       trainable.microBatch = step.microBatch;
       stepLine = step.line;
     }
-    if (useCache) embeddings.cache = new EmbeddingCache(featureShape as number[]);
-    // One cache with Compute Embeddings: unchanged images' backbone outputs come from disk (embed/finetuneCache.ts).
+    if (useCache) embeddings.cache = new MemoryEmbeddingCache(featureShape as number[]);
+    // One cache with Compute Embeddings: unchanged images' backbone outputs come from disk (embed/diskEmbeddingCache.ts).
     const disk = embeddings.cache
       ? await openDiskEmbeddings({ files: loaded.files, datasetDir: scan.dir, classes: scan.classes, images: scan.images, layer: plan.cutLayer, normalization, imageSize: [geometry.height, geometry.width], featureShape: featureShape as number[], cache: embeddings.cache })
       : undefined;

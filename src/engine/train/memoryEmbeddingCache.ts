@@ -1,4 +1,6 @@
 /**
+ * The in-memory embedding cache of one fine-tune run (its on-disk
+ * counterpart, shared with Compute Embeddings, is embed/diskEmbeddingCache.ts).
  * Embeddings (a model's output at some layer) kept per image, so that a frozen
  * backbone runs once per image instead of once per image per epoch. Training a
  * head on a frozen backbone then costs the head's work alone after the first
@@ -13,7 +15,7 @@ import { EngineError } from '../errors';
 import { chunks, oneHot, type ImageSource } from './dataset';
 import type { Batch } from './loop';
 
-export class EmbeddingCache {
+export class MemoryEmbeddingCache {
   readonly featureSize: number;
   private rows = new Float32Array(0);
   private count = 0;
@@ -100,7 +102,7 @@ export async function* embeddingBatches(
   source: ImageSource,
   order: readonly number[],
   batchSize: number,
-  cache: EmbeddingCache,
+  cache: MemoryEmbeddingCache,
   embed: (xs: tf.Tensor) => tf.Tensor,
   classCount: number,
   cachedBatchSize = batchSize,

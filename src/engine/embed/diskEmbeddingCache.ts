@@ -1,9 +1,10 @@
 /**
- * The fine-tune's side of the one embedding cache: with a frozen backbone,
+ * The on-disk embedding cache as a fine-tune uses it (the run's rows live in
+ * train/memoryEmbeddingCache.ts): with a frozen backbone,
  * the outputs at the cut layer are exactly the embeddings that `Compute
  * Embeddings` stores for that layer (same model hash, layer, preprocessing,
  * image size, no pooling). Before training, the rows of unchanged images are
- * loaded from disk into the run's in-memory EmbeddingCache, so the backbone
+ * loaded from disk into the run's in-memory MemoryEmbeddingCache, so the backbone
  * runs only for images it has never seen; after a successful run, rows it
  * computed are written back.
  */
@@ -13,7 +14,7 @@ import type { EmbeddingKey } from '../../protocol/embed';
 import type { Normalization } from '../../protocol/model';
 import type { ModelFiles } from '../io/files';
 import { messageOf } from '../errors';
-import type { EmbeddingCache } from '../train/embeddingCache';
+import type { MemoryEmbeddingCache } from '../train/memoryEmbeddingCache';
 import { poolingFor } from './compute';
 import { cacheDirFor, fileStamp, modelHash, readStore, StoredIndex, writeStore, type ManifestFile } from './store';
 
@@ -33,7 +34,7 @@ export interface DiskEmbeddingsOptions {
   normalization: Normalization;
   imageSize: [number, number];
   featureShape: number[];
-  cache: EmbeddingCache;
+  cache: MemoryEmbeddingCache;
 }
 
 /** Loads what the disk cache has for this run into `cache`; undefined when the layer's outputs are too large to store whole. */
