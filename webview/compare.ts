@@ -12,12 +12,13 @@
  */
 import type { CompareMaps, CompareResult, LayerDrift, SimilarityProgress, SimilarityResult } from '../src/protocol/compare';
 import { driftSuggestions } from '../src/protocol/compare';
-import { channelGrid, type Colormap } from '../src/protocol/colormap';
+import type { Colormap } from '../src/protocol/colormap';
 import type { LayerMaps } from '../src/protocol/inspect';
 import { formatShape, type Normalization } from '../src/protocol/model';
 import type { CompareState, CompareTarget } from '../src/protocol/webviewApi';
 import { button, progressRing } from './components/toolkit';
 import { clear, h, num } from './dom';
+import { mapsCanvas } from './canvas';
 
 export interface CompareRequests {
   state(): Promise<CompareState>;
@@ -38,22 +39,6 @@ export interface CompareSaved {
 
 const MAX_IMAGES = 32;
 const gridMaxSize = 48;
-
-/** A channel grid as a canvas, each value `scale` px (crisp: CSS pixelated). */
-export function mapsCanvas(maps: LayerMaps, colormap: Colormap, label: string, maxWidth = 360): HTMLCanvasElement {
-  const g = channelGrid(maps, colormap);
-  const canvas = h('canvas', { width: g.width, height: g.height, class: 'cmp-grid', role: 'img', 'aria-label': label });
-  const ctx = canvas.getContext('2d');
-  if (ctx) {
-    const img = ctx.createImageData(g.width, g.height);
-    img.data.set(g.rgba);
-    ctx.putImageData(img, 0, 0);
-  }
-  const scale = Math.max(1, Math.min(8, Math.floor(maxWidth / g.width)));
-  canvas.style.width = `${g.width * scale}px`;
-  canvas.style.height = `${g.height * scale}px`;
-  return canvas;
-}
 
 function fmtDrift(v: number | null): string {
   if (v === null) return '—';

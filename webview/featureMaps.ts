@@ -10,6 +10,7 @@ import type { ChannelStats, Colormap, InspectResult, LayerInfo, LayerMaps } from
 import { colormapLut } from '../src/protocol/colormap';
 import { button, dropdown, progressRing } from './components/toolkit';
 import { clear, h, num } from './dom';
+import { rgbCanvas } from './canvas';
 
 export type SortMode = 'index' | 'mean' | 'zeros';
 export type NormMode = 'channel' | 'layer';
@@ -292,18 +293,7 @@ export class FeatureMapsView {
     const stack = h('div', { class: 'zoom-stack' });
     const input = this.result?.input;
     if (input) {
-      const under = h('canvas', { width: input.width, height: input.height, class: 'zoom-input' });
-      const uctx = under.getContext('2d');
-      if (uctx) {
-        const img = uctx.createImageData(input.width, input.height);
-        for (let i = 0, j = 0; i < input.rgb.length; i += 3, j += 4) {
-          img.data[j] = input.rgb[i];
-          img.data[j + 1] = input.rgb[i + 1];
-          img.data[j + 2] = input.rgb[i + 2];
-          img.data[j + 3] = 255;
-        }
-        uctx.putImageData(img, 0, 0);
-      }
+      const under = rgbCanvas(input.width, input.height, input.rgb, { class: 'zoom-input' });
       stack.append(under);
     }
     canvas.style.opacity = String(1 - this.overlay);

@@ -19,6 +19,7 @@ import { GradCamView } from './gradCam';
 import { TrainingView } from './training';
 import { LatentMapView, type LatentSettings } from './latentMap';
 import { CompareView, type CompareSaved } from './compare';
+import { rgbCanvas } from './canvas';
 
 interface SavedState {
   modelPath?: string;
@@ -199,18 +200,7 @@ function renderSide(): void {
   if (state.inspecting) side.append(progressRing('Computing…'));
   if (state.inspectError) side.append(h('p', { class: 'error' }, state.inspectError));
   if (!r) return;
-  const canvas = h('canvas', { width: r.input.width, height: r.input.height, class: 'input-image', role: 'img', 'aria-label': 'Input image as the model sees it' });
-  const ctx = canvas.getContext('2d');
-  if (ctx) {
-    const img = ctx.createImageData(r.input.width, r.input.height);
-    for (let i = 0, j = 0; i < r.input.rgb.length; i += 3, j += 4) {
-      img.data[j] = r.input.rgb[i];
-      img.data[j + 1] = r.input.rgb[i + 1];
-      img.data[j + 2] = r.input.rgb[i + 2];
-      img.data[j + 3] = 255;
-    }
-    ctx.putImageData(img, 0, 0);
-  }
+  const canvas = rgbCanvas(r.input.width, r.input.height, r.input.rgb, { class: 'input-image', role: 'img', 'aria-label': 'Input image as the model sees it' });
   canvas.addEventListener('click', () => void host.call('openImage', { path: r.imagePath }));
   side.append(canvas, h('div', { class: 'muted' }, `${r.ms} ms · ${r.layers.length} layers`), probeEl);
   renderProbe();

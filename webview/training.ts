@@ -6,7 +6,7 @@
  * the latest epoch (live maps).
  */
 import { formatProgress, type EpochMetrics, type TrainProbe, type TrainProgress } from '../src/protocol/train';
-import { mapsCanvas } from './compare';
+import { mapsCanvas, rgbCanvas } from './canvas';
 import type { AugmentPreview } from '../src/protocol/webviewApi';
 import { button } from './components/toolkit';
 import { clear, h, num } from './dom';
@@ -58,19 +58,7 @@ export class TrainingView {
       section.append(h('p', { class: 'muted' }, p.summary === 'none' ? 'Augmentation is off in layerlens.json ("finetune.augment"); training sees the image as is.' : `${p.summary}, seeded as training does:`));
       const row = h('div', { class: 'augment-row' });
       for (const rgb of p.images) {
-        const c = h('canvas', { width: p.width, height: p.height, class: 'augment-sample', role: 'img', 'aria-label': 'augmented sample' });
-        const ctx = c.getContext('2d');
-        if (ctx) {
-          const img = ctx.createImageData(p.width, p.height);
-          for (let i = 0, j = 0; i < rgb.length; i += 3, j += 4) {
-            img.data[j] = rgb[i];
-            img.data[j + 1] = rgb[i + 1];
-            img.data[j + 2] = rgb[i + 2];
-            img.data[j + 3] = 255;
-          }
-          ctx.putImageData(img, 0, 0);
-        }
-        row.append(c);
+        row.append(rgbCanvas(p.width, p.height, rgb, { class: 'augment-sample', role: 'img', 'aria-label': 'augmented sample' }));
       }
       section.append(row);
     }
