@@ -23,7 +23,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { initBackend } from '../src/engine/backend';
-import { currentBundles, fuzzKinds, repoRoot, runFuzz, type FuzzKind, type FuzzReport } from '../test/fixtures/hostile';
+import { currentBundles } from '../test/fixtures/bundles';
+import { fuzzKinds, runFuzz, type FuzzKind, type FuzzReport } from '../test/fixtures/fuzz';
+import { repoRoot } from '../test/fixtures/hostile';
 import { ensureFixtures } from '../test/fixtures/models';
 
 function printReport(r: FuzzReport): void {

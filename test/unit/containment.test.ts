@@ -30,7 +30,8 @@ import { serializeRecipe } from '../../src/engine/recipe';
 import { EngineClient } from '../../src/engineClient';
 import { defaultRecipe } from '../../src/protocol/recipe';
 import { RemoteError } from '../../src/protocol/rpc';
-import { currentBundles, makeHostileModels, repoRoot, writeWideModel, type HostileModels } from '../fixtures/hostile';
+import { currentBundles } from '../fixtures/bundles';
+import { makeHostileModels, repoRoot, writeWideModel, type HostileModels } from '../fixtures/hostile';
 import { fixture, makeStripesDataset } from '../fixtures/models';
 import { setup } from './helpers';
 

@@ -22,7 +22,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { currentBundles, runFuzz, type FuzzReport } from '../fixtures/hostile';
+import { currentBundles } from '../fixtures/bundles';
+import { runFuzz, type FuzzReport } from '../fixtures/fuzz';
 import { setup } from './helpers';
 
 const seed = Number(process.env['LAYERLENS_FUZZ_SEED'] ?? 20240611);

@@ -26,26 +26,10 @@ import { finetune } from '../../src/engine/train/finetune';
 import type { LayerRow } from '../../src/protocol/model';
 import { defaultRecipe } from '../../src/protocol/recipe';
 import { checkWebviewMessage } from '../../src/protocol/webviewApi';
-import {
-  currentBundles,
-  gray8Pixel,
-  grayAlphaPixel,
-  hostileKerasNames,
-  hostileModelNames,
-  kerasFuzzSpecs,
-  makeHostileImages,
-  makeHostileKeras,
-  makeHostileModels,
-  manyClassesDataset,
-  repoRoot,
-  rgb16Pixel,
-  rgbaPixel,
-  solidPng,
-  type HostileImageName,
-  type HostileKerasName,
-  type HostileModelName,
-  type HostileModels,
-} from '../fixtures/hostile';
+import { currentBundles } from '../fixtures/bundles';
+import { kerasFuzzSpecs } from '../fixtures/fuzzKeras';
+import { gray8Pixel, grayAlphaPixel, hostileModelNames, makeHostileImages, makeHostileModels, manyClassesDataset, repoRoot, rgb16Pixel, rgbaPixel, solidPng, type HostileImageName, type HostileModelName, type HostileModels } from '../fixtures/hostile';
+import { hostileKerasNames, makeHostileKeras, type HostileKerasName } from '../fixtures/hostileKeras';
 import { kerasWeights, writeKerasH5 } from '../fixtures/keras';
 import { fixture, makeStripesDataset } from '../fixtures/models';
 import { setup } from './helpers';
