@@ -25,15 +25,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import {
-  codeServerEntry,
-  pickQuickItem,
-  readOutputChannel,
-  runCommand,
-  startSession,
-  waitForNotification,
-  waitUntil,
-} from '../test/e2e/harness';
+import { codeServerEntry } from '../test/e2e/codeServer';
+import { startSession } from '../test/e2e/harness';
+import { waitUntil } from '../test/e2e/util';
+import { pickQuickItem, readOutputChannel, runCommand, waitForNotification } from '../test/e2e/workbench';
 import { ensureBuilt, REPO_ROOT } from './repo';
 import { makeDemo } from './makeDemo';
 

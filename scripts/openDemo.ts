@@ -15,7 +15,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { codeServerEntry, installBuiltExtension, installVsix, startCodeServer } from '../test/e2e/harness';
+import { codeServerEntry, installBuiltExtension, installVsix, startCodeServer } from '../test/e2e/codeServer';
 import { ensureBuilt, REPO_ROOT } from './repo';
 import { makeDemo } from './makeDemo';
 

@@ -21,24 +21,9 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Frame, Locator, Page } from 'playwright-core';
-import {
-  debug,
-  openView,
-  pickQuickItem,
-  readOutputChannel,
-  REPO_ROOT,
-  runCommand,
-  saveWorkbenchState,
-  startSession,
-  TIMEOUT,
-  viewPane,
-  waitForNotification,
-  waitForWorkbench,
-  waitUntil,
-  webviewFrame,
-  type Session,
-  type Theme,
-} from './harness';
+import { startSession, type Session } from './harness';
+import { debug, REPO_ROOT, TIMEOUT, waitUntil, type Theme } from './util';
+import { openView, pickQuickItem, readOutputChannel, runCommand, saveWorkbenchState, viewPane, waitForNotification, waitForWorkbench, webviewFrame } from './workbench';
 import { FINETUNE_RECIPE, makeLayerLensWorkspace, type LayerLensWorkspace } from './workspace';
 
 // Browser-side shapes for the evaluate() callbacks (the project's lib has no DOM).

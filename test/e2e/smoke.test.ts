@@ -8,20 +8,9 @@ import { readFileSync } from 'node:fs';
 import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
-import {
-  listCommands,
-  makeWorkspace,
-  openFile,
-  openView,
-  readOutputChannel,
-  REPO_ROOT,
-  runCommand,
-  viewPane,
-  waitForFocus,
-  webviewFrame,
-  withSession,
-  type Session,
-} from './harness';
+import { withSession, type Session } from './harness';
+import { REPO_ROOT } from './util';
+import { listCommands, makeWorkspace, openFile, openView, readOutputChannel, runCommand, viewPane, waitForFocus, webviewFrame } from './workbench';
 
 const workspaces: string[] = [];
 after(async () => {

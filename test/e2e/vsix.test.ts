@@ -12,7 +12,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
 import { ensureFixtures, fixture } from '../fixtures/models';
-import { extensionManifest, listCommands, openView, REPO_ROOT, viewPane, waitUntil, withSession } from './harness';
+import { extensionManifest } from './codeServer';
+import { withSession } from './harness';
+import { REPO_ROOT, waitUntil } from './util';
+import { listCommands, openView, viewPane } from './workbench';
 
 const temps: string[] = [];
 after(async () => {
