@@ -1,4 +1,5 @@
 /** Shared setup for unit tests: the wasm backend (the one we ship tested) and the fixtures. */
+import * as tf from '@tensorflow/tfjs';
 import * as assert from 'node:assert/strict';
 import { initBackend } from '../../src/engine/backend';
 import { EngineError } from '../../src/engine/errors';
@@ -20,4 +21,17 @@ export async function rejectsWith(p: Promise<unknown>, code: string, pattern: Re
     return;
   }
   assert.fail(`expected a rejection with code ${code}`);
+}
+
+/** The largest absolute difference between two equally long arrays. */
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  assert.equal(a.length, b.length, 'same number of values');
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+/** A model's prediction for `x`, read back. */
+export function predict(m: tf.LayersModel, x: tf.Tensor): Float32Array {
+  return tf.tidy(() => (m.predict(x) as tf.Tensor).dataSync() as Float32Array);
 }
