@@ -43,7 +43,7 @@ const out = (s: string) => process.stdout.write(s + '\n');
 
 /** The page side: the webview's drawing code on a 900x560 canvas, timed. */
 const entry = `
-import { drawPoints, fitView, GridIndex, groupByLabel, toScreen } from './webview/latentMap';
+import { drawPoints, fitView, GridIndex, groupByLabel, toScreen } from './webview/latentDraw';
 import { latentPalette } from './src/protocol/embed';
 (globalThis as any).runDraw = (xyArr: number[], labelArr: number[], dpr: number, rounds: number) => {
   const xy = Float32Array.from(xyArr);
