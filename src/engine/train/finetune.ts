@@ -33,21 +33,7 @@ import { MemoryEmbeddingCache, embeddingBatches } from './memoryEmbeddingCache';
 import { openDiskEmbeddings } from '../embed/diskEmbeddingCache';
 import { applyFreezePlan } from './freeze';
 import { planHead, type HeadPlan } from './head';
-import {
-  backendName,
-  checkCancel as checkCancelOf,
-  disposeJob,
-  endProgress,
-  jobMetadata,
-  openLayersModel,
-  outputFolder,
-  relativeTo,
-  saveModelFolder,
-  siblingOutputPath,
-  trainingNormalization,
-  trainWithProgress,
-  type JobNames,
-} from './job';
+import { backendName, checkCancel as checkCancelOf, disposeJob, endProgress, jobMetadata, openLayersModel, outputFolder, relativeTo, saveModelFolder, siblingOutputPath, trainingNormalization, trainWithProgress, type JobNames } from './job';
 import type { Batch, Trainable, TrainData } from './loop';
 import { ParallelStepRunner } from './parallel';
 import { trainingStep, type CompiledStep } from './step';

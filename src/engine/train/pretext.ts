@@ -30,20 +30,7 @@ import { deriveSeed, ImageSource, InputCache, oneHot, type DatasetImage } from '
 import { applyFreezePlan } from './freeze';
 import { findFeatureCut, planHead, type HeadPlan } from './head';
 import { trainingStep, type CompiledStep } from './step';
-import {
-  backendName,
-  checkCancel,
-  disposeJob,
-  endProgress,
-  jobMetadata,
-  openLayersModel,
-  outputFolder,
-  relativeTo,
-  saveModelFolder,
-  trainingNormalization,
-  trainWithProgress,
-  type JobNames,
-} from './job';
+import { backendName, checkCancel, disposeJob, endProgress, jobMetadata, openLayersModel, outputFolder, relativeTo, saveModelFolder, trainingNormalization, trainWithProgress, type JobNames } from './job';
 import type { Batch, Trainable } from './loop';
 
 /**
