@@ -6,7 +6,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { parentPort } from 'node:worker_threads';
 import { initBackend } from '../engine/backend';
-import { embedHandlers } from '../engine/embed/jobs';
 import { EngineError, messageOf } from '../engine/errors';
 import { explainTrap, wasmTrapped } from '../engine/wasmTrap';
 import { setDisplayRoot } from '../engine/io/files';
@@ -20,6 +19,7 @@ import { previewAugmentations } from '../engine/train/augment';
 import { finetune } from '../engine/train/finetune';
 import { pretrainRotation } from '../engine/train/pretext';
 import { lowerThreadPriority } from '../engine/threadPriority';
+import { embedHandlers } from './embedMethods';
 import { isRpcMessage, RpcServer, type Handlers, type Port, type RpcError } from '../protocol/rpc';
 import type { WorkerApi } from '../protocol/workerApi';
 

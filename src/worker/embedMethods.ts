@@ -3,11 +3,11 @@
  * its handlers): compute and cache, project to a map, neighbours and
  * thumbnails of a map's points, the Projector export and the advisor.
  */
-import type { Handlers } from '../../protocol/rpc';
-import type { WorkerApi } from '../../protocol/workerApi';
-import type { EngineSession } from '../session';
-import { computeEmbeddings } from './compute';
-import { adviseOn, EmbeddingSets, exportProjector, neighbors, projectSet, thumbnail } from './latent';
+import { computeEmbeddings } from '../engine/embed/compute';
+import { adviseOn, EmbeddingSets, exportProjector, neighbors, projectSet, thumbnail } from '../engine/embed/latent';
+import type { EngineSession } from '../engine/session';
+import type { Handlers } from '../protocol/rpc';
+import type { WorkerApi } from '../protocol/workerApi';
 
 export type EmbedMethod = 'computeEmbeddings' | 'latentMap' | 'latentNeighbors' | 'latentThumbnail' | 'exportProjector' | 'advise';
 
