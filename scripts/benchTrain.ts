@@ -47,6 +47,7 @@ import { initBackend } from '../src/engine/backend';
 import { REPLACED_KERNELS, setWasmKernelReplacements } from '../src/engine/kernels';
 import { trainLoop, type Batch, type Trainable, type TrainData } from '../src/engine/train/loop';
 import { ParallelStepRunner } from '../src/engine/train/parallel';
+import { trainingStep } from '../src/engine/train/step';
 import { statisticsOf } from '../src/engine/train/replica';
 
 const BATCH = 32;
@@ -205,11 +206,16 @@ async function measureLoop(label: string, threads: number, images: number): Prom
   await tf.setBackend('wasm');
   const s = makeSession(images);
   const { model } = s;
+  const variables = model.trainableWeights.map((w) => w.read() as tf.Variable);
+  // The step a fine-tune runs: compiled (src/engine/train/step) when it can be.
+  const step = trainingStep(model, variables, { batchSize: BATCH, optimizer: 'adam' });
+  if (threads === 1) console.log(`  (${step.line})`);
   const net: Trainable = {
     forward: (x, training) => model.apply(x, { training }) as tf.Tensor,
     outputKind: 'logits',
-    variables: model.trainableWeights.map((w) => w.read() as tf.Variable),
+    variables,
     state: model.weights,
+    compiled: step.compiled,
   };
   const data: TrainData = {
     trainSize: images,
@@ -246,6 +252,7 @@ async function measureLoop(label: string, threads: number, images: number): Prom
     return r;
   } finally {
     await runner?.dispose();
+    step.compiled?.dispose();
     optimizer.dispose();
     disposeSession(s);
   }

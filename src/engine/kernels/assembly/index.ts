@@ -304,11 +304,17 @@ export function depthwiseBackward(
  * with H = W = 1): dw[kh,kw,ci,co] += Σ x[pixel under tap (kh,kw) of p, ci] * dy[p, co]
  * over every output pixel p, into f64 totals at dwAcc ([KH,KW,CI,CO]).
  *
- * Output pixels go in blocks of at most BLOCK within one image. For a block
- * and a tap, the (x row, dy row) pairs under it are listed in `scratch`
- * (2*BLOCK pointers), then each 4 x 8 tile of the filter is summed in eight
- * SIMD registers over the block (a 4-channel x load, two 8-channel dy loads,
- * eight multiply-adds per pixel) and added to its f64 totals.
+ * Output pixels go in blocks of at most BLOCK within one image. A 1x1,
+ * stride-1, unpadded convolution reads its input rows where they are; any
+ * other gathers each pixel's receptive field (KH*KW*CI floats, zeros where a
+ * tap falls in the padding) into a row of `scratch`, so that the sum is one
+ * product of a [count, KH*KW*CI] block with a [count, CO] block whatever the
+ * kernel size, with full SIMD tiles even for the 3 channels of an RGB
+ * input. Each 4 x 8 tile of the result is summed in eight SIMD registers
+ * over the block and added to its f64 totals.
+ *
+ * `scratch`: 2*BLOCK pointers, then BLOCK rows of KH*KW*CI floats (none
+ * for the 1x1 case).
  */
 export function convFilterGrad(
   x: usize, dy: usize, dwAcc: usize, scratch: usize,
@@ -318,27 +324,37 @@ export function convFilterGrad(
   const xPix = <usize>CI << 2;
   const dPix = <usize>CO << 2;
   const P = OH * OW;
+  const K = KH * KW * CI;
   const xs = scratch;
   const ds = scratch + (<usize>BLOCK << 2);
+  const rows = scratch + (<usize>BLOCK << 3);
+  const rowBytes = <usize>K << 2;
+  const direct = KH == 1 && KW == 1 && sh == 1 && sw == 1 && pt == 0 && pl == 0 && OH == H && OW == W;
   for (let n = 0; n < N; n++) {
     for (let p0 = 0; p0 < P; p0 += BLOCK) {
       const p1 = min(p0 + BLOCK, P);
-      for (let kh = 0; kh < KH; kh++) {
-        for (let kw = 0; kw < KW; kw++) {
-          let count = 0;
-          for (let p = p0; p < p1; p++) {
-            const oh = p / OW;
-            const ow = p - oh * OW;
-            const ih = oh * sh + kh * dh - pt;
+      let count = 0;
+      for (let p = p0; p < p1; p++, count++) {
+        store<u32>(at(ds, count), <u32>(dy + (<usize>n * <usize>P + <usize>p) * dPix));
+        if (direct) {
+          store<u32>(at(xs, count), <u32>(x + (<usize>n * <usize>P + <usize>p) * xPix));
+          continue;
+        }
+        const row = rows + <usize>count * rowBytes;
+        store<u32>(at(xs, count), <u32>row);
+        const oh = p / OW;
+        const ow = p - oh * OW;
+        let to = row;
+        for (let kh = 0; kh < KH; kh++) {
+          const ih = oh * sh + kh * dh - pt;
+          for (let kw = 0; kw < KW; kw++, to += xPix) {
             const iw = ow * sw + kw * dw - pl;
-            if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-            store<u32>(at(xs, count), <u32>(x + ((<usize>n * <usize>H + <usize>ih) * <usize>W + <usize>iw) * xPix));
-            store<u32>(at(ds, count), <u32>(dy + (<usize>n * <usize>P + <usize>p) * dPix));
-            count++;
+            if (ih < 0 || ih >= H || iw < 0 || iw >= W) memory.fill(to, 0, xPix);
+            else memory.copy(to, x + ((<usize>n * <usize>H + <usize>ih) * <usize>W + <usize>iw) * xPix, xPix);
           }
-          if (count > 0) tapGradient(xs, ds, count, CI, CO, dwAcc + (<usize>(kh * KW + kw) * <usize>CI * <usize>CO << 3));
         }
       }
+      tapGradient(xs, ds, count, K, CO, dwAcc);
     }
   }
 }
@@ -405,6 +421,17 @@ function tapGradient(xs: usize, ds: usize, count: i32, CI: i32, CO: i32, out: us
   for (; ci < CI; ci++) {
     const xo = <usize>ci << 2;
     let co = 0;
+    for (; co < co8; co += 8) {
+      const d0 = <usize>co << 2;
+      let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
+      for (let j = 0; j < count; j++) {
+        const xv = f32x4.splat(load<f32>(<usize>load<u32>(at(xs, j)) + xo));
+        const dp = <usize>load<u32>(at(ds, j)) + d0;
+        a0 = f32x4.add(a0, f32x4.mul(xv, v128.load(dp)));
+        a1 = f32x4.add(a1, f32x4.mul(xv, v128.load(dp, 16)));
+      }
+      addLanes(out + ((<usize>ci * <usize>CO + <usize>co) << 3), a0, a1);
+    }
     for (; co < co4; co += 4) {
       const d0 = <usize>co << 2;
       let a = f32x4.splat(0);

@@ -81,6 +81,9 @@ export function keeps(node: PlanNode, requiresGrad: readonly boolean[], isTraine
     }
     case 'clamp':
       return { ...none, output: needDx };
+    case 'pool':
+      // MaxPoolGrad reads the input and the output; AvgPoolGrad the input's shape (as a tensor).
+      return { ...none, input: needDx, output: needDx && node.op === 'max' };
     case 'activation':
       return { ...none, input: needDx };
     case 'generic':
@@ -121,6 +124,9 @@ function convGeometry(node: ConvNode, x: tf.Tensor, filter: tf.Tensor): { geomet
   };
 }
 
+/** Bytes of scratch convFilterGrad needs: 2 x 64 row pointers and 64 receptive fields of `k` floats. */
+const convScratch = (k: number) => 64 * 8 + 64 * 4 * k;
+
 /** Runs a node forward in training mode. */
 export function forward(c: StepContext, node: PlanNode, xs: tf.Tensor[], seed: number): { y: tf.Tensor; saved: Saved } {
   const x = xs[0];
@@ -153,8 +159,15 @@ export function forward(c: StepContext, node: PlanNode, xs: tf.Tensor[], seed: n
     }
     case 'add':
       return { y: xs.length === 2 ? tf.add(xs[0], xs[1]) : tf.addN(xs), saved: { tensors: [] } };
+    case 'pool': {
+      const y = node.op === 'max'
+        ? tf.maxPool(x as tf.Tensor4D, node.poolSize, node.strides, node.padding)
+        : tf.avgPool(x as tf.Tensor4D, node.poolSize, node.strides, node.padding);
+      const tensors = [...(keep.input ? [x] : []), ...(keep.output ? [y] : [])];
+      return { y, saved: { tensors, ...(keep.input ? { x } : {}), ...(keep.output ? { y } : {}) } };
+    }
     case 'gap':
-      return { y: tf.mean(x, [1, 2]), saved: { tensors: [], geometry: undefined, inputs: undefined } };
+      return { y: tf.mean(x, [1, 2]), saved: { tensors: [] } };
     case 'activation': {
       const y = node.apply(x);
       return { y, saved: { tensors: keep.input ? [x] : [], ...(keep.input ? { x } : {}) } };
@@ -258,7 +271,7 @@ export function backward(c: StepContext, node: PlanNode, dy: tf.Tensor, saved: S
       }
       if (dwAcc !== undefined) {
         if (node.kind === 'conv') {
-          k.convFilterGrad(ptr(c, saved.x!), ptr(c, dy), dwAcc, c.s.scratch(2 * 64 * 4), n, h, w, ci, oh, ow, co,
+          k.convFilterGrad(ptr(c, saved.x!), ptr(c, dy), dwAcc, c.s.scratch(convScratch(g.filterHeight * g.filterWidth * ci)), n, h, w, ci, oh, ow, co,
             g.filterHeight, g.filterWidth, g.strideHeight, g.strideWidth, g.dilationHeight, g.dilationWidth, g.padTop, g.padLeft);
         } else {
           const grad = tf.tidy(() => filterGradient('depthwise', saved.x as tf.Tensor4D, dy as tf.Tensor4D, g));
@@ -284,12 +297,19 @@ export function backward(c: StepContext, node: PlanNode, dy: tf.Tensor, saved: S
       const dwAcc = trained(c, node.kernel);
       const dbAcc = trained(c, node.bias);
       if (dbAcc !== undefined) k.channelMoments(ptr(c, dy), rows, 1, co, 0, dbAcc, 0, c.s.scratch(co * 8));
-      if (dwAcc !== undefined) k.convFilterGrad(ptr(c, saved.x!), ptr(c, dy), dwAcc, c.s.scratch(2 * 64 * 4), rows, 1, 1, ci, 1, 1, co, 1, 1, 1, 1, 1, 1, 0, 0);
+      if (dwAcc !== undefined) k.convFilterGrad(ptr(c, saved.x!), ptr(c, dy), dwAcc, c.s.scratch(convScratch(0)), rows, 1, 1, ci, 1, 1, co, 1, 1, 1, 1, 1, 1, 0, 0);
       if (!needDx[0]) return [undefined];
       return [tf.tidy(() => tf.reshape(tf.matMul(tf.reshape(dy, [rows, co]), kernel as tf.Tensor2D, false, true), xShapes[0]))];
     }
     case 'add':
       return needDx.map((need) => (need ? dy : undefined));
+    case 'pool': {
+      if (!needDx[0]) return [undefined];
+      const attrs = { filterSize: node.poolSize, strides: node.strides, pad: node.padding } as unknown as tf.NamedAttrMap;
+      return [node.op === 'max'
+        ? (tf.engine().runKernel('MaxPoolGrad', { dy, input: saved.x!, output: saved.y! }, attrs) as tf.Tensor)
+        : (tf.engine().runKernel('AvgPoolGrad', { dy, input: saved.x! }, attrs) as tf.Tensor)];
+    }
     case 'gap': {
       if (!needDx[0]) return [undefined];
       const [n, h, w, ch] = xShapes[0];

@@ -22,7 +22,8 @@
  *   one normalise-and-clamp pass forward, one reduction and one apply pass
  *   backward. A frozen one runs in inference mode (Keras semantics, as
  *   src/engine/train/freeze.ts makes tfjs do) and has no statistics to keep.
- * - ReLU, ReLU6, Add, GlobalAveragePooling2D and Dense natively too.
+ * - ReLU, ReLU6, Add, max and average pooling, GlobalAveragePooling2D and
+ *   Dense natively too.
  * - Any other layer is a "generic" node: run by tfjs forward, and its
  *   gradient taken by tfjs on a recomputation from the saved input (under
  *   the same seeded randomness, so Dropout draws the same mask twice).
@@ -86,6 +87,15 @@ export interface DenseNode extends Base {
   bias?: LayerVariable;
 }
 
+/** MaxPooling2D / AveragePooling2D: forward on XNNPACK, gradient by tfjs-backend-wasm's kernels (ours for MaxPoolGrad). */
+export interface PoolNode extends Base {
+  kind: 'pool';
+  op: 'max' | 'avg';
+  poolSize: [number, number];
+  strides: [number, number];
+  padding: 'same' | 'valid';
+}
+
 export interface SimpleNode extends Base {
   kind: 'add' | 'gap';
   /** The layer, run generically if the shapes turn out to broadcast. */
@@ -106,7 +116,7 @@ export interface GenericNode extends Base {
   kwargs: Record<string, unknown>;
 }
 
-export type PlanNode = ConvNode | BatchNormNode | ClampNode | DenseNode | SimpleNode | ActivationNode | GenericNode;
+export type PlanNode = ConvNode | BatchNormNode | ClampNode | DenseNode | PoolNode | SimpleNode | ActivationNode | GenericNode;
 
 export interface StepPlan {
   nodes: PlanNode[];
@@ -227,6 +237,9 @@ export function planTrainingStep(model: tf.LayersModel, variables: tf.Variable[]
       nodes.push({ ...base, kind: 'activation', name: String(config.activation), apply: (x) => internals.activation!.apply(x) });
     } else if (cls === 'Add' && step.inputs.length >= 2) {
       nodes.push({ ...base, kind: 'add', layer, kwargs: step.kwargs });
+    } else if ((cls === 'MaxPooling2D' || cls === 'AveragePooling2D') && channelsLast && (config.padding === 'same' || config.padding === 'valid')) {
+      const poolSize = pair(config.poolSize);
+      nodes.push({ ...base, kind: 'pool', op: cls === 'MaxPooling2D' ? 'max' : 'avg', poolSize, strides: config.strides == null ? poolSize : pair(config.strides), padding: config.padding });
     } else if (cls === 'GlobalAveragePooling2D' && channelsLast) {
       nodes.push({ ...base, kind: 'gap', layer, kwargs: step.kwargs });
     } else if (cls === 'Dense' && internals.kernel) {
@@ -326,8 +339,8 @@ function probeShapes(model: tf.LayersModel, nodes: PlanNode[], inputSlot: number
   return shapes;
 }
 
-/** A node's forward in inference mode through tfjs ops (the shape probe; also the reference in tests). */
-export function inferenceForward(node: PlanNode, xs: tf.Tensor[]): tf.Tensor {
+/** A node's forward in inference mode through tfjs ops (the shape probe). */
+function inferenceForward(node: PlanNode, xs: tf.Tensor[]): tf.Tensor {
   const x = xs[0];
   switch (node.kind) {
     case 'conv':
@@ -358,6 +371,10 @@ export function inferenceForward(node: PlanNode, xs: tf.Tensor[]): tf.Tensor {
       return xs.length === 2 ? tf.add(xs[0], xs[1]) : tf.addN(xs);
     case 'gap':
       return tf.mean(x, [1, 2]);
+    case 'pool':
+      return node.op === 'max'
+        ? tf.maxPool(x as tf.Tensor4D, node.poolSize, node.strides, node.padding)
+        : tf.avgPool(x as tf.Tensor4D, node.poolSize, node.strides, node.padding);
     case 'activation':
       return node.apply(x);
     case 'generic':
