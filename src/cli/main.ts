@@ -13,13 +13,14 @@ import { finetuneCommand, finetuneUsage } from './finetune';
 import { adviseCommand, embedCommand, embedUsage } from './embed';
 import { pretextCommand, pretextUsage } from './pretext';
 import { compareCommand, compareUsage } from './compare';
+import { evaluateCommand, evaluateUsage } from './evaluate';
 import { formatCount, formatShape, type ModelSummary } from '../protocol/model';
 
 export const usage = `Usage: layer-lens <command> [options]
 
 Commands:
   summary <model.json> [--json]   Print the layer table of a TF.js model.
-${inspectUsage}${finetuneUsage}${embedUsage}${pretextUsage}${compareUsage}
+${inspectUsage}${finetuneUsage}${evaluateUsage}${embedUsage}${pretextUsage}${compareUsage}
 Options:
   --backend auto|tensorflow|wasm|cpu   Compute backend (default auto).
   --help                               Show this help.
@@ -85,6 +86,8 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       case 'finetune':
         return await finetuneCommand(rest, { usageError: (m) => new UsageError(m), backendOption, out });
+      case 'evaluate':
+        return await evaluateCommand(rest, { usageError: (m) => new UsageError(m), backendOption, out });
       case 'embed':
         return await embedCommand(rest, { usageError: (m) => new UsageError(m), backendOption, out });
       case 'advise':

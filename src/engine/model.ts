@@ -136,7 +136,8 @@ async function buildLayersModel<T>(files: ModelFiles, shown: string, describe: (
   }
 }
 
-async function readSmallFile(folder: string, file: string): Promise<string | undefined> {
+/** A small file (at most 1 MB) beside the model, confined to its folder; undefined when absent or unreadable. */
+export async function readSmallFile(folder: string, file: string): Promise<string | undefined> {
   try {
     const p = await resolveInside(folder, file, 'model folder');
     const st = await fs.promises.stat(p);

@@ -45,6 +45,8 @@ export const finetuneSchema = z
     /** Layer path after which the new head goes; defaults to the last feature layer. */
     cutLayer: z.string().min(1).optional(),
     augment: augmentSchema.prefault({}),
+    /** Which epoch's weights the saved model gets: the best by the monitor (default) or the last. */
+    keep: z.enum(['best', 'last']).default('best'),
     earlyStopping: z
       .object({
         monitor: z.enum(['val_loss', 'val_acc', 'loss', 'acc']).default('val_loss'),

@@ -120,10 +120,68 @@ export interface TrainEnd {
   monitor: MonitorName;
   bestEpoch: number;
   bestValue: number;
+  /** The monitored value of the last epoch run (what the saved model would score had the last epoch been kept). */
+  lastValue?: number;
   /** The best epoch's weights were written back before saving. */
   restored: boolean;
   outputPath: string;
   seconds: number;
+  /** How the saved model does on the validation images, per class (absent without a validation set). */
+  evaluation?: Evaluation;
+}
+
+/** One image's outcome under the saved model. */
+export interface EvaluatedImage {
+  path: string;
+  /** Index into Evaluation.classes. */
+  label: number;
+  predicted: number;
+  /** The predicted class's probability. */
+  confidence: number;
+}
+
+/** Per-class results of a model on a set of labelled images (the fine-tune's validation split). */
+export interface Evaluation {
+  /** Which images: the seeded validation split, or every image of the dataset. */
+  split: 'validation' | 'all';
+  classes: string[];
+  /** confusion[true][predicted]: image counts. */
+  confusion: number[][];
+  accuracy: number;
+  perClass: { name: string; images: number; correct: number; accuracy: number }[];
+  /** Every image, in the split's order; the misclassified are those with predicted ≠ label. */
+  images: EvaluatedImage[];
+}
+
+/** Builds the evaluation from per-image outcomes. */
+export function evaluationOf(split: Evaluation['split'], classes: string[], images: EvaluatedImage[]): Evaluation {
+  const k = classes.length;
+  const confusion = Array.from({ length: k }, () => new Array<number>(k).fill(0));
+  for (const im of images) if (im.label >= 0 && im.label < k && im.predicted >= 0 && im.predicted < k) confusion[im.label][im.predicted]++;
+  const perClass = classes.map((name, c) => {
+    const n = confusion[c].reduce((a, b) => a + b, 0);
+    return { name, images: n, correct: confusion[c][c], accuracy: n > 0 ? confusion[c][c] / n : NaN };
+  });
+  const correct = perClass.reduce((a, p) => a + p.correct, 0);
+  return { split, classes, confusion, accuracy: images.length > 0 ? correct / images.length : NaN, perClass, images };
+}
+
+/** The misclassified images, most confident first. */
+export function misclassified(e: Evaluation): EvaluatedImage[] {
+  return e.images.filter((im) => im.predicted !== im.label).sort((a, b) => b.confidence - a.confidence);
+}
+
+/** "Validation: 36/48 correct (0.750); per class: red 15/16, green 12/16, blue 9/16" and the most confident mistakes. */
+export function formatEvaluationLines(e: Evaluation, showPath: (p: string) => string = (x) => x): string[] {
+  const correct = e.perClass.reduce((a, p) => a + p.correct, 0);
+  const what = e.split === 'validation' ? 'Validation' : 'All images';
+  const lines = [`${what}: ${correct}/${e.images.length} correct (${num(e.accuracy)}); per class: ${nameList(e.perClass.map((p) => `${p.name} ${p.correct}/${p.images}`), 12)}`];
+  const wrong = misclassified(e);
+  if (wrong.length > 0) {
+    const shown = wrong.slice(0, 3).map((im) => `${showPath(im.path)} (${e.classes[im.label]}) as ${e.classes[im.predicted]} ${im.confidence.toFixed(2)}`);
+    lines.push(`Misclassified: ${wrong.length}; most confident: ${shown.join(', ')}${wrong.length > 3 ? ', …' : ''}`);
+  }
+  return lines;
 }
 
 /** The probe image's maps of the watched layer, before training (epoch 0) and after each epoch (live maps). */
@@ -230,10 +288,11 @@ export function formatStartLines(p: TrainStart): string[] {
   return lines;
 }
 
-/** "Best val_acc 0.917 at epoch 7; restored. Saved demo/shapes-cnn-finetuned-20261127-1842/" */
+/** "Best val_acc 0.917 at epoch 7; saved its weights (epoch 10, the last, scored 0.850). Saved demo/shapes-cnn-finetuned-20261127-1842/" */
 export function formatEndLine(p: TrainEnd, showPath: (p: string) => string = (x) => x): string {
   const stopped = p.stoppedEarly ? `Stopped early after epoch ${p.epochsRun}. ` : '';
-  const kept = p.restored ? '; restored' : p.bestEpoch === p.epochsRun ? ' (the last)' : `; kept epoch ${p.epochsRun}'s weights`;
+  const last = p.lastValue !== undefined ? ` (epoch ${p.epochsRun}, the last, scored ${num(p.lastValue)})` : '';
+  const kept = p.restored ? `; saved its weights${last}` : p.bestEpoch === p.epochsRun ? ' (the last)' : `; kept epoch ${p.epochsRun}'s weights as the recipe asks ("keep": "last")`;
   const out = showPath(p.outputPath);
   return `${stopped}Best ${p.monitor} ${num(p.bestValue)} at epoch ${p.bestEpoch}${kept}. Saved ${out.endsWith('/') ? out : out + '/'}`;
 }
@@ -258,7 +317,7 @@ export function formatProgress(p: TrainProgress, showPath?: (p: string) => strin
     case 'warning':
       return [p.message];
     case 'end':
-      return [formatEndLine(p, showPath)];
+      return [...(p.evaluation ? formatEvaluationLines(p.evaluation, showPath) : []), formatEndLine(p, showPath)];
   }
 }
 

@@ -37,6 +37,10 @@ export interface WorkerApi {
       datasetDir: string;
       settings: FinetuneSettings;
       frozen: string[];
+      /** What to train: the plan (default; a Teachable Machine export without one trains its head), every layer, or the head. */
+      freeze?: 'plan' | 'none' | 'backbone';
+      /** The training step's memory budget (layerLens.memoryLimitMB; absent: wasm's 4 GB). */
+      memoryLimitMB?: number;
       outDir?: string;
       /** Live maps: this image's maps of this layer before training and after each epoch. */
       probe?: { imagePath: string; layerPath: string };
@@ -65,6 +69,6 @@ export interface WorkerApi {
   latentThumbnail: { params: { setId: string; index: number; size: number }; result: Thumbnail; progress: never };
   exportProjector: { params: { setId: string; dir: string }; result: TsvExport; progress: never };
   advise: { params: { modelPath: string; datasetDir: string; learningRate: number; seed: number; normalization?: Normalization }; result: AdvisorReport; progress: EmbedProgress };
-  pretrainRotation: { params: { modelPath: string; imagesDir: string; settings?: Partial<PretextSettings>; outDir?: string }; result: PretextResult; progress: TrainProgress };
+  pretrainRotation: { params: { modelPath: string; imagesDir: string; settings?: Partial<PretextSettings>; outDir?: string; memoryLimitMB?: number }; result: PretextResult; progress: TrainProgress };
   memory: { params: Record<string, never>; result: { numTensors: number; numBytes: number }; progress: never };
 }

@@ -33,6 +33,8 @@ export interface FinetuneRequest {
   name: string;
   settings: FinetuneSettings;
   frozen: string[];
+  /** What to train (see the worker's finetune); absent: the plan. */
+  freeze?: 'plan' | 'none' | 'backbone';
   /** Live maps: this image's maps of this layer after every epoch. */
   probe?: { imagePath: string; layerPath: string };
 }
@@ -46,6 +48,12 @@ export interface PretextRequest {
 }
 
 const rel = (p: string) => vscode.workspace.asRelativePath(p);
+
+/** layerLens.memoryLimitMB for a run, when set (0: wasm's own 4 GB). */
+function memoryLimit(): { memoryLimitMB?: number } {
+  const mb = vscode.workspace.getConfiguration('layerLens').get<number>('memoryLimitMB', 0);
+  return mb > 0 ? { memoryLimitMB: mb } : {};
+}
 
 export class TrainingRuns implements vscode.Disposable {
   private readonly running = new Map<string, AbortController>();
@@ -106,7 +114,7 @@ export class TrainingRuns implements vscode.Disposable {
           };
           return this.engine.call(
             'finetune',
-            { modelPath: r.model.fsPath, datasetDir: r.dataset.fsPath, settings: r.settings, frozen: r.frozen, ...(r.probe ? { probe: r.probe } : {}) },
+            { modelPath: r.model.fsPath, datasetDir: r.dataset.fsPath, settings: r.settings, frozen: r.frozen, ...(r.freeze ? { freeze: r.freeze } : {}), ...memoryLimit(), ...(r.probe ? { probe: r.probe } : {}) },
             { signal, onProgress },
           );
         },
@@ -130,7 +138,7 @@ export class TrainingRuns implements vscode.Disposable {
       (signal, progress) =>
         this.engine.call(
           'pretrainRotation',
-          { modelPath: r.model.fsPath, imagesDir: r.images.fsPath, settings: { epochs: r.epochs, seed: r.seed } },
+          { modelPath: r.model.fsPath, imagesDir: r.images.fsPath, settings: { epochs: r.epochs, seed: r.seed }, ...memoryLimit() },
           {
             signal,
             onProgress: (p: TrainProgress) => {

@@ -62,10 +62,10 @@ const handlers: Handlers<WorkerApi> = {
     return maps;
   },
   gradCam: async ({ modelPath, layerPath, classIndex }) => inspector.gradCam(modelPath, layerPath, classIndex),
-  finetune: async ({ modelPath, datasetDir, settings, frozen, outDir, probe }, ctx) => {
+  finetune: async ({ modelPath, datasetDir, settings, frozen, freeze, memoryLimitMB, outDir, probe }, ctx) => {
     const live = probe ? new LiveMapsProbe(probe) : undefined;
     try {
-      return await finetune({ modelJsonPath: modelPath, datasetDir, settings, frozen, outDir, signal: ctx.signal, onProgress: (p) => ctx.progress(p), probe: live });
+      return await finetune({ modelJsonPath: modelPath, datasetDir, settings, frozen, freeze, memoryLimitMB, outDir, signal: ctx.signal, onProgress: (p) => ctx.progress(p), probe: live });
     } finally {
       live?.dispose();
     }
@@ -97,8 +97,8 @@ const handlers: Handlers<WorkerApi> = {
     ctx.transfer(images.map((a) => a.buffer as ArrayBuffer));
     return { width, height, images };
   },
-  pretrainRotation: ({ modelPath, imagesDir, settings, outDir }, ctx) =>
-    pretrainRotation({ modelJsonPath: modelPath, imagesDir, settings, outDir, signal: ctx.signal, onProgress: (p) => ctx.progress(p) }),
+  pretrainRotation: ({ modelPath, imagesDir, settings, outDir, memoryLimitMB }, ctx) =>
+    pretrainRotation({ modelJsonPath: modelPath, imagesDir, settings, outDir, memoryLimitMB, signal: ctx.signal, onProgress: (p) => ctx.progress(p) }),
   ...embedHandlers(session),
   memory: () => {
     const m = tf.memory();

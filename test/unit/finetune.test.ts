@@ -214,28 +214,6 @@ describe('fine-tune', () => {
     assert.equal(aug.result.embeddingCache, false);
   });
 
-  it('a Teachable Machine export with no freeze plan trains a new head on its frozen backbone, as Teachable Machine does, and says how to train every layer', async () => {
-    const { result, progress } = await run({ modelJsonPath: modelCopy('nested', 'tm-default'), settings: { epochs: 2, batchSize: 16 }, frozen: [] });
-    const start = progress.find((p): p is TrainStart => p.type === 'start');
-    assert.deepEqual(start?.frozen.paths, ['features']);
-    assert.equal(start?.augment, 'none', 'no augmentation, so the backbone outputs are cached');
-    assert.equal(result.embeddingCache, true);
-    assert.ok(start?.warnings.some((w) => /is a Teachable Machine export and its recipe freezes no layer: training a new head on its frozen backbone.*without augmentation.*--freeze none/.test(w)), start?.warnings.join('\n'));
-  });
-
-  it("freeze 'none' trains every layer of a Teachable Machine export with the compiled step; 'backbone' freezes any model up to its head", async () => {
-    const every = await run({ modelJsonPath: modelCopy('nested', 'tm-none'), settings: { epochs: 1, batchSize: 16 }, frozen: ['features'], freeze: 'none' });
-    const s1 = every.progress.find((p): p is TrainStart => p.type === 'start');
-    assert.deepEqual(s1?.frozen.paths, []);
-    assert.equal(every.result.embeddingCache, false);
-    assert.match(s1?.step ?? '', /^Step: compiled: /);
-    assert.ok(!s1?.warnings.some((w) => /Teachable Machine export/.test(w)));
-    const head = await run({ modelJsonPath: modelCopy('tiny-cnn', 'backbone'), settings: { epochs: 1, batchSize: 16, augment: { flip: { enabled: false } } }, frozen: [], freeze: 'backbone' });
-    const s2 = head.progress.find((p): p is TrainStart => p.type === 'start');
-    assert.ok((s2?.frozen.paths.length ?? 0) > 0 && s2?.trainableParams! < s2?.totalParams!, 'the layers before the head are frozen');
-    assert.equal(head.result.embeddingCache, true);
-  });
-
   it('cuts a Teachable Machine-style model at its nested backbone and keeps its preprocessing', async () => {
     const { result, progress } = await run({
       modelJsonPath: modelCopy('nested', 'tm'),
@@ -383,6 +361,32 @@ describe('training loop', () => {
     assert.equal(r.restored, true);
     assert.deepEqual(dense.getWeights()[0].dataSync(), weightsAt[1]);
     assert.notDeepEqual(weightsAt[3], weightsAt[1]);
+  });
+
+  it('keeps the best epoch’s weights without early stopping, and its validation predictions; "keep": "last" keeps the last', async () => {
+    const run = async (keepBest: boolean) => {
+      const { dense, data, net } = toy();
+      const weightsAt: Float32Array[] = [];
+      const r = await trainLoop(net, data, {
+        epochs: 5,
+        optimizer: tf.train.sgd(0.5),
+        learningRate: 0.5,
+        monitor: 'val_loss',
+        seed: 1,
+        keepBest,
+        callbacks: { onEpochEnd: () => void weightsAt.push(dense.getWeights()[0].dataSync() as Float32Array) },
+      });
+      return { r, weightsAt, final: dense.getWeights()[0].dataSync() as Float32Array };
+    };
+    const best = await run(true);
+    assert.equal(best.r.bestEpoch, 2, 'this toy run is best at epoch 2, then worse');
+    assert.equal(best.r.restored, true);
+    assert.deepEqual(best.final, best.weightsAt[1]);
+    assert.ok(best.r.lastValue > best.r.bestValue);
+    assert.ok(best.r.predictions && best.r.predictions.length > 0, 'the kept epoch’s validation predictions');
+    const last = await run(false);
+    assert.equal(last.r.restored, false);
+    assert.deepEqual(last.final, last.weightsAt[4]);
   });
 
   it('sets the scheduled learning rate on the optimizer before each epoch', async () => {

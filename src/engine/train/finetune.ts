@@ -33,7 +33,7 @@ import { MemoryEmbeddingCache, embeddingBatches } from './memoryEmbeddingCache';
 import { openDiskEmbeddings } from '../embed/diskEmbeddingCache';
 import { applyFreezePlan } from './freeze';
 import { planHead, type HeadPlan } from './head';
-import { backendName, checkCancel as checkCancelOf, disposeJob, endProgress, jobMetadata, openLayersModel, outputFolder, relativeTo, saveModelFolder, siblingOutputPath, trainingNormalization, trainWithProgress, type JobNames } from './job';
+import { backendName, checkCancel as checkCancelOf, disposeJob, endProgress, jobMetadata, openLayersModel, outputFolder, relativeTo, saveModelFolder, siblingOutputPath, trainingNormalization, trainWithProgress, validationEvaluation, type JobNames } from './job';
 import type { Batch, Trainable, TrainData } from './loop';
 import { ParallelStepRunner } from './parallel';
 import { trainingStep, type CompiledStep } from './step';
@@ -140,7 +140,7 @@ async function* augmented(batches: AsyncIterable<ImageBatch>, settings: Finetune
 }
 
 async function* plain(batches: AsyncIterable<ImageBatch>): AsyncGenerator<Batch> {
-  for await (const b of batches) yield { xs: b.xs, ys: b.ys, size: b.size };
+  for await (const b of batches) yield { xs: b.xs, ys: b.ys, size: b.size, indices: b.indices };
 }
 
 /** Re-labels images to the output order of a kept head (the model's label order). */
@@ -362,6 +362,8 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
         seed: settings.seed,
         signal,
         runner,
+        // The best epoch's weights are saved unless the recipe says "keep": "last".
+        keepBest: settings.keep === 'best',
         batchesPerEpoch: data.batchesPerEpoch,
         throttleMs: o.batchProgressMs ?? 250,
         onProgress,
@@ -371,6 +373,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
     );
 
     const skipped = [...scan.skipped, ...trainSrc.badImages, ...valSrc.badImages];
+    const evaluation = validationEvaluation(loop, labels, (i) => valImages[i].file);
     const metadata = {
       ...jobMetadata({ outputPath, loaded, labels, normalization, imageSize: [geometry.height, geometry.width] }),
       dataset: relativeTo(outputPath, scan.dir),
@@ -390,8 +393,13 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
         skippedFiles: skipped.length,
         embeddingCache: useCache,
       },
+      // The seeded split's validation images (Compare measures drift on them; layer-lens evaluate repeats the split).
+      validationImages: valImages.map((im) => relativeTo(outputPath, im.file)),
     };
-    const metricsJson = { monitor: loop.monitor, bestEpoch: loop.bestEpoch, bestValue: loop.bestValue, restored: loop.restored, stoppedEarly: loop.stoppedEarly, epochs: metrics };
+    const metricsJson = {
+      monitor: loop.monitor, bestEpoch: loop.bestEpoch, bestValue: loop.bestValue, lastValue: loop.lastValue, restored: loop.restored, stoppedEarly: loop.stoppedEarly, epochs: metrics,
+      ...(evaluation ? { evaluation: { ...evaluation, images: evaluation.images.map((im) => ({ ...im, path: relativeTo(outputPath, im.path) })) } } : {}),
+    };
     await saveModelFolder(
       outputPath,
       model,
@@ -406,7 +414,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
     const cacheWarning = await disk?.save();
     if (cacheWarning) onProgress({ type: 'warning', message: cacheWarning });
 
-    const end = endProgress(loop, outputPath, started);
+    const end = endProgress(loop, outputPath, started, evaluation);
     onProgress(end);
     const seconds = end.seconds;
     return {

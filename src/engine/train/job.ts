@@ -11,7 +11,7 @@ import * as tf from '@tensorflow/tfjs';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Normalization } from '../../protocol/model';
-import type { EpochMetrics, TrainProgress } from '../../protocol/train';
+import { evaluationOf, type EpochMetrics, type Evaluation, type TrainProgress } from '../../protocol/train';
 import { currentBackend } from '../backend';
 import { CancelledError, EngineError } from '../errors';
 import { writeFolderAtomic } from '../io/atomic';
@@ -160,9 +160,18 @@ export async function saveModelFolder(outputPath: string, model: tf.LayersModel,
 }
 
 /** The 'end' progress message of a finished run. */
-export function endProgress(loop: LoopResult, outputPath: string, started: number): TrainProgress & { type: 'end' } {
+export function endProgress(loop: LoopResult, outputPath: string, started: number, evaluation?: Evaluation): TrainProgress & { type: 'end' } {
   const seconds = (performance.now() - started) / 1000;
-  return { type: 'end', epochsRun: loop.epochsRun, stoppedEarly: loop.stoppedEarly, monitor: loop.monitor, bestEpoch: loop.bestEpoch, bestValue: loop.bestValue, restored: loop.restored, outputPath, seconds };
+  return {
+    type: 'end', epochsRun: loop.epochsRun, stoppedEarly: loop.stoppedEarly, monitor: loop.monitor, bestEpoch: loop.bestEpoch, bestValue: loop.bestValue,
+    ...(Number.isFinite(loop.lastValue) ? { lastValue: loop.lastValue } : {}), restored: loop.restored, outputPath, seconds, ...(evaluation ? { evaluation } : {}),
+  };
+}
+
+/** The validation images' outcomes under the saved weights, per class (from the loop's last validation pass of those weights). */
+export function validationEvaluation(loop: LoopResult, classes: string[], pathOf: (index: number) => string): Evaluation | undefined {
+  if (!loop.predictions || loop.predictions.length === 0) return undefined;
+  return evaluationOf('validation', classes, loop.predictions.map((r) => ({ path: pathOf(r.index), label: r.label, predicted: r.predicted, confidence: r.confidence })));
 }
 
 /** Disposes every weight once, whichever models share it (tfjs's refcounts do not survive re-wiring a model). */

@@ -38,6 +38,18 @@ export interface Batch {
   /** One-hot labels. */
   ys: tf.Tensor2D;
   size: number;
+  /** Which images of the source the rows are (validation rows: for the per-image results). */
+  indices?: number[];
+}
+
+/** One validation row's outcome with the weights of an epoch. */
+export interface RowPrediction {
+  /** The image's index in the validation source (Batch.indices), else its row number. */
+  index: number;
+  label: number;
+  predicted: number;
+  /** The predicted class's output (a probability, or a softmax of logits). */
+  confidence: number;
 }
 
 /** Where batches come from; the loop disposes every batch it is given. */
@@ -171,6 +183,11 @@ export interface LoopOptions {
   callbacks?: LoopCallbacks;
   /** Steps the batches on several threads; without it, the loop steps on this one. */
   runner?: StepRunner;
+  /**
+   * Keep the weights of the epoch the monitor liked best, not the last
+   * epoch's (what early stopping's restoreBestWeights does, without stopping).
+   */
+  keepBest?: boolean;
 }
 
 export interface LoopResult {
@@ -181,7 +198,11 @@ export interface LoopResult {
   /** 1-based. */
   bestEpoch: number;
   bestValue: number;
+  /** The monitored value of the last epoch run. */
+  lastValue: number;
   restored: boolean;
+  /** The validation rows' outcomes with the weights the run ends with (absent without a validation set). */
+  predictions?: RowPrediction[];
 }
 
 export type OptimizerName = FinetuneSettings['optimizer'];
@@ -259,6 +280,26 @@ export function correctCount(out: tf.Tensor, ys: tf.Tensor2D): number {
   return right;
 }
 
+/** Each row's label, arg-max and the arg-max's output (probabilities, or softmax of logits). */
+export function rowPredictions(out: tf.Tensor, ys: tf.Tensor2D, kind: Trainable['outputKind'], indices: number[] | undefined, firstRow: number): RowPrediction[] {
+  const k = ys.shape[1];
+  const probs = kind === 'logits' ? tf.tidy(() => tf.softmax(out)) : out;
+  const o = probs.dataSync();
+  if (probs !== out) probs.dispose();
+  const y = ys.dataSync();
+  const rows: RowPrediction[] = [];
+  for (let r = 0; r * k < o.length; r++) {
+    let best = 0;
+    let label = 0;
+    for (let c = 1; c < k; c++) {
+      if (o[r * k + c] > o[r * k + best]) best = c;
+      if (y[r * k + c] > y[r * k + label]) label = c;
+    }
+    rows.push({ index: indices?.[r] ?? firstRow + r, label, predicted: best, confidence: o[r * k + best] });
+  }
+  return rows;
+}
+
 /** The loss plus the model's regularization terms (kernel L2 and the like), as Keras adds them. */
 export function totalLoss(net: Trainable, out: tf.Tensor, ys: tf.Tensor2D): tf.Scalar {
   const loss = lossOf(out, ys, net.outputKind);
@@ -334,6 +375,9 @@ export async function trainLoop(net: Trainable, data: TrainData, options: LoopOp
   let bestEpoch = 0;
   let snapshot: tf.Tensor[] | undefined;
   let stoppedEarly = false;
+  const keepBest = options.keepBest ?? !!es?.restoreBestWeights;
+  let bestPredictions: RowPrediction[] | undefined;
+  let lastPredictions: RowPrediction[] | undefined;
   let lastEpochSec: number | undefined;
   const checkCancel = () => {
     if (signal?.aborted) throw new CancelledError('Fine-tuning');
@@ -410,12 +454,15 @@ export async function trainLoop(net: Trainable, data: TrainData, options: LoopOp
         let vLoss = 0;
         let vRight = 0;
         let vSeen = 0;
+        const rows: RowPrediction[] = [];
         for await (const b of data.validation(epoch)) {
           try {
             const [l, r] = tf.tidy(() => {
               const input = net.frozen ? net.frozen(b.xs) : b.xs;
               const out = net.forward(input, false);
-              return [totalLoss(net, out, b.ys).dataSync()[0], correctCount(out, b.ys)];
+              const predicted = rowPredictions(out, b.ys, net.outputKind, b.indices, vSeen);
+              rows.push(...predicted);
+              return [totalLoss(net, out, b.ys).dataSync()[0], predicted.filter((p) => p.predicted === p.label).length];
             });
             vLoss += l * b.size;
             vRight += r;
@@ -430,6 +477,7 @@ export async function trainLoop(net: Trainable, data: TrainData, options: LoopOp
         if (vSeen > 0) {
           valLoss = vLoss / vSeen;
           valAcc = vRight / vSeen;
+          lastPredictions = rows;
         }
       }
 
@@ -450,7 +498,9 @@ export async function trainLoop(net: Trainable, data: TrainData, options: LoopOp
         best = value;
         bestEpoch = epoch + 1;
         logs.improved = true;
-        if (es?.restoreBestWeights) {
+        bestPredictions = lastPredictions;
+        // The weights only while a later epoch may be worse (the last epoch's are the model's own).
+        if (keepBest && epoch + 1 < epochs) {
           snapshot?.forEach((t) => t.dispose());
           snapshot = net.state.map((w) => tf.keep(w.read().clone()));
         }
@@ -464,16 +514,18 @@ export async function trainLoop(net: Trainable, data: TrainData, options: LoopOp
     }
 
     let restored = false;
-    if (es?.restoreBestWeights && snapshot && bestEpoch !== history.length) {
+    if (keepBest && snapshot && bestEpoch !== history.length) {
       net.state.forEach((w, i) => w.write(snapshot![i]));
       restored = true;
     }
+    const lastValue = history[history.length - 1]?.[monitor] ?? NaN;
     if (bestEpoch === 0) {
       // The monitored value was never finite (NaN losses): report the last epoch.
       bestEpoch = history.length;
-      best = history[history.length - 1]?.[monitor] ?? NaN;
+      best = lastValue;
     }
-    return { history, epochsRun: history.length, stoppedEarly, monitor, bestEpoch, bestValue: best, restored };
+    const predictions = restored ? bestPredictions : lastPredictions;
+    return { history, epochsRun: history.length, stoppedEarly, monitor, bestEpoch, bestValue: best, lastValue, restored, ...(predictions ? { predictions } : {}) };
   } finally {
     snapshot?.forEach((t) => t.dispose());
   }

@@ -112,7 +112,7 @@ export async function* embeddingBatches(
     const usable = part.filter((i) => !source.isBad(i));
     if (usable.length === 0) continue;
     if (usable.every((i) => cache.has(source.key(i)))) {
-      yield { xs: cache.gather(usable.map((i) => source.key(i))), ys: oneHot(usable.map((i) => source.label(i)), classCount), size: usable.length };
+      yield { xs: cache.gather(usable.map((i) => source.key(i))), ys: oneHot(usable.map((i) => source.label(i)), classCount), size: usable.length, indices: usable };
       continue;
     }
     const images = await source.load(usable);
@@ -127,6 +127,6 @@ export async function* embeddingBatches(
       images.xs.dispose();
     }
     cache.put(images.indices.map((i) => source.key(i)), features);
-    yield { xs: features, ys: images.ys, size: images.size };
+    yield { xs: features, ys: images.ys, size: images.size, indices: images.indices };
   }
 }
