@@ -263,7 +263,7 @@ export class CompareView {
           sim
             ? `Similarity: linear CKA over ${sim.images} image${sim.images === 1 ? '' : 's'}${sim.folder ? ` from ${sim.folder.split(/[\\/]/).pop()}` : ''}${sim.found > sim.images ? ` (of ${sim.found})` : ''}`
             : this.imageSet
-              ? `Similarity: linear CKA over up to ${MAX_IMAGES} images from ${this.imageSet.split(/[\\/]/).pop()}`
+              ? `Similarity: linear CKA over up to ${MAX_IMAGES} images from ${this.imageSet.startsWith("the fine-tune's") ? this.imageSet : this.imageSet.split(/[\\/]/).pop()}`
               : 'Similarity: pick a folder of images',
         ),
         button('Images…', () => void this.changeImageSet(), { secondary: true, title: 'The folder of images the activation similarity is measured on' }),

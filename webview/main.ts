@@ -9,7 +9,7 @@
 import type { Colormap, InspectResult, LayerInfo } from '../src/protocol/inspect';
 import { trainableCounts } from '../src/protocol/freezePlan';
 import { formatCount, normalizationLabels, normalizations, type ModelSummary, type Normalization } from '../src/protocol/model';
-import type { HostEvent, InitState, ProbeState } from '../src/protocol/webviewApi';
+import type { HostEvent, InitState, ProbeState, TrainingSnapshot } from '../src/protocol/webviewApi';
 import { badge, button, dropdown, progressRing, registerComponents, setDropdown, tabs, textField } from './components/toolkit';
 import { append, clear, h } from './dom';
 import { FeatureMapsView, type MapsSettings } from './featureMaps';
@@ -20,6 +20,7 @@ import { TrainingView } from './training';
 import { LatentMapView, type LatentSettings } from './latentMap';
 import { CompareView, type CompareSaved } from './compare';
 import { rgbCanvas } from './canvas';
+import { showImage } from './imagePreview';
 
 interface SavedState {
   modelPath?: string;
@@ -32,6 +33,8 @@ interface SavedState {
   compare?: CompareSaved;
   /** The Compare tab's reference model: the host's serializer reads it after a reload. */
   reference?: string;
+  /** The Training tab's run (after a window reload the host has none). */
+  training?: TrainingSnapshot;
 }
 
 const saved = (vscode.getState() as SavedState | undefined) ?? {};
@@ -67,6 +70,7 @@ function persist(): void {
     latent: latentView.settings(),
     compare: compareView.saved(),
     reference: compareView.saved().reference,
+    training: training.snapshot(),
   };
   vscode.setState(s);
 }
@@ -97,6 +101,8 @@ const gradCam = new GradCamView((layerPath, classIndex) => host.call('gradCam', 
 const training = new TrainingView(
   () => void host.call('stopTraining', {}),
   () => host.call('augmentPreview', {}),
+  (id) => void host.call('runAction', { id }),
+  () => persist(),
 );
 const compareView = new CompareView(
   {
@@ -119,7 +125,7 @@ const latentView = new LatentMapView(
     neighbors: (index, k) => host.call('latentNeighbors', { index, k }),
     thumbnail: (index) => host.call('latentThumbnail', { index }),
     exportTsv: () => host.call('latentExport', {}),
-    openImage: (p) => void host.call('openImage', { path: p }),
+    openImage: (p) => void showImage(p),
     normalization: () => state.normalization,
     onSettings: () => persist(),
     focus: () => {
@@ -201,7 +207,7 @@ function renderSide(): void {
   if (state.inspectError) side.append(h('p', { class: 'error' }, state.inspectError));
   if (!r) return;
   const canvas = rgbCanvas(r.input.width, r.input.height, r.input.rgb, { class: 'input-image', role: 'img', 'aria-label': 'Input image as the model sees it' });
-  canvas.addEventListener('click', () => void host.call('openImage', { path: r.imagePath }));
+  canvas.addEventListener('click', () => void showImage(r.imagePath));
   side.append(canvas, h('div', { class: 'muted' }, `${r.ms} ms · ${r.layers.length} layers`), probeEl);
   renderProbe();
   const list = h('ol', { class: 'predictions', 'aria-label': 'Top predictions' });
@@ -354,7 +360,16 @@ function onEvent(e: HostEvent): void {
       latentView.show(e.datasetDir, e.layerPath);
       break;
     case 'trainStopped':
-      training.stopped(e.message);
+      training.stopped(e.status, e.message);
+      break;
+    case 'trainCard':
+      training.setCard(e.card);
+      break;
+    case 'augmentPreview':
+      training.setPreview(e.preview);
+      state.tab = 'training';
+      centerTabs.select('training');
+      persist();
       break;
     case 'compare':
       state.tab = 'compare';
@@ -394,6 +409,10 @@ async function start(): Promise<void> {
   state.normalizationSource = saved.normalization ? 'chosen here' : init.normalizationSource;
   state.imagePath = init.imagePath ?? saved.imagePath ?? null;
   state.trusted = init.workspaceTrusted;
+  // The Training tab: the host's record of the run (it survives the webview), else what this webview saved.
+  const run = await host.call('trainingState', {}).catch(() => null);
+  if (run) training.restore(run);
+  else if (saved.training) training.restore(saved.training);
   persist();
   renderAll();
   if (await compareView.init().catch(() => false)) state.tab = 'compare';

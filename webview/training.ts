@@ -3,18 +3,32 @@
  * the running batch loss faint behind), the epoch lines in the same words as
  * the output channel (one formatter serves both), a Stop button, and the
  * probe image's feature maps of the watched layer before training and after
- * the latest epoch (live maps).
+ * the latest epoch (live maps); when it ends, the results on the validation
+ * images and a result card with the actions the toast offered. The run is
+ * rebuilt from the host's record when the webview is (hidden and shown
+ * again), and from the webview's saved state after a window reload.
  */
-import { formatProgress, type EpochMetrics, type TrainProbe, type TrainProgress } from '../src/protocol/train';
+import { formatProgress, type EpochMetrics, type Evaluation, type TrainProbe, type TrainProgress } from '../src/protocol/train';
 import { mapsCanvas, rgbCanvas } from './canvas';
-import type { AugmentPreview } from '../src/protocol/webviewApi';
+import type { AugmentPreview, RunCard, TrainingSnapshot } from '../src/protocol/webviewApi';
 import { button } from './components/toolkit';
 import { clear, h, num } from './dom';
+import { evaluationView } from './evaluation';
+
+/** What the tab keeps in the webview's saved state (for a window reload): the run, thinned. */
+const SAVED_BATCHES = 600;
+const SAVED_MESSAGES = 400;
 
 export class TrainingView {
   readonly element = h('div', { class: 'training' });
   private points: EpochMetrics[] = [];
   private batches: { x: number; loss: number }[] = [];
+  /** Every message of the run but the batches (what a snapshot carries). */
+  private messages: TrainProgress[] = [];
+  private job: TrainingSnapshot['job'] = 'finetune';
+  private stoppedInfo: TrainingSnapshot['stopped'];
+  private card: RunCard | undefined;
+  private evaluation: Evaluation | undefined;
   private epochs = 0;
   private lines: string[] = [];
   private status = '';
@@ -29,6 +43,9 @@ export class TrainingView {
   constructor(
     private readonly stop: () => void,
     private readonly loadPreview: () => Promise<AugmentPreview>,
+    private readonly runAction: (id: string) => void,
+    /** After every change, for the webview's saved state. */
+    private readonly onChange: () => void = () => undefined,
   ) {
     this.render();
     new ResizeObserver(() => {
@@ -65,17 +82,78 @@ export class TrainingView {
     return section;
   }
 
+  /** Augmented samples sent by the Fine-Tune form (its settings, not the recipe's). */
+  setPreview(preview: AugmentPreview): void {
+    this.preview = preview;
+    this.render();
+  }
+
+  /** The result card of the finished job (kept until the next run). */
+  setCard(card: RunCard): void {
+    this.card = card;
+    this.render();
+    this.onChange();
+  }
+
+  /** Draws a run from a snapshot (the host's record, or the webview's saved state). */
+  restore(snap: TrainingSnapshot): void {
+    this.reset();
+    this.job = snap.job;
+    for (const p of snap.progress) this.ingest(p);
+    this.batches = snap.batches.map(([x, loss]) => ({ x, loss }));
+    this.running = snap.running;
+    if (snap.stopped) this.applyStopped(snap.stopped);
+    this.card = snap.card;
+    this.render();
+  }
+
+  /** The run as the webview's saved state keeps it. */
+  snapshot(): TrainingSnapshot | undefined {
+    if (this.messages.length === 0 && !this.card) return undefined;
+    const step = Math.max(1, Math.ceil(this.batches.length / SAVED_BATCHES));
+    return {
+      job: this.job,
+      progress: this.messages.slice(-SAVED_MESSAGES),
+      batches: this.batches.filter((_, i) => i % step === 0).map((b) => [b.x, b.loss]),
+      // A run cannot survive a window reload: the worker went with the window.
+      running: false,
+      ...(this.stoppedInfo ? { stopped: this.stoppedInfo } : this.running ? { stopped: { status: 'cancelled' as const, message: 'The window was reloaded during this run, which stopped it; nothing was saved.' } } : {}),
+      ...(this.card ? { card: this.card } : {}),
+    };
+  }
+
+  private reset(): void {
+    this.points = [];
+    this.batches = [];
+    this.messages = [];
+    this.lines = [];
+    this.running = false;
+    this.probeFirst = undefined;
+    this.probeLast = undefined;
+    this.stoppedInfo = undefined;
+    this.card = undefined;
+    this.evaluation = undefined;
+    this.status = '';
+  }
+
   onProgress(p: TrainProgress): void {
+    if (p.type === 'start') {
+      this.reset();
+      this.job = p.job ?? 'finetune';
+    }
+    this.ingest(p);
+    this.render();
+    if (p.type !== 'batch') this.onChange();
+  }
+
+  /** Takes one message into the state, without drawing. */
+  private ingest(p: TrainProgress): void {
+    if (p.type !== 'batch') this.messages.push(p);
     switch (p.type) {
       case 'start':
-        this.points = [];
-        this.batches = [];
         this.epochs = p.epochs;
-        this.lines = [];
         this.running = true;
-        this.probeFirst = undefined;
-        this.probeLast = undefined;
-        this.status = `Training ${p.trainSize} images in ${p.classes.length} classes…`;
+        this.status = p.job === 'pretext' ? `Rotation pretext on ${p.trainSize / 4} images, ${p.trainableParams.toLocaleString('en-US')} params training…` : `Training ${p.trainSize} images in ${p.classes.length} classes, ${p.trainableParams.toLocaleString('en-US')} params…`;
         break;
       case 'batch':
         this.batches.push({ x: p.epoch - 1 + p.batch / Math.max(1, p.batches), loss: p.loss });
@@ -92,31 +170,50 @@ export class TrainingView {
         break;
       case 'end':
         this.running = false;
+        this.evaluation = p.evaluation;
         break;
     }
     const lines = formatProgress(p);
     this.lines.push(...lines);
     if (lines.length > 0 && p.type !== 'start') this.status = lines[lines.length - 1];
-    this.render();
   }
 
-  stopped(message: string): void {
-    this.running = false;
-    this.status = message;
-    this.lines.push(message);
+  stopped(status: 'cancelled' | 'failed', message: string): void {
+    this.applyStopped({ status, message });
     this.render();
+    this.onChange();
+  }
+
+  private applyStopped(s: NonNullable<TrainingSnapshot['stopped']>): void {
+    this.running = false;
+    this.stoppedInfo = s;
+    this.status = s.message;
+    this.lines.push(s.message);
+  }
+
+  private cardSection(): HTMLElement | null {
+    const c = this.card;
+    if (!c) return null;
+    const actions = h('div', { class: 'card-actions' });
+    for (const a of c.actions) actions.append(button(a.label, () => this.runAction(a.id), { secondary: a !== c.actions[0], title: a.label }));
+    return h('section', { class: 'result-card', 'aria-label': 'Result' }, h('strong', {}, c.title), ...c.lines.map((l) => h('p', {}, l)), actions);
   }
 
   private render(): void {
     clear(this.element);
     this.element.append(this.previewSection());
+    const card = this.cardSection();
     if (!this.running && this.points.length === 0 && this.lines.length === 0) {
-      this.element.append(h('p', { class: 'empty' }, 'No training run yet. Start one with “Layer Lens: Fine-Tune…” from the command palette; its progress appears here live.'));
+      if (card) this.element.append(card);
+      else this.element.append(h('p', { class: 'empty' }, 'No training run yet. Start one with “Layer Lens: Fine-Tune…” from the command palette; its progress appears here live.'));
       return;
     }
+    const title = this.job === 'pretext' ? 'Rotation pretext' : 'Fine-tune';
     this.element.append(
-      h('div', { class: 'train-bar' }, h('span', { class: 'train-status', 'aria-live': 'polite' }, this.status), this.running ? button('Stop', this.stop, { secondary: true, title: 'Stop training (nothing is saved)' }) : null),
+      h('div', { class: 'train-bar' }, h('strong', { class: 'train-job' }, title), h('span', { class: 'train-status', 'aria-live': 'polite' }, this.status), this.running ? button('Stop', this.stop, { secondary: true, title: 'Stop training (nothing is saved)' }) : null),
+      card ?? '',
       this.chart,
+      this.evaluation ? evaluationView(this.evaluation) : '',
       this.liveMaps(),
       h('pre', { class: 'epoch-log' }, this.lines.join('\n')),
     );
@@ -128,7 +225,8 @@ export class TrainingView {
     const first = this.probeFirst;
     const last = this.probeLast;
     if (!last) {
-      if (this.running) box.append(h('p', { class: 'muted' }, 'Live maps: pick an image and a layer in the inspector (or pin them with “Pin as probe”) before starting a fine-tune to watch its feature maps change here after every epoch.'));
+      // The rotation pretext has no live maps; a fine-tune that got no probe had no image picked.
+      if (this.running && this.job === 'finetune') box.append(h('p', { class: 'muted' }, 'Live maps: pick an image in the inspector (and a layer, or pin them with “Pin as probe”) before starting a fine-tune to watch its feature maps change here after every epoch.'));
       return box;
     }
     const name = last.imagePath.split(/[\\/]/).pop() ?? last.imagePath;

@@ -52,14 +52,24 @@ async function advise(deps: CommandDeps, arg?: unknown, folderArgument?: unknown
     log.warn(`Could not show the advisor's report as a preview (${e instanceof Error ? e.message : String(e)}); it is in the log.`);
   }
   const apply = report.plan.length > 0 ? `Apply: Freeze Up To ${report.planUpTo}` : 'Apply: Unfreeze All';
-  const choice = await vscode.window.showInformationMessage(`${recommendationLabel(report.advice.recommendation)} (similarity ${report.similarity.toFixed(2)}, smallest class ${Math.min(...report.classes.map((c) => c.images))} images).`, apply, 'Show Log');
-  if (choice === apply) {
+  const applyPlan = async () => {
     try {
       await recipes.setPlan(model, report.plan);
       log.info(`Advisor's freeze plan applied to ${rel(model.fsPath)}: ${report.plan.length ? report.plan.join(', ') : 'nothing frozen'}${report.advice.learningRateFactor !== 1 ? `; set finetune.learningRate to ${report.learningRate.suggested} in layerlens.json` : ''}`);
     } catch (e) {
       void vscode.window.showErrorMessage(`Layer Lens could not apply the freeze plan: ${e instanceof Error ? e.message : String(e)}`);
     }
-  } else if (choice === 'Show Log') channel.show(true);
+  };
+  const verdict = `${recommendationLabel(report.advice.recommendation)} (similarity ${report.similarity.toFixed(2)}, smallest class ${Math.min(...report.classes.map((c) => c.images))} images).`;
+  // The toast goes after a few seconds; the Training tab keeps the same actions.
+  const actions = [
+    { id: 'apply', label: apply, run: () => void applyPlan() },
+    { id: 'report', label: 'Show Report', run: () => void vscode.commands.executeCommand('markdown.showPreview', vscode.Uri.file(file)) },
+    { id: 'log', label: 'Show Log', run: () => channel.show(true) },
+  ];
+  deps.runs.setCard(model, `Advice for ${path.basename(folder.fsPath)}`, [verdict], actions);
+  const choice = await vscode.window.showInformationMessage(verdict, apply, 'Show Log');
+  if (choice === apply) await applyPlan();
+  else if (choice === 'Show Log') channel.show(true);
   return report.plan;
 }

@@ -17,10 +17,18 @@ export interface CommandDeps extends InspectorDeps {
   channel: vscode.LogOutputChannel;
 }
 
+/** A model given as an argument: a Uri, a path, or a Models view node. */
+export function modelUriArg(arg: unknown): vscode.Uri | undefined {
+  if (arg instanceof vscode.Uri) return arg;
+  if (typeof arg === 'string' && arg.length > 0) return vscode.Uri.file(arg);
+  if (arg && typeof arg === 'object' && 'uri' in arg && (arg as ModelNode).uri instanceof vscode.Uri) return (arg as ModelNode).uri;
+  return undefined;
+}
+
 /** The model a command is about: its argument, else the active inspector, else a quick pick. */
 export async function resolveModel(registry: ModelRegistry, arg: unknown, placeHolder = 'Pick a model', preferActive = true): Promise<vscode.Uri | undefined> {
-  if (arg instanceof vscode.Uri) return arg;
-  if (arg && typeof arg === 'object' && 'uri' in arg && (arg as ModelNode).uri instanceof vscode.Uri) return (arg as ModelNode).uri;
+  const given = arg instanceof vscode.Uri || (arg && typeof arg === 'object') ? modelUriArg(arg) : undefined;
+  if (given) return given;
   const active = preferActive ? InspectorPanel.active() : undefined;
   if (active) return active.modelUri;
   const models = await registry.list();

@@ -46,9 +46,13 @@ async function pretrain(deps: CommandDeps, arg?: unknown, folderArgument?: unkno
   const acc = `rotation accuracy ${(result.acc * 100).toFixed(1)}%${result.valAcc !== undefined ? ` (held out ${(result.valAcc * 100).toFixed(1)}%)` : ''}`;
   log.info(`Pretrained backbone (up to ${result.cutLayer}) saved to ${rel(result.outputPath)}; ${acc}. Fine-tune it with its backbone frozen to use it.`);
   const out = vscode.Uri.file(path.join(result.outputPath, 'model.json'));
-  void vscode.window.showInformationMessage(`Pretrained ${summary.name} on ${result.images} unlabelled images (${acc}); saved ${rel(result.outputPath)}.`, 'Inspect', 'Fine-Tune…').then((c) => {
-    if (c === 'Inspect') void vscode.commands.executeCommand('layerLens.inspectModel', out);
-    else if (c === 'Fine-Tune…') void vscode.commands.executeCommand('layerLens.finetune', out);
+  const actions = [
+    { id: 'inspect', label: 'Inspect', run: () => void vscode.commands.executeCommand('layerLens.inspectModel', out) },
+    { id: 'finetune', label: 'Fine-Tune…', run: () => void vscode.commands.executeCommand('layerLens.finetune', out) },
+  ];
+  runs.setCard(model, `Pretrained ${summary.name} saved to ${rel(result.outputPath)}`, [`Rotation accuracy ${acc.replace(/^rotation accuracy /, '')} on ${result.images} unlabelled images. Fine-tune it with its backbone frozen to use what it learned.`], actions, 'pretext');
+  void vscode.window.showInformationMessage(`Pretrained ${summary.name} on ${result.images} unlabelled images (${acc}); saved ${rel(result.outputPath)}.`, ...actions.map((a) => a.label)).then((c) => {
+    actions.find((a) => a.label === c)?.run();
   });
   return result.outputPath;
 }

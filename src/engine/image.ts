@@ -467,3 +467,11 @@ export function encodePng(width: number, height: number, pixels: Uint8Array, cha
   const out = PNG.sync.write(png, { colorType: channels === 4 ? 6 : 2, inputColorType: channels === 4 ? 6 : 2, inputHasAlpha: channels === 4 });
   return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
 }
+
+/** A PNG data URL of an image file, at most `size` pixels on its longer side (thumbnails in the inspector). */
+export async function imageThumbnail(file: string, size: number, name = file): Promise<string> {
+  const img = decodeImage(await fs.promises.readFile(file), name);
+  const scale = Math.min(1, size / Math.max(img.width, img.height));
+  const small = resizeImage(img, Math.max(1, Math.round(img.height * scale)), Math.max(1, Math.round(img.width * scale)));
+  return `data:image/png;base64,${Buffer.from(encodePng(small.width, small.height, small.data, 3)).toString('base64')}`;
+}

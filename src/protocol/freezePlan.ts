@@ -229,3 +229,28 @@ export function trainableCounts(rows: readonly LayerRow[], frozen: readonly stri
   }
   return { trainable, total };
 }
+
+/**
+ * Whether training can change `path`'s output: some layer with weights at or
+ * before it (in the layer table's order) is not frozen. A frozen prefix's
+ * maps stay as they were, so live maps of it show nothing happening.
+ */
+export function outputCanChange(rows: readonly LayerRow[], frozen: readonly string[], path: string): boolean {
+  const off = frozenPaths(rows, frozen);
+  for (const r of rows) {
+    if (!r.isContainer && r.params > 0 && !off.has(r.path)) return true;
+    if (r.path === path) return false;
+  }
+  return false;
+}
+
+/** The first layer with spatial maps that training can change (live maps' default), if any. */
+export function firstChangingMapLayer(rows: readonly LayerRow[], frozen: readonly string[]): string | undefined {
+  const off = frozenPaths(rows, frozen);
+  let training = false;
+  for (const r of rows) {
+    if (!r.isContainer && r.params > 0 && !off.has(r.path)) training = true;
+    if (training && !r.isContainer && r.outputShape.length === 4) return r.path;
+  }
+  return undefined;
+}

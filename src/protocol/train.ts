@@ -35,6 +35,8 @@ export interface ClassCount {
 
 export interface TrainStart {
   type: 'start';
+  /** Which job (absent: a fine-tune). */
+  job?: 'finetune' | 'pretext';
   modelPath: string;
   datasetDir: string;
   classes: ClassCount[];
@@ -216,6 +218,8 @@ export interface FinetuneResult {
   skipped: SkippedFile[];
   embeddingCache: boolean;
   seconds: number;
+  /** The saved model on the validation images (as TrainEnd.evaluation). */
+  evaluation?: Evaluation;
 }
 
 /** 46 -> "0:46", 3725 -> "1:02:05"; unknown -> "?". */
@@ -272,7 +276,7 @@ export function formatStartLines(p: TrainStart): string[] {
   const classes = `${p.classes.length} classes (${nameList(p.classes.map((c) => `${c.name} ${c.images}`), 12)} images)`;
   const val = p.valSize > 0 ? `val ${Math.round(p.validationFraction * 100)}% seeded ${p.seed}` : `no validation set, seed ${p.seed}`;
   const lines = [
-    `Fine-tune: ${classes}, ${val}, augment ${p.augment}`,
+    p.job === 'pretext' ? `Rotation pretext: ${p.trainSize / 4} unlabelled images, each turned 0/90/180/270 degrees, ${val}` : `Fine-tune: ${classes}, ${val}, augment ${p.augment}`,
     `Data: ${count(p.trainSize)} train / ${count(p.valSize)} val images at ${p.imageSize[0]}x${p.imageSize[1]} (${p.normalization}); ${p.epochs} epochs of ${p.batchesPerEpoch} batches of ${p.batchSize}; ${p.optimizer} lr ${p.learningRate}${(p.threads ?? 1) > 1 ? `; ${p.threads} threads` : ''}`,
   ];
   lines.push(

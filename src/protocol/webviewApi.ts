@@ -23,6 +23,7 @@ export const webviewRequestSchemas = {
   setFrozen: z.object({ paths: z.array(z.string().min(1).max(4096)).max(100000), frozen: z.boolean() }).strict(),
   exportPng: z.object({ fileName: z.string().min(1).max(255), png: z.instanceof(Uint8Array) }).strict(),
   openImage: z.object({ path: z.string().min(1).max(4096) }).strict(),
+  imageThumbnail: z.object({ path: z.string().min(1).max(4096), size: z.number().int().min(16).max(1024) }).strict(),
   stopTraining: z.object({}).strict(),
   augmentPreview: z.object({}).strict(),
   // Latent tab: the folder comes from a host dialog (or the Compute Embeddings command); the host accepts only a folder it handed out or one inside the workspace.
@@ -39,6 +40,9 @@ export const webviewRequestSchemas = {
   compare: z.object({ normalization: normalizationSchema }).strict(),
   compareMaps: z.object({ layerPath: z.string().min(1).max(4096), maxSize: z.number().int().min(8).max(4096) }).strict(),
   compareSimilarity: z.object({ normalization: normalizationSchema, maxImages: z.number().int().min(2).max(256) }).strict(),
+  // Training tab: the model's current or last run (it survives the webview being rebuilt), and its result card's actions by id.
+  trainingState: z.object({}).strict(),
+  runAction: z.object({ id: z.string().min(1).max(64) }).strict(),
   /** The probe of the next fine-tune: the current image and this layer; `pinned` keeps it when the selection changes. */
   setProbe: z.object({ layerPath: z.string().min(1).max(4096).nullable(), pinned: z.boolean() }).strict(),
 } as const;
@@ -88,7 +92,10 @@ export interface WebviewApi {
   gradCam: { params: z.infer<(typeof webviewRequestSchemas)['gradCam']>; result: GradCamResult; progress: never };
   setFrozen: { params: z.infer<(typeof webviewRequestSchemas)['setFrozen']>; result: void; progress: never };
   exportPng: { params: z.infer<(typeof webviewRequestSchemas)['exportPng']>; result: string | null; progress: never };
-  openImage: { params: z.infer<(typeof webviewRequestSchemas)['openImage']>; result: void; progress: never };
+  /** 'opened' in another editor group, 'preview': there is none, so the webview shows it (the inspector is never split). */
+  openImage: { params: z.infer<(typeof webviewRequestSchemas)['openImage']>; result: 'opened' | 'preview' | 'refused'; progress: never };
+  /** A PNG data URL of an image of the workspace or the model's folder. */
+  imageThumbnail: { params: z.infer<(typeof webviewRequestSchemas)['imageThumbnail']>; result: string; progress: never };
   stopTraining: { params: z.infer<(typeof webviewRequestSchemas)['stopTraining']>; result: void; progress: never };
   augmentPreview: { params: z.infer<(typeof webviewRequestSchemas)['augmentPreview']>; result: AugmentPreview; progress: never };
   latentState: { params: z.infer<(typeof webviewRequestSchemas)['latentState']>; result: LatentState; progress: never };
@@ -104,6 +111,27 @@ export interface WebviewApi {
   compareMaps: { params: z.infer<(typeof webviewRequestSchemas)['compareMaps']>; result: CompareMaps; progress: never };
   compareSimilarity: { params: z.infer<(typeof webviewRequestSchemas)['compareSimilarity']>; result: SimilarityResult; progress: SimilarityProgress };
   setProbe: { params: z.infer<(typeof webviewRequestSchemas)['setProbe']>; result: ProbeState | null; progress: never };
+  trainingState: { params: z.infer<(typeof webviewRequestSchemas)['trainingState']>; result: TrainingSnapshot | null; progress: never };
+  runAction: { params: z.infer<(typeof webviewRequestSchemas)['runAction']>; result: void; progress: never };
+}
+
+/** What a finished job offers (the toast's actions, kept on the Training tab until the next run). */
+export interface RunCard {
+  title: string;
+  lines: string[];
+  actions: { id: string; label: string }[];
+}
+
+/** A model's current or last training run, as the Training tab draws it. */
+export interface TrainingSnapshot {
+  job: 'finetune' | 'pretext';
+  /** Every message but the batches, paths as the workspace names them. */
+  progress: TrainProgress[];
+  /** [epoch + fraction, running loss] of the batches (thinned on long runs). */
+  batches: [number, number][];
+  running: boolean;
+  stopped?: { status: 'cancelled' | 'failed'; message: string };
+  card?: RunCard;
 }
 
 /** The model the Compare tab compares this one with (A, the reference). */
@@ -149,7 +177,11 @@ export type HostEvent =
   /** Embeddings of this folder were computed (Layer Lens: Compute Embeddings…): the Latent tab shows their map. */
   | { type: 'latent'; datasetDir: string; layerPath: string | null }
   /** A run ended without a TrainEnd: cancelled or failed (nothing was saved). */
-  | { type: 'trainStopped'; status: 'cancelled' | 'failed'; message: string };
+  | { type: 'trainStopped'; status: 'cancelled' | 'failed'; message: string }
+  /** What the finished job offers (its toast's actions), on the Training tab's result card. */
+  | { type: 'trainCard'; card: RunCard }
+  /** Augmented samples with the settings the Fine-Tune form is about to start with. */
+  | { type: 'augmentPreview'; preview: AugmentPreview };
 
 export interface EventMessage {
   kind: 'event';

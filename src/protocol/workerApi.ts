@@ -67,6 +67,8 @@ export interface WorkerApi {
   latentMap: { params: EmbedParams & { method: ProjectionMethod; seed?: number }; result: LatentMap; progress: EmbedProgress };
   latentNeighbors: { params: { setId: string; index: number; k: number }; result: Neighbor[]; progress: never };
   latentThumbnail: { params: { setId: string; index: number; size: number }; result: Thumbnail; progress: never };
+  /** A PNG data URL of an image file, at most `size` px on its longer side. */
+  imageThumbnail: { params: { path: string; size: number }; result: string; progress: never };
   exportProjector: { params: { setId: string; dir: string }; result: TsvExport; progress: never };
   advise: { params: { modelPath: string; datasetDir: string; learningRate: number; seed: number; normalization?: Normalization }; result: AdvisorReport; progress: EmbedProgress };
   pretrainRotation: { params: { modelPath: string; imagesDir: string; settings?: Partial<PretextSettings>; outDir?: string; memoryLimitMB?: number }; result: PretextResult; progress: TrainProgress };

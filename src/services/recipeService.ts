@@ -121,6 +121,21 @@ export class RecipeService implements vscode.Disposable {
     this.changed.fire(uri);
   }
 
+  /** Writes a whole recipe (the Fine-Tune form's "Save to layerlens.json"): the plan and the settings. */
+  async save(uri: vscode.Uri, next: Recipe): Promise<void> {
+    if (!vscode.workspace.isTrusted) throw new Error('this workspace is not trusted, so Layer Lens does not write layerlens.json.');
+    const recipe = await this.recipe(uri);
+    if (JSON.stringify(recipe.freeze) !== JSON.stringify(next.freeze)) {
+      const stack = this.undoStacks.get(uri.fsPath) ?? [];
+      stack.push(recipe.freeze);
+      if (stack.length > undoDepth) stack.shift();
+      this.undoStacks.set(uri.fsPath, stack);
+    }
+    await writeRecipe(uri.fsPath, next);
+    this.recipes.set(uri.fsPath, next);
+    this.changed.fire(uri);
+  }
+
   async setFrozen(uri: vscode.Uri, paths: string[], frozen: boolean): Promise<void> {
     const rows = this.rows(uri) ?? (await this.registry.summary(uri)).layers;
     let plan = await this.frozen(uri);

@@ -11,7 +11,8 @@ import type { EngineClient } from '../engineClient';
 import type { Logger } from '../logger';
 import type { PretextResult } from '../protocol/pretext';
 import type { FinetuneSettings } from '../protocol/recipe';
-import { formatBatchLine, formatProgress, withShownPaths, type FinetuneResult, type TrainProgress } from '../protocol/train';
+import { augmentSummary, formatBatchLine, formatProgress, withShownPaths, type FinetuneResult, type TrainProgress } from '../protocol/train';
+import type { AugmentPreview, RunCard, TrainingSnapshot } from '../protocol/webviewApi';
 import type { ModelRegistry } from './modelRegistry';
 import { ProgressRuns, type RunProgress } from './progressRuns';
 
@@ -24,6 +25,27 @@ export interface TrainStoppedEvent {
   model: vscode.Uri;
   status: 'cancelled' | 'failed';
   message: string;
+}
+
+export interface TrainCardEvent {
+  model: vscode.Uri;
+  card: RunCard;
+}
+
+/** A result card's action: its label, and what it does (run on the host; the webview only names it by id). */
+export interface CardAction {
+  id: string;
+  label: string;
+  run: () => void;
+}
+
+/** Batch points kept per run for the chart; a longer run keeps every other one. */
+const MAX_BATCH_POINTS = 2000;
+
+/** A model's current or last run, kept so that a Training tab rebuilt (hidden and shown, reopened) draws it again. */
+interface RunRecord {
+  snapshot: TrainingSnapshot;
+  actions: CardAction[];
 }
 
 export interface FinetuneRequest {
@@ -59,8 +81,15 @@ export class TrainingRuns implements vscode.Disposable {
   private readonly running = new Map<string, AbortController>();
   private readonly progressed = new vscode.EventEmitter<TrainProgressEvent>();
   private readonly stopped = new vscode.EventEmitter<TrainStoppedEvent>();
+  private readonly carded = new vscode.EventEmitter<TrainCardEvent>();
   readonly onProgress = this.progressed.event;
   readonly onStopped = this.stopped.event;
+  /** A finished job's result card (its toast's actions), for the Training tab. */
+  readonly onCard = this.carded.event;
+  private readonly previewed = new vscode.EventEmitter<{ model: vscode.Uri; preview: AugmentPreview }>();
+  /** Augmented samples for the settings a Fine-Tune form is about to start with, for the Training tab. */
+  readonly onAugmentPreview = this.previewed.event;
+  private readonly records = new Map<string, RunRecord>();
   private readonly runs: ProgressRuns;
 
   constructor(
@@ -80,6 +109,70 @@ export class TrainingRuns implements vscode.Disposable {
     this.running.get(model.fsPath)?.abort();
   }
 
+  /** The model's current or last run, for a Training tab that was rebuilt. */
+  snapshot(model: vscode.Uri): TrainingSnapshot | null {
+    return this.records.get(model.fsPath)?.snapshot ?? null;
+  }
+
+  /**
+   * The result card of a finished job (fine-tune, pretext, the advisor): the
+   * actions its toast offers, kept on the Training tab until the next run.
+   */
+  setCard(model: vscode.Uri, title: string, lines: string[], actions: CardAction[], job: TrainingSnapshot['job'] = 'finetune'): void {
+    let record = this.records.get(model.fsPath);
+    if (!record) {
+      record = { snapshot: { job, progress: [], batches: [], running: false }, actions: [] };
+      this.records.set(model.fsPath, record);
+    }
+    const card: RunCard = { title, lines, actions: actions.map(({ id, label }) => ({ id, label })) };
+    record.snapshot.card = card;
+    record.actions = actions;
+    this.carded.fire({ model, card });
+  }
+
+  /** Eight augmented samples of `imagePath` with these settings, seeded as training does, at the model's input size (at most 256). */
+  async previewAugmentations(model: vscode.Uri, imagePath: string, settings: FinetuneSettings): Promise<AugmentPreview> {
+    const summary = await this.registry.summary(model);
+    const [, h, w] = summary.inputShape;
+    const size = settings.imageSize ?? [typeof h === 'number' && h > 0 ? h : 128, typeof w === 'number' && w > 0 ? w : 128];
+    const out = await this.engine.call('augmentPreview', { imagePath, settings: settings.augment, n: 8, seed: settings.seed, height: Math.min(size[0], 256), width: Math.min(size[1], 256) });
+    return { summary: augmentSummary(settings.augment), ...out };
+  }
+
+  /** Shows augmented samples on the model's Training tab (the Fine-Tune form's Preview). */
+  showAugmentPreview(model: vscode.Uri, preview: AugmentPreview): void {
+    this.previewed.fire({ model, preview });
+  }
+
+  /** Runs a result card's action by id (from the Training tab); unknown ids are refused. */
+  runAction(model: vscode.Uri, id: string): void {
+    const action = this.records.get(model.fsPath)?.actions.find((a) => a.id === id);
+    if (!action) throw new Error(`there is no "${id}" on this model's result card any more`);
+    action.run();
+  }
+
+  /** Starts a new record: the previous run's card and chart go. */
+  private begin(model: vscode.Uri, job: TrainingSnapshot['job']): void {
+    this.records.set(model.fsPath, { snapshot: { job, progress: [], batches: [], running: true }, actions: [] });
+  }
+
+  private record(model: vscode.Uri, p: TrainProgress): void {
+    const snap = this.records.get(model.fsPath)?.snapshot;
+    if (!snap) return;
+    if (p.type === 'batch') {
+      snap.batches.push([p.epoch - 1 + p.batch / Math.max(1, p.batches), p.loss]);
+      if (snap.batches.length > MAX_BATCH_POINTS) snap.batches = snap.batches.filter((_, i) => i % 2 === 0);
+      return;
+    }
+    if (p.type === 'probe') {
+      // The first probe (before training) and the latest one are what the tab shows.
+      const probes = snap.progress.filter((q) => q.type === 'probe');
+      if (probes.length >= 2) snap.progress.splice(snap.progress.indexOf(probes[probes.length - 1]), 1);
+    }
+    snap.progress.push(p);
+    if (p.type === 'end') snap.running = false;
+  }
+
   /** Fine-tunes in the worker; the result, or undefined when cancelled or failed (already reported). */
   async finetune(r: FinetuneRequest): Promise<FinetuneResult | undefined> {
     this.log.info(`Fine-tune of ${rel(r.model.fsPath)} on ${rel(r.dataset.fsPath)} started`);
@@ -94,6 +187,7 @@ export class TrainingRuns implements vscode.Disposable {
         r.model,
         {
           title: `Fine-tuning ${r.name}`,
+          job: 'finetune',
           cancelledMessage: 'Fine-tuning was cancelled; nothing was saved and the model is unchanged.',
           failedMessage: (reason) => `Fine-tuning failed: ${reason}`,
         },
@@ -102,7 +196,7 @@ export class TrainingRuns implements vscode.Disposable {
           let lastBatchLog = 0;
           const onProgress = (p: TrainProgress) => {
             const t0 = performance.now();
-            this.publish(r.model, p, (line) => line);
+            this.publish(r.model, p);
             report(p);
             // Batch lines are throttled by the engine; a few per second reach the log at most.
             if (p.type === 'batch' && Date.now() - lastBatchLog > 2000) {
@@ -120,7 +214,8 @@ export class TrainingRuns implements vscode.Disposable {
         },
       );
       if (!result) return undefined;
-      this.log.info(
+      // A developer's measurement (scripts/benchHostLoop.ts reads it), not the user's news.
+      this.log.debug(
         `Extension host event loop during the run: max delay ${(loop.max / 1e6).toFixed(0)} ms, p99 ${(loop.percentile(99) / 1e6).toFixed(0)} ms, mean ${(loop.mean / 1e6).toFixed(1)} ms over ${((performance.now() - started) / 1000).toFixed(1)} s (${messages} progress messages, each handled in at most ${handlerMax.toFixed(1)} ms)`,
       );
       return result;
@@ -134,7 +229,7 @@ export class TrainingRuns implements vscode.Disposable {
     this.log.info(`Rotation pretext pretraining of ${rel(r.model.fsPath)} on ${rel(r.images.fsPath)} started`);
     return this.track(
       r.model,
-      { title: `Rotation pretext: ${r.name}`, stoppedMessage: 'Pretraining stopped; nothing was saved.' },
+      { title: `Rotation pretext: ${r.name}`, job: 'pretext', stoppedMessage: 'Pretraining stopped; nothing was saved.' },
       (signal, progress) =>
         this.engine.call(
           'pretrainRotation',
@@ -142,7 +237,7 @@ export class TrainingRuns implements vscode.Disposable {
           {
             signal,
             onProgress: (p: TrainProgress) => {
-              this.publish(r.model, p, (line) => line.replace(/^Fine-tune: /, 'Rotation pretext: '));
+              this.publish(r.model, p);
               if (p.type === 'batch') progress.report({ message: formatBatchLine(p) });
             },
           },
@@ -150,25 +245,34 @@ export class TrainingRuns implements vscode.Disposable {
     );
   }
 
-  /** One progress message: its lines to the log, the message to the panels. */
-  private publish(model: vscode.Uri, p: TrainProgress, line: (l: string) => string): void {
-    for (const l of formatProgress(p, rel)) this.log.info(line(l));
-    this.progressed.fire({ model, progress: withShownPaths(p, rel) });
+  /** One progress message: its lines to the log, the message to the panels and the run's record. */
+  private publish(model: vscode.Uri, p: TrainProgress): void {
+    for (const l of formatProgress(p, rel)) this.log.info(l);
+    const shown = withShownPaths(p, rel);
+    this.record(model, shown);
+    this.progressed.fire({ model, progress: shown });
   }
 
   /** Runs `work` as the model's training run: registered for stop(), holding the model, its end told to the panels. */
   private async track<T>(
     model: vscode.Uri,
-    o: { title: string; cancelledMessage?: string; failedMessage?: (reason: string) => string; stoppedMessage?: string },
+    o: { title: string; job: TrainingSnapshot['job']; cancelledMessage?: string; failedMessage?: (reason: string) => string; stoppedMessage?: string },
     work: (signal: AbortSignal, progress: RunProgress) => Promise<T>,
   ): Promise<T | undefined> {
     const controller = new AbortController();
     this.running.set(model.fsPath, controller);
+    this.begin(model, o.job);
     const hold = this.registry.hold(model);
     try {
       const outcome = await this.runs.run({ ...o, controller }, work);
       if (outcome.status === 'done') return outcome.value;
-      this.stopped.fire({ model, status: o.stoppedMessage ? 'cancelled' : outcome.status, message: o.stoppedMessage ?? outcome.message });
+      const stopped = { status: o.stoppedMessage ? ('cancelled' as const) : outcome.status, message: o.stoppedMessage ?? outcome.message };
+      const snap = this.records.get(model.fsPath)?.snapshot;
+      if (snap) {
+        snap.running = false;
+        snap.stopped = stopped;
+      }
+      this.stopped.fire({ model, ...stopped });
       return undefined;
     } finally {
       hold.dispose();
@@ -180,6 +284,8 @@ export class TrainingRuns implements vscode.Disposable {
     this.runs.dispose();
     this.progressed.dispose();
     this.stopped.dispose();
+    this.carded.dispose();
+    this.previewed.dispose();
   }
 }
 

@@ -14,7 +14,7 @@ import { listImageSet } from '../engine/compare/imageSet';
 import { LiveMapsProbe } from '../engine/compare/probe';
 import { Inspector } from '../engine/inspect/inspector';
 import { EngineSession } from '../engine/session';
-import { readImageFile, resizeImage } from '../engine/image';
+import { imageThumbnail, readImageFile, resizeImage } from '../engine/image';
 import { previewAugmentations } from '../engine/train/augment';
 import { finetune } from '../engine/train/finetune';
 import { pretrainRotation } from '../engine/train/pretext';
@@ -91,6 +91,7 @@ const handlers: Handlers<WorkerApi> = {
       onProgress: (p) => ctx.progress(p),
     });
   },
+  imageThumbnail: ({ path: file, size }) => imageThumbnail(file, size),
   augmentPreview: async ({ imagePath, settings, n, seed, height, width }, ctx) => {
     const img = resizeImage(await readImageFile(imagePath), height, width);
     const images = previewAugmentations(img, settings, n, seed).map((a) => a.data);

@@ -8,7 +8,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { describe } from 'node:test';
 import { REPO_ROOT, waitUntil } from './util';
-import { pickQuickItem, readOutputChannel, runCommand, waitForNotification } from './workbench';
+import { openFile, pickQuickItem, readOutputChannel, runCommand, waitForNotification } from './workbench';
 import { SLOW, TINY, TINY_TRAINABLE, escapeRegExp, sharedSession, modelsPane, treeRow, rowDescription, showModelsView, expand, inspectorFrame, text, waitForText, waitForCounts, assertGridDrawn, assertPredictions, runModelCommand, hashes, readmeScreenshot, assertCleanConsole } from './scenarios';
 
 describe('Layer Lens in VS Code, dark theme: a broken model, then fine-tuning', { timeout: 15 * 60_000 }, () => {
@@ -53,6 +53,8 @@ describe('Layer Lens in VS Code, dark theme: a broken model, then fine-tuning', 
     await runCommand(page, 'Layer Lens: Fine-Tune…');
     await pickQuickItem(page, 'tiny-cnn');
     await pickQuickItem(page, 'stripes');
+    // The form shows what will be used before anything trains; Start is the first item.
+    await pickQuickItem(page, 'Start training');
     const frame = await inspectorFrame(page);
     // The outcome, with its actions.
     const done = await waitForNotification(page, /Fine-tuned tiny-cnn saved to models\/tiny-cnn-finetuned-/, { timeout: 150_000 });
@@ -66,7 +68,32 @@ describe('Layer Lens in VS Code, dark theme: a broken model, then fine-tuning', 
     // Where it went, as the workspace names it (not an absolute path).
     assert.match(await text(frame.locator('.training .train-status')), /Saved models\/tiny-cnn-finetuned-\d{8}-\d{4}(-\d+)?\/$/);
     assert.equal(await frame.locator('.training canvas.chart').count(), 1, 'the loss/accuracy chart');
+    // The toast's actions stay on the result card; the results on the validation images are below.
+    const card = frame.locator('.training .result-card');
+    await waitForText(card, /Fine-tuned tiny-cnn saved to models\/tiny-cnn-finetuned-/);
+    for (const label of ['Inspect', 'Compare with original', 'Reveal in Explorer', 'Show Log']) assert.equal(await card.locator('vscode-button', { hasText: label }).count(), 1, `the card offers "${label}"`);
+    await waitForText(frame.locator('.training .evaluation h3'), /^Validation: \d+\/\d+ correct/);
+    const cells = frame.locator('.training .confusion .confusion-cell');
+    assert.equal(await cells.count(), 9, 'a 3 x 3 confusion matrix');
+    const counts = (await cells.allTextContents()).map(Number);
+    const busiest = counts.indexOf(Math.max(...counts));
+    await cells.nth(busiest).click();
+    await waitForText(frame.locator('.training .eval-cell-images h4'), new RegExp(`: ${counts[busiest]} images?$`));
+    await waitUntil('the cell\'s thumbnails to load', async () => ((await frame.locator('.training .eval-cell-images img.eval-thumb[src^="data:image/png"]').count()) === Math.min(counts[busiest], 48) ? true : undefined), SLOW);
     await session.screenshot('dark-4a-training-tab');
+
+    // The run stays when its panel is hidden and shown again (the webview is rebuilt).
+    await openFile(page, 'data/stripes/checker/checker-000.png');
+    await page.locator('.editor-group-container .tab', { hasText: 'tiny-cnn' }).first().click();
+    const again = await inspectorFrame(page);
+    await waitForText(again.locator('.training .epoch-log'), /Epoch 2\/2/);
+    await waitForText(again.locator('.training .result-card'), /Fine-tuned tiny-cnn saved to/);
+    assert.equal(await again.locator('.training .confusion .confusion-cell').count(), 9, 'the results come back with the run');
+
+    // "Compare with original": the original is A, the fine-tuned copy B.
+    await again.locator('.training .result-card vscode-button', { hasText: 'Compare with original' }).click();
+    const cmp = await inspectorFrame(page, '.cmp-head');
+    await waitForText(cmp.locator('.cmp-head .cmp-ab').first(), /^A tiny-cnn$/);
 
     // A new model folder next to the source; the source is byte for byte what it was.
     const outputs = (await fs.readdir(modelsDir)).filter((n) => /^tiny-cnn-finetuned-\d{8}-\d{4}(-\d+)?$/.test(n));

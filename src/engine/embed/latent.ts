@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import { EngineError } from '../errors';
-import { decodeImage, encodePng, resizeImage } from '../image';
+import { imageThumbnail } from '../image';
 import type { LoadedModel } from '../model';
 import type { AdvisorReport } from '../../protocol/advise';
 import { adviseFreeze } from './advisorRule';
@@ -91,11 +91,7 @@ function checkIndex(set: HeldSet, index: number): void {
 export async function thumbnail(set: HeldSet, index: number, size: number): Promise<Thumbnail> {
   checkIndex(set, index);
   const im = set.images[index];
-  const img = decodeImage(await fs.promises.readFile(im.file), im.rel);
-  const scale = Math.min(1, size / Math.max(img.width, img.height));
-  const small = resizeImage(img, Math.max(1, Math.round(img.height * scale)), Math.max(1, Math.round(img.width * scale)));
-  const png = encodePng(small.width, small.height, small.data, 3);
-  return { index, path: im.rel, absPath: im.file, dataUrl: `data:image/png;base64,${Buffer.from(png).toString('base64')}` };
+  return { index, path: im.rel, absPath: im.file, dataUrl: await imageThumbnail(im.file, size, im.rel) };
 }
 
 export function neighbors(set: HeldSet, index: number, k: number): Neighbor[] {

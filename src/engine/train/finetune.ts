@@ -432,6 +432,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
       skipped,
       embeddingCache: useCache,
       seconds,
+      ...(evaluation ? { evaluation } : {}),
     };
   } finally {
     await runner?.dispose();

@@ -359,6 +359,36 @@ function isBetter(monitor: MonitorName, value: number, best: number): boolean {
 const nextTick = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /**
+ * Smoothed paces for the ETA: seconds per batch (its data included) and per
+ * validation pass, each an exponential moving average, so that one slow or
+ * fast batch moves the estimate a little, while a lasting change (epoch 2
+ * reading cached backbone outputs) takes over within a few batches.
+ */
+export class Pace {
+  private batch: number | undefined;
+  private validation = 0;
+  private last = performance.now();
+
+  batchDone(): void {
+    const now = performance.now();
+    const dt = (now - this.last) / 1000;
+    this.last = now;
+    this.batch = this.batch === undefined ? dt : 0.8 * this.batch + 0.2 * dt;
+  }
+
+  validationDone(seconds: number): void {
+    this.validation = this.validation === 0 ? seconds : 0.7 * this.validation + 0.3 * seconds;
+    this.last = performance.now();
+  }
+
+  /** Seconds left: the batches left in this epoch, then whole epochs (with their validation). */
+  eta(batchesLeft: number, epochsLeft: number, batchesPerEpoch: number): number {
+    const b = this.batch ?? 0;
+    return Math.max(0, batchesLeft) * b + (batchesLeft > 0 ? this.validation : 0) + epochsLeft * (batchesPerEpoch * b + this.validation);
+  }
+}
+
+/**
  * Trains `net` on `data` for `options.epochs` epochs (fewer when early
  * stopping stops it). Throws CancelledError when the signal fires; the
  * weights are then left as they were after the last finished batch.
@@ -378,7 +408,8 @@ export async function trainLoop(net: Trainable, data: TrainData, options: LoopOp
   const keepBest = options.keepBest ?? !!es?.restoreBestWeights;
   let bestPredictions: RowPrediction[] | undefined;
   let lastPredictions: RowPrediction[] | undefined;
-  let lastEpochSec: number | undefined;
+  // The ETA from smoothed paces (a batch, with its data; an epoch's validation), so that it does not jump from batch to batch.
+  const pace = new Pace();
   const checkCancel = () => {
     if (signal?.aborted) throw new CancelledError('Fine-tuning');
   };
@@ -430,16 +461,13 @@ export async function trainLoop(net: Trainable, data: TrainData, options: LoopOp
         lossSum += values[0] * b.size;
         correct += values[1];
         seen += b.size;
-        const elapsed = (performance.now() - start) / 1000;
-        const perBatch = elapsed / (batch + 1);
-        const thisEpochLeft = Math.max(0, data.batchesPerEpoch - batch - 1) * perBatch;
-        const perEpoch = lastEpochSec ?? perBatch * data.batchesPerEpoch;
+        pace.batchDone();
         await callbacks.onBatchEnd?.(batch, {
           loss: lossSum / seen,
           acc: correct / seen,
           size: b.size,
           imagesPerSec: seen / (trainMs / 1000 || 1e-9),
-          etaSec: thisEpochLeft + (epochs - epoch - 1) * perEpoch,
+          etaSec: pace.eta(data.batchesPerEpoch - batch - 1, epochs - epoch - 1, data.batchesPerEpoch),
         });
         batch++;
         // Let the event loop deliver a cancel (tf ops are synchronous), then check it.
@@ -450,6 +478,7 @@ export async function trainLoop(net: Trainable, data: TrainData, options: LoopOp
 
       let valLoss: number | undefined;
       let valAcc: number | undefined;
+      const validationStart = performance.now();
       if (data.validation) {
         let vLoss = 0;
         let vRight = 0;
@@ -482,7 +511,7 @@ export async function trainLoop(net: Trainable, data: TrainData, options: LoopOp
       }
 
       const seconds = (performance.now() - start) / 1000;
-      lastEpochSec = seconds;
+      pace.validationDone((performance.now() - validationStart) / 1000);
       const logs: EpochLogs = {
         loss: lossSum / seen,
         acc: correct / seen,
@@ -490,7 +519,7 @@ export async function trainLoop(net: Trainable, data: TrainData, options: LoopOp
         lr,
         imagesPerSec: seen / (trainMs / 1000 || 1e-9),
         seconds,
-        etaSec: (epochs - epoch - 1) * seconds,
+        etaSec: pace.eta(0, epochs - epoch - 1, data.batchesPerEpoch),
         improved: false,
       };
       const value = logs[monitor];

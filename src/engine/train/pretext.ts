@@ -136,6 +136,7 @@ export async function pretrainRotation(o: PretextOptions): Promise<PretextResult
 
     onProgress({
       type: 'start',
+      job: 'pretext',
       modelPath: loaded.files.modelJsonPath,
       datasetDir: path.resolve(o.imagesDir),
       classes: rotationLabels.map((name) => ({ name, images: all.length, train: trainSrc.length, val: valSrc.length })),

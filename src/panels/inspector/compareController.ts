@@ -44,6 +44,17 @@ function metadataPath(modelJsonPath: string, key: 'sourceModel' | 'dataset'): st
   return inWorkspace && fs.existsSync(p) ? p : undefined;
 }
 
+/** The validation images of the fine-tune that made this model (its metadata.json), those still in the workspace. */
+export function validationImagesOf(modelJsonPath: string): string[] {
+  const list = readMetadata(modelJsonPath)?.validationImages;
+  if (!Array.isArray(list)) return [];
+  const folder = path.dirname(modelJsonPath);
+  return list
+    .filter((v): v is string => typeof v === 'string' && v.length > 0 && v.length <= 4096)
+    .map((v) => path.resolve(folder, v))
+    .filter((p) => /\.(png|jpe?g)$/i.test(p) && !!vscode.workspace.getWorkspaceFolder(vscode.Uri.file(p)) && fs.existsSync(p));
+}
+
 /** The model this one was fine-tuned from (its metadata.json's sourceModel), if it is in the workspace. */
 export function sourceModelOf(modelJsonPath: string): string | undefined {
   return metadataPath(modelJsonPath, 'sourceModel');
@@ -112,6 +123,13 @@ export class CompareController implements vscode.Disposable {
     this.panel.post({ type: 'compare', reference: { path: reference, name: modelName(reference) } });
   }
 
+  /** The fine-tune's validation images (B's, else A's metadata), unless a folder was chosen: drift is measured on images the run never trained on. */
+  private validationImages(): string[] {
+    if (this.imageSet) return [];
+    const own = validationImagesOf(this.model.fsPath);
+    return own.length > 0 ? own : this.reference ? validationImagesOf(this.reference) : [];
+  }
+
   /** The folder of images for the similarity: the chosen one, else the dataset the fine-tune used, else the current image's folder. */
   private defaultImageSet(): string | undefined {
     if (this.imageSet) return this.imageSet;
@@ -139,7 +157,8 @@ export class CompareController implements vscode.Disposable {
       compareState: (): CompareState => {
         const focus = this.focus;
         this.focus = false;
-        return { reference: this.target(), imageSet: this.defaultImageSet() ?? null, focus };
+        const validation = this.validationImages();
+        return { reference: this.target(), imageSet: validation.length > 0 ? `the fine-tune's ${validation.length} validation images` : (this.defaultImageSet() ?? null), focus };
       },
       pickReference: async () => {
         const picked = await pickReferenceFor(registry, this.model);
@@ -169,10 +188,13 @@ export class CompareController implements vscode.Disposable {
       },
       compareMaps: ({ layerPath, maxSize }) => engine.call('compareMaps', { ...this.pair(), layerPath, maxSize }),
       compareSimilarity: async ({ normalization, maxImages }, ctx) => {
+        const validation = this.validationImages();
         const folder = this.defaultImageSet();
-        if (!folder) throw badInput('No images to measure similarity on: pick a folder of images.');
-        const r = await engine.call('compareSimilarity', { ...this.pair(), folder, normalization, maxImages }, { onProgress: (p) => ctx.progress(p), signal: ctx.signal });
-        log.info(`Activation similarity (linear CKA) of ${r.layers.length} layers over ${r.images} images from ${vscode.workspace.asRelativePath(folder)} (${r.ms} ms)`);
+        if (validation.length === 0 && !folder) throw badInput('No images to measure similarity on: pick a folder of images.');
+        const images = validation.length > 0 ? { imagePaths: validation } : { folder: folder! };
+        const r = await engine.call('compareSimilarity', { ...this.pair(), ...images, normalization, maxImages }, { onProgress: (p) => ctx.progress(p), signal: ctx.signal });
+        const from = validation.length > 0 ? "the fine-tune's validation images" : vscode.workspace.asRelativePath(folder!);
+        log.info(`Activation similarity (linear CKA) of ${r.layers.length} layers over ${r.images} images from ${from} (${r.ms} ms)`);
         return r;
       },
       setProbe: ({ layerPath, pinned }) => {

@@ -16,7 +16,7 @@ import { checkWebviewMessage, type HostEvent, type InitState, type WebviewApi } 
 import { backendLabel } from '../../protocol/workerApi';
 import { pickImage } from '../../ui/pickers';
 import { CompareController } from './compareController';
-import type { InspectorDeps, PanelContext } from './context';
+import { badInput, type InspectorDeps, type PanelContext } from './context';
 import { FeatureMapsController } from './featureMapsController';
 import { LatentController } from './latentController';
 import { TrainingController } from './trainingController';
@@ -155,6 +155,11 @@ export class InspectorPanel implements vscode.Disposable {
   }
 
   /** The panel's input image, if any. */
+  /** Brings the panel to the front without taking the focus (the caller's quick pick keeps it). */
+  reveal(): void {
+    this.panel.reveal(undefined, true);
+  }
+
   get currentImage(): string | null {
     return this.imagePath;
   }
@@ -205,6 +210,14 @@ export class InspectorPanel implements vscode.Disposable {
   private handlers(): Handlers<WebviewApi> {
     const d = this.deps;
     const modelPath = this.modelUri.fsPath;
+    // The webview is untrusted: it may show images of the workspace or the
+    // model's folder (and the current input), not any file it names.
+    const allowedImage = (p: string): boolean => {
+      const inModelFolder = !path.relative(path.dirname(modelPath), p).startsWith('..');
+      const ok = /\.(png|jpe?g)$/i.test(p) && (!!vscode.workspace.getWorkspaceFolder(vscode.Uri.file(p)) || inModelFolder || p === this.imagePath);
+      if (!ok) d.log.warn(`Inspector: refused to show ${p} for the webview (not an image of the workspace or the model's folder).`);
+      return ok;
+    };
     return {
       ready: async (): Promise<InitState> => {
         let summary = null;
@@ -234,15 +247,17 @@ export class InspectorPanel implements vscode.Disposable {
       },
       setFrozen: ({ paths, frozen }) => d.recipes.setFrozen(this.modelUri, paths, frozen),
       openImage: async ({ path: p }) => {
-        // The webview is untrusted: it may open images of the workspace or the
-        // model's folder (and the current input), not any file it names.
-        const uri = vscode.Uri.file(p);
-        const inModelFolder = !path.relative(path.dirname(modelPath), p).startsWith('..');
-        if (!/\.(png|jpe?g)$/i.test(p) || !(vscode.workspace.getWorkspaceFolder(uri) || inModelFolder || p === this.imagePath)) {
-          d.log.warn(`Inspector: refused to open ${p} for the webview (not an image of the workspace or the model's folder).`);
-          return;
-        }
-        await vscode.commands.executeCommand('vscode.open', uri, { preview: true, viewColumn: vscode.ViewColumn.Beside });
+        if (!allowedImage(p)) return 'refused';
+        // Never split the inspector: open the image in another editor group
+        // only if there is one; else the webview previews it in the panel.
+        const other = vscode.window.tabGroups.all.find((g) => g.viewColumn !== this.panel.viewColumn);
+        if (!other) return 'preview';
+        await vscode.commands.executeCommand('vscode.open', vscode.Uri.file(p), { preview: true, viewColumn: other.viewColumn, preserveFocus: true });
+        return 'opened';
+      },
+      imageThumbnail: async ({ path: p, size }) => {
+        if (!allowedImage(p)) throw badInput('That image is not in the workspace or the model’s folder.');
+        return d.engine.call('imageThumbnail', { path: p, size });
       },
       ...this.maps.handlers(),
       ...this.training.handlers(),
