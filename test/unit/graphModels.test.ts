@@ -63,7 +63,7 @@ describe('graph models from current converters', () => {
   ] as const) {
     it(`${name}: runs on wasm with the cpu backend's outputs (1e-5)`, async () => {
       const file = path.join(tmp, name, 'model.json');
-      const x = seeded(shape.reduce((a, b) => a * b, 1));
+      const x = seeded((shape as readonly number[]).reduce((a, b) => a * b, 1));
       const expected = await cpuReference(file, x, [...shape]);
       const loaded = await loadModel(file);
       assert.equal(tf.getBackend(), 'wasm');

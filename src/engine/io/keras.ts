@@ -18,7 +18,7 @@ import * as tf from '@tensorflow/tfjs';
 import { EngineError } from '../errors';
 import { Hdf5File, Hdf5ReadError, type Hdf5Dataset, type Hdf5Node } from './hdf5';
 import { findUnresolvableCall, libraryReason } from './graphCheck';
-import { rel, type ModelFiles } from './files';
+import { lfsMessage, lfsPointerSize, rel, type ModelFiles } from './files';
 import { modelArtifacts } from './save';
 import { buildGuarded, registeredClasses, type BuildHooks } from './buildGuard';
 import { convertConfig, type Conversion } from './kerasConfig';
@@ -281,6 +281,8 @@ export async function readKerasFiles(abs: string): Promise<ModelFiles> {
   const shown = rel(abs);
   const { bytes, folder } = await readBytes(abs, shown);
   const kind = startsWith(bytes, hdf5Signature) ? 'h5' : startsWith(bytes, [0x50, 0x4b, 0x03, 0x04]) || startsWith(bytes, [0x50, 0x4b, 0x05, 0x06]) ? 'keras' : undefined;
+  const lfs = lfsPointerSize(bytes);
+  if (!kind && lfs !== undefined) throw new EngineError('keras-file', lfsMessage(shown, lfs));
   if (!kind) {
     throw new EngineError(
       'keras-file',
