@@ -16,6 +16,8 @@ import { normalizeFusedOps } from '../../src/engine/io/graphFusion';
 import { writeAutoencoderGraph, writeFusedOddities, writeFusedTanh } from '../fixtures/graphs';
 import { fixture } from '../fixtures/models';
 import { maxAbsDiff, setup } from './helpers';
+import { readImageFile, toInputTensor } from '../../src/engine/image';
+import { Inspector } from '../../src/engine/inspect/inspector';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'layerlens-graphs-'));
 
@@ -100,6 +102,25 @@ describe('graph models from current converters', () => {
   it('leaves a graph without fused ops as it is', async () => {
     const files = await readModelFiles(fixture('graph', 'model.json'));
     assert.equal(normalizeFusedOps(files.artifacts).artifacts, files.artifacts);
+  });
+
+  it('inspects an autoencoder: its output as an image (the cpu reference to one grey level) with the difference to the input, no classes', async () => {
+    const file = path.join(tmp, 'autoencoder', 'model.json');
+    const loaded = await loadModel(file);
+    const image = await readImageFile(fixture('images', 'rgb.png'));
+    const inspector = new Inspector();
+    const r = await inspector.inspectImage(loaded, image, 'rgb.png', 'zeroOne');
+    assert.deepEqual(r.outputs, [{ name: 'Identity', shape: [28, 28, 1], kind: 'image' }]);
+    assert.deepEqual(r.predictions, []);
+    assert.equal(r.image!.width, 28);
+    const x = tf.tidy(() => toInputTensor(image, 28, 28, 'zeroOne', 1).dataSync() as Float32Array);
+    const y = await cpuReference(file, x, [1, 28, 28, 1]);
+    const grey = Array.from(r.image!.rgb.filter((_, i) => i % 3 === 0));
+    assert.ok(maxAbsDiff(grey, Array.from(y, (v) => Math.round(v * 255))) <= 1);
+    const diff = Array.from(y, (v, i) => Math.abs(v - x[i]) * 255);
+    assert.ok(Math.abs(r.image!.meanAbsDiff! - diff.reduce((a, b) => a + b, 0) / diff.length) < 1e-3);
+    inspector.dispose();
+    disposeModel(loaded);
   });
 
   it("summarises shapes from one zero run, every output's shape and only weights as params", async () => {
