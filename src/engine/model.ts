@@ -279,7 +279,7 @@ export async function loadModel(modelJsonPath: string): Promise<LoadedModel> {
       inputShape: graphShape(graph.inputs[0]?.shape),
       outputShape: outputs[0]?.shape ?? [],
       outputs,
-      layers,
+      layers: markOutputs(layers, outputs),
       totalParams: graphParams(graph),
       trainableParams: 0,
       ...meta,
@@ -304,6 +304,7 @@ export function summarize(
   meta: ModelMeta = {},
 ): ModelSummary {
   const pre = detectInputPreprocessing(model);
+  const outputs = layersOutputs(model);
   // The model's own preprocessing layer decides its pixels unless its metadata says otherwise.
   const scaling = pre && !meta.normalization ? { normalization: pre.normalization, normalizationFrom: pre.reason } : {};
   return {
@@ -312,9 +313,9 @@ export function summarize(
     format: 'layers',
     inputShape: model.inputs[0].shape as Shape,
     outputShape: model.outputs[0].shape as Shape,
-    outputs: layersOutputs(model),
+    outputs,
     ...(pre ? { preprocessing: { layer: pre.layer, className: pre.className, description: pre.description } } : {}),
-    layers: layerRows(model),
+    layers: markOutputs(layerRows(model), outputs),
     totalParams: model.countParams(),
     trainableParams: weightCount(model.trainableWeights),
     ...meta,
@@ -322,6 +323,15 @@ export function summarize(
     warnings,
     loadMs: 0,
   };
+}
+
+/** Marks the top-level rows that make the model's outputs. */
+function markOutputs(rows: LayerRow[], outputs: ModelOutput[]): LayerRow[] {
+  if (outputs.length < 2) return rows;
+  return rows.map((r) => {
+    const i = r.depth === 0 ? outputs.findIndex((o) => o.name === r.path) : -1;
+    return i >= 0 ? { ...r, output: i } : r;
+  });
 }
 
 /** Every output of a layers model, named by the layer that makes it. */

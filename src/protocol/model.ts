@@ -26,6 +26,8 @@ export interface LayerRow {
   isContainer: boolean;
   /** Path of the enclosing nested model, absent at top level. */
   parent?: string;
+  /** Set on the layer (or graph node) that makes the model's output number `output` (0-based). */
+  output?: number;
 }
 
 /** The input preprocessings, listed once: everything else (schemas, menus, the CLI) derives from this. */
@@ -88,6 +90,13 @@ export interface ModelSummary {
 export function formatShape(shape: Shape | Shape[]): string {
   const one = (s: Shape) => `[${s.map((d) => (d === null ? '?' : String(d))).join(', ')}]`;
   return Array.isArray(shape[0]) ? (shape as Shape[]).map(one).join(' ') : one(shape as Shape);
+}
+
+/** The model's outputs in words: "[?, 6]" for one, "2 outputs: topic [?, 6], mood [?, 13]" for several. */
+export function formatOutputs(s: Pick<ModelSummary, 'outputShape' | 'outputs'>): string {
+  const outputs = s.outputs ?? [];
+  if (outputs.length <= 1) return formatShape(outputs[0]?.shape ?? s.outputShape);
+  return `${outputs.length} outputs: ${outputs.map((o) => `${o.name} ${formatShape(o.shape)}`).join(', ')}`;
 }
 
 export function formatCount(n: number): string {
