@@ -352,8 +352,7 @@ export class InputCache {
 
 export interface ImageBatch {
   /** [n, height, width, channels], normalised. */
-  /** [n, h, w, c], or [n, h, w] for a model without a channel axis. */
-  xs: tf.Tensor;
+  xs: tf.Tensor; // [n, h, w, c], or [n, h, w] for a model without a channel axis
   /** [n, classes], one-hot. */
   ys: tf.Tensor2D;
   /** Indices into the source's images. */
@@ -364,9 +363,7 @@ export interface ImageBatch {
 export interface ImageSourceOptions {
   height: number;
   width: number;
-  channels: number;
-  /** 3: the model's input has no channel axis ([batch, h, w], greyscale). Default 4. */
-  rank?: 3 | 4;
+  channels: number; rank?: 3 | 4; // rank 3: the model's input has no channel axis ([batch, h, w], greyscale)
   normalization: Normalization;
   classCount: number;
   /** Shared between the training and validation sources. */
