@@ -168,7 +168,7 @@ async function readModelMetadata(folder: string): Promise<ModelMeta> {
       let normalizationFrom: string | undefined;
       if (isNormalization(norm)) [normalization, normalizationFrom] = [norm, "the model's metadata.json"];
       // Teachable Machine image models are trained on pixels scaled to [-1, 1].
-      else if (teachable) [normalization, normalizationFrom] = ['minusOneOne', "the model's metadata.json (Teachable Machine)"];
+      else if (teachable) [normalization, normalizationFrom] = ['minusOneOne', "its Teachable Machine metadata.json"];
       const from = normalizationFrom ? { normalizationFrom } : {};
       if (labels) return { labels, normalization, ...from, ...origin };
       if (normalization) return { normalization, ...from, ...origin };
