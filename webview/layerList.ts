@@ -159,7 +159,7 @@ export class LayerList {
     el.append(
       box,
       name,
-      h('span', { class: 'layer-class' }, row.className),
+      h('span', { class: 'layer-class', title: row.output !== undefined ? `makes output ${row.output + 1} of the model` : row.className }, row.output !== undefined ? `${row.className} · out ${row.output + 1}` : row.className),
       h('span', { class: 'layer-shape' }, formatShape(row.outputShape)),
       h('span', { class: 'layer-params' }, fmt(row.params)),
       h('span', { class: 'act-track' }, bar),

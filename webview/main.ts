@@ -8,7 +8,7 @@
  */
 import type { Colormap, InspectResult, LayerInfo } from '../src/protocol/inspect';
 import { trainableCounts } from '../src/protocol/freezePlan';
-import { formatCount, normalizationLabels, normalizations, type ModelSummary, type Normalization } from '../src/protocol/model';
+import { formatCount, formatOutputs, normalizationLabels, normalizations, type ModelSummary, type Normalization } from '../src/protocol/model';
 import type { HostEvent, InitState, ProbeState, TrainingSnapshot } from '../src/protocol/webviewApi';
 import { badge, button, dropdown, progressRing, registerComponents, setDropdown, tabs, textField } from './components/toolkit';
 import { append, clear, h } from './dom';
@@ -21,6 +21,7 @@ import { LatentMapView, type LatentSettings } from './latentMap';
 import { CompareView, type CompareSaved } from './compare';
 import { rgbCanvas } from './canvas';
 import { showImage } from './imagePreview';
+import { outputElements } from './outputs';
 
 interface SavedState {
   modelPath?: string;
@@ -35,6 +36,8 @@ interface SavedState {
   reference?: string;
   /** The Training tab's run (after a window reload the host has none). */
   training?: TrainingSnapshot;
+  /** Which output's predictions show, for a model with several. */
+  output?: number;
 }
 
 const saved = (vscode.getState() as SavedState | undefined) ?? {};
@@ -53,6 +56,7 @@ const state = {
   result: null as InspectResult | null,
   selected: saved.selected,
   tab: saved.tab ?? 'maps',
+  output: saved.output ?? 0,
   trusted: true,
   backend: null as string | null,
   inspecting: false,
@@ -71,6 +75,7 @@ function persist(): void {
     compare: compareView.saved(),
     reference: compareView.saved().reference,
     training: training.snapshot(),
+    output: state.output,
   };
   vscode.setState(s);
 }
@@ -187,6 +192,10 @@ function renderHeader(): void {
       ? h('span', { class: 'params', title: `${formatCount(counts.trainable)} of ${formatCount(counts.total)} parameters trainable` }, `${formatCount(counts.total)} params (${formatCount(counts.trainable)} trainable)`)
       : null,
     s?.format === 'graph' ? h('span', { class: 'muted' }, 'graph model · inference only') : null,
+    s && s.outputs?.length > 1 ? h('span', { class: 'muted', title: formatOutputs(s) }, `${s.outputs.length} outputs`) : null,
+    s?.preprocessing
+      ? h('span', { class: 'muted preprocessing', title: s.normalizationFrom ?? '' }, `scales its own input (${s.preprocessing.className} ${s.preprocessing.description})`)
+      : null,
     h('span', { class: 'spacer' }),
     button('Pick Image…', () => void pickImage(), { secondary: true, title: 'Choose the input image' }),
     h('label', { class: 'norm-label' }, 'pixels ', norm),
@@ -210,14 +219,13 @@ function renderSide(): void {
   canvas.addEventListener('click', () => void showImage(r.imagePath));
   side.append(canvas, h('div', { class: 'muted' }, `${r.ms} ms · ${r.layers.length} layers`), probeEl);
   renderProbe();
-  const list = h('ol', { class: 'predictions', 'aria-label': 'Top predictions' });
-  for (const p of r.predictions) {
-    const pct = r.probabilities ? `${(p.probability * 100).toFixed(1)}%` : p.probability.toPrecision(3);
-    const bar = h('span', { class: 'pbar' });
-    bar.style.width = `${Math.max(0, Math.min(1, r.probabilities ? p.probability : 0)) * 100}%`;
-    list.append(h('li', {}, h('span', { class: 'plabel' }, p.label), h('span', { class: 'pval' }, pct), h('span', { class: 'ptrack' }, bar)));
-  }
-  side.append(h('h2', {}, 'Predictions'), list);
+  side.append(
+    ...outputElements(r, (index) => {
+      state.output = index;
+      persist();
+      void inspect();
+    }),
+  );
 }
 
 function renderLayers(): void {
@@ -304,7 +312,8 @@ async function inspect(): Promise<void> {
   state.inspectError = null;
   renderSide();
   try {
-    const result = await host.call('inspect', { imagePath: state.imagePath, normalization: state.normalization });
+    const outputs = state.summary.outputs?.length ?? 1;
+    const result = await host.call('inspect', { imagePath: state.imagePath, normalization: state.normalization, ...(outputs > 1 ? { output: Math.min(state.output, outputs - 1) } : {}) });
     if (seq !== inspectSeq) return;
     state.result = result;
     layerList.setInfos(result.layers);

@@ -25,9 +25,10 @@ import type { CliContext } from './context';
 
 export const inspectUsage =
   '  inspect <model.json> --image <file> --out <dir> [--normalization zeroOne|minusOneOne|imagenet|raw]\n' +
-  '          [--colormap viridis|magma|gray] [--top-k 5]\n' +
+  '          [--colormap viridis|magma|gray] [--top-k 5] [--output N]\n' +
   '                                  Feature maps (one PNG grid per layer), per-layer statistics and\n' +
-  '                                  top-k predictions for one image; writes summary.json and maps/.\n';
+  '                                  top-k predictions (output N of several; values for a regression,\n' +
+  '                                  output.png for an image output) for one image; writes summary.json and maps/.\n';
 
 
 interface LayerEntry {
@@ -85,10 +86,19 @@ export function formatInspectText(s: ModelSummary, r: InspectResult, entries: La
     widths.map((w) => '-'.repeat(w)).join('  '),
     ...rows.map(line),
     '',
-    `Top ${Math.min(k, r.predictions.length)} ${r.probabilities ? 'predictions' : 'outputs (not probabilities)'}:`,
   ];
-  const lw = Math.max(0, ...r.predictions.map((p) => p.label.length));
-  r.predictions.forEach((p, i) => lines.push(`  ${i + 1}. ${p.label.padEnd(lw)}  ${r.probabilities ? `${(p.probability * 100).toFixed(1).padStart(5)}%` : num(p.probability)}`));
+  const outputs = r.outputs ?? [];
+  const chosen = outputs[r.output ?? 0];
+  if (outputs.length > 1) lines.push(`Outputs: ${outputs.map((o, i) => `${i + 1}. ${o.name} [${o.shape.join(', ')}] (${o.kind})`).join('; ')}; showing output ${(r.output ?? 0) + 1} (--output N for another)`);
+  if (chosen?.kind === 'image' && r.image) {
+    lines.push(`Output ${chosen.name}: an image [${chosen.shape.join(', ')}], written to output.png${r.image.diff ? `; mean |output - input| ${r.image.meanAbsDiff!.toFixed(2)} of 255 (output-diff.png)` : ''}`);
+  } else if (chosen?.kind === 'values' && r.values) {
+    lines.push(`Output ${chosen.name} values (not classes): ${r.values.map(num).join(', ')}`);
+  } else {
+    lines.push(`Top ${Math.min(k, r.predictions.length)} ${r.probabilities ? 'predictions' : 'outputs (not probabilities)'}:`);
+    const lw = Math.max(0, ...r.predictions.map((p) => p.label.length));
+    r.predictions.forEach((p, i) => lines.push(`  ${i + 1}. ${p.label.padEnd(lw)}  ${r.probabilities ? `${(p.probability * 100).toFixed(1).padStart(5)}%` : num(p.probability)}`));
+  }
   for (const n of r.notes ?? []) lines.push(`Note: ${n}`);
   return lines.join('\n');
 }
@@ -103,6 +113,7 @@ export async function inspectCommand(args: string[], ctx: CliContext): Promise<v
       normalization: { type: 'string' },
       colormap: { type: 'string' },
       'top-k': { type: 'string' },
+      output: { type: 'string' },
       backend: { type: 'string' },
     },
   });
@@ -117,6 +128,8 @@ export async function inspectCommand(args: string[], ctx: CliContext): Promise<v
   const colormap: Colormap = colormapArg;
   const topK = values['top-k'] === undefined ? 5 : Number(values['top-k']);
   if (!Number.isInteger(topK) || topK < 1) throw ctx.usageError(`--top-k must be a whole number of at least 1 (got "${values['top-k']}").`);
+  const outputArg = values.output === undefined ? 1 : Number(values.output);
+  if (!Number.isInteger(outputArg) || outputArg < 1) throw ctx.usageError(`--output must be a whole number of at least 1 (got "${values.output}").`);
   const backend = await initBackend({ prefer: ctx.backendOption(values.backend) });
 
   const out = path.resolve(values.out);
@@ -125,10 +138,11 @@ export async function inspectCommand(args: string[], ctx: CliContext): Promise<v
   const loaded = await loadModel(positionals[0]);
   const s = loaded.summary;
   const normalization: Normalization = (values.normalization as Normalization | undefined) ?? s.normalization ?? 'zeroOne';
-  const normalizationSource = values.normalization ? '--normalization' : s.normalization ? "the model's metadata" : 'default; pass --normalization if the model expects another';
+  const normalizationSource = values.normalization ? '--normalization' : s.normalization ? (s.normalizationFrom ?? "the model's metadata") : 'default; pass --normalization if the model expects another';
+  if (outputArg > s.outputs.length) throw ctx.usageError(`--output ${outputArg}: ${s.name} has ${s.outputs.length} output${s.outputs.length === 1 ? '' : 's'}.`);
   const inspector = new Inspector();
   try {
-    const r = await inspector.inspect(loaded, values.image, normalization, { topK });
+    const r = await inspector.inspect(loaded, values.image, normalization, { topK, output: outputArg - 1 });
     const rowsByPath = new Map(s.layers.map((row) => [row.path, row]));
     const entries: LayerEntry[] = [];
     const grids: { file: string; png: Uint8Array }[] = [];
@@ -170,6 +184,10 @@ export async function inspectCommand(args: string[], ctx: CliContext): Promise<v
       colormap,
       probabilities: r.probabilities,
       predictions: r.predictions,
+      outputs: r.outputs,
+      output: r.output,
+      ...(r.values ? { values: r.values } : {}),
+      ...(r.image?.meanAbsDiff !== undefined ? { meanAbsDiff: r.image.meanAbsDiff } : {}),
       layers: entries,
       notes: r.notes ?? [],
       ms: r.ms,
@@ -178,6 +196,10 @@ export async function inspectCommand(args: string[], ctx: CliContext): Promise<v
       await fs.promises.mkdir(path.join(dir, 'maps'), { recursive: true });
       const put = (file: string, data: string | Uint8Array) => (atomic ? writeFileAtomic(path.join(dir, file), data) : fs.promises.writeFile(path.join(dir, file), data));
       for (const g of grids) await put(g.file, g.png);
+      if (r.image) {
+        await put('output.png', encodePng(r.image.width, r.image.height, r.image.rgb, 3));
+        if (r.image.diff) await put('output-diff.png', encodePng(r.image.width, r.image.height, new Uint8Array(r.image.diff.length * 3).map((_, i) => r.image!.diff![Math.floor(i / 3)]), 3));
+      }
       await put('summary.json', JSON.stringify(summaryJson, null, 2) + '\n');
     };
     if (fs.existsSync(out)) await write(out, true);

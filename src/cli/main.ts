@@ -14,7 +14,7 @@ import { adviseCommand, embedCommand, embedUsage } from './embed';
 import { pretextCommand, pretextUsage } from './pretext';
 import { compareCommand, compareUsage } from './compare';
 import { evaluateCommand, evaluateUsage } from './evaluate';
-import { formatCount, formatShape, type ModelSummary } from '../protocol/model';
+import { formatCount, formatOutputs, formatShape, type ModelSummary } from '../protocol/model';
 
 export const usage = `Usage: layer-lens <command> [options]
 
@@ -37,7 +37,7 @@ export function formatSummaryTable(s: ModelSummary): string {
   const rows = s.layers.map((r) => [
     '  '.repeat(r.depth) + r.name,
     r.className,
-    formatShape(r.outputShape),
+    formatShape(r.outputShape) + (r.output !== undefined ? ` (output ${r.output + 1})` : ''),
     formatCount(r.params),
     r.isContainer ? '' : r.trainable ? 'yes' : 'no',
   ]);
@@ -50,8 +50,9 @@ export function formatSummaryTable(s: ModelSummary): string {
     ...rows.map(line),
     '',
     `Total params: ${formatCount(s.totalParams)}   Trainable: ${formatCount(s.trainableParams)}   Non-trainable: ${formatCount(s.totalParams - s.trainableParams)}`,
-    `Input ${formatShape(s.inputShape)} → output ${formatShape(s.outputShape)}${s.labels ? `   Labels: ${s.labels.join(', ')}` : ''}`,
+    `Input ${formatShape(s.inputShape)} → ${s.outputs?.length > 1 ? '' : 'output '}${formatOutputs(s)}${s.labels ? `   Labels: ${s.labels.join(', ')}` : ''}`,
   ];
+  if (s.normalizationFrom) lines.push(`Pixels: ${s.normalization} (${s.normalizationFrom})`);
   for (const w of s.warnings) lines.push(`Warning: ${w}`);
   return lines.join('\n');
 }

@@ -342,8 +342,23 @@ export async function readImageFile(file: string): Promise<DecodedImage> {
 
 const IMAGENET_MEAN = [0.485, 0.456, 0.406];
 const IMAGENET_STD = [0.229, 0.224, 0.225];
-/** ITU-R BT.601 luma, the weights tf.image.rgbToGrayscale and PIL use. */
-const LUMA = [0.2989, 0.587, 0.114];
+/**
+ * ITU-R BT.601 luma, the weights tf.image.rgbToGrayscale and PIL use, scaled
+ * to sum to exactly 1 (as printed they sum to 0.9999, which made a white
+ * pixel 0.9999 instead of 1).
+ */
+const LUMA_PRINTED = [0.2989, 0.587, 0.114];
+const LUMA = LUMA_PRINTED.map((w) => w / (LUMA_PRINTED[0] + LUMA_PRINTED[1] + LUMA_PRINTED[2]));
+
+/**
+ * Luma of [h, w, 3] pixels as [h, w, 1], computed as g + wr (r - g) + wb (b - g):
+ * the same value as wr r + wg g + wb b, but exact for every grey pixel
+ * (r = g = b gives g itself), so 0 stays 0 and 255 stays 255.
+ */
+function luma(x: tf.Tensor3D): tf.Tensor3D {
+  const [r, g, b] = tf.split(x, 3, -1);
+  return tf.add(g, tf.add(tf.mul(tf.sub(r, g), LUMA[0]), tf.mul(tf.sub(b, g), LUMA[2]))) as tf.Tensor3D;
+}
 
 /**
  * `img` resized to height x width as float32 [h, w, 3], values 0-255.
@@ -409,10 +424,9 @@ export function normalizePixels(pixels: tf.Tensor3D, normalization: Normalizatio
         break;
     }
     if (channels === 1) {
-      x = tf.sum(tf.mul(x, tf.tensor1d(LUMA)), -1, true) as tf.Tensor3D;
-      // Weighted averages: the luma weights sum to 0.9999, not 1.
-      const lumaSum = LUMA[0] + LUMA[1] + LUMA[2];
-      const dot = (v: number[]) => v.reduce((a, b, i) => a + b * LUMA[i], 0) / lumaSum;
+      x = luma(x);
+      // Luma-weighted averages of the RGB constants.
+      const dot = (v: number[]) => v.reduce((a, b, i) => a + b * LUMA[i], 0);
       mean = [dot(mean)];
       std = [dot(std)];
     }

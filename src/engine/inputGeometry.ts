@@ -6,6 +6,7 @@
  * input, a fine-tune may set the size in the recipe, embeddings need a fixed
  * size, the rotation pretext task a fixed square one.
  */
+import * as tf from '@tensorflow/tfjs';
 import { EngineError } from './errors';
 import type { Shape } from '../protocol/model';
 
@@ -53,15 +54,15 @@ export function inputGeometry(name: string, shape: Shape, need: GeometryNeed): I
       return { height, width, channels, rank: shape.length };
     }
     case 'embed': {
-      if (shape.length !== 4) throw new EngineError('bad-input', `${name} takes inputs of shape [${dims}], not images; embeddings of an image folder need an image model.`);
+      if (!isImage(shape)) throw new EngineError('bad-input', `${name} takes inputs of shape [${dims}], not images; embeddings of an image folder need an image model.`);
       if (!h || !w) throw new EngineError('bad-input', `${name} accepts images of any size; Layer Lens needs a model with a fixed input size to compute embeddings.`);
-      return { height: h, width: w, channels: rgbOrGrey(name, c0), rank: 4 };
+      return { height: h, width: w, ...channelsOf(name, shape) };
     }
     case 'finetune': {
-      if (shape.length !== 4) {
-        throw new EngineError('bad-input', `${name} takes inputs of shape [${dims}], not images ([batch, height, width, channels]); fine-tuning on an image folder needs an image model.`);
+      if (!isImage(shape)) {
+        throw new EngineError('bad-input', `${name} takes inputs of shape [${dims}], not images ([batch, height, width, channels], or [batch, height, width] for greyscale); fine-tuning on an image folder needs an image model.`);
       }
-      const channels = rgbOrGrey(name, c0);
+      const { channels, rank } = channelsOf(name, shape);
       const [sh, sw] = need.imageSize ?? [h, w];
       if (sh == null || sw == null) {
         throw new EngineError('bad-recipe', `${name} accepts images of any size, so the training size must be chosen: set "imageSize": [height, width] under "finetune" in layerlens.json.`);
@@ -69,14 +70,35 @@ export function inputGeometry(name: string, shape: Shape, need: GeometryNeed): I
       if ((h != null && h !== sh) || (w != null && w !== sw)) {
         throw new EngineError('bad-recipe', `imageSize ${sh}x${sw} in layerlens.json does not fit ${name}, whose input is ${h}x${w}; remove imageSize or set it to [${h}, ${w}].`);
       }
-      return { height: sh, width: sw, channels, rank: 4 };
+      return { height: sh, width: sw, channels, rank };
     }
     case 'pretext': {
-      if (shape.length !== 4 || h == null || w == null) throw new EngineError('bad-input', `${name} takes inputs of shape [${dims}]; the rotation task needs an image model with a fixed input size.`);
+      if (!isImage(shape) || h == null || w == null) throw new EngineError('bad-input', `${name} takes inputs of shape [${dims}]; the rotation task needs an image model with a fixed input size.`);
       if (h !== w) throw new EngineError('bad-input', `${name} takes ${h}x${w} images; the rotation task turns images by 90 degrees, which needs a square input.`);
-      return { height: h, width: w, channels: rgbOrGrey(name, c0), rank: 4 };
+      return { height: h, width: w, ...channelsOf(name, shape) };
     }
   }
+}
+
+/** [batch, height, width, channels], or [batch, height, width]: greyscale without a channel axis (the standard MNIST model). */
+const isImage = (shape: Shape): boolean => shape.length === 4 || shape.length === 3;
+
+function channelsOf(name: string, shape: Shape): { channels: number; rank: 3 | 4 } {
+  return shape.length === 3 ? { channels: 1, rank: 3 } : { channels: rgbOrGrey(name, shape[3]), rank: 4 };
+}
+
+/** The shape of a batch of `n` inputs: [n, h, w, c], or [n, h, w] for a model without a channel axis. */
+export function batchShape(geo: InputGeometry, n: number): number[] {
+  return geo.rank === 3 ? [n, geo.height, geo.width] : [n, geo.height, geo.width, geo.channels];
+}
+
+/** A [n, h, w] batch as [n, h, w, 1] for image operations (flips, rotations), and back. */
+export function withChannelAxis<T extends tf.Tensor>(xs: tf.Tensor, fn: (x4: tf.Tensor4D) => T): T {
+  if (xs.rank === 4) return fn(xs as tf.Tensor4D);
+  return tf.tidy(() => {
+    const y = fn(tf.expandDims(xs, -1) as tf.Tensor4D);
+    return tf.squeeze(y, [-1]) as T;
+  });
 }
 
 /** The channels of a [batch, height, width, channels] input (3 when unknown), which must be RGB or greyscale. */

@@ -11,8 +11,12 @@ import { EngineError } from './errors';
 import { findUnresolvableCall, libraryReason } from './io/graphCheck';
 import { clipText as clip, type ModelFiles } from './io/files';
 import { readModelFiles, resolveInside } from './io/modelFiles';
-import { isNormalization, type LayerRow, type ModelSummary, type Normalization, type Shape } from '../protocol/model';
+import { isNormalization, type LayerRow, type ModelOutput, type ModelSummary, type Normalization, type Shape } from '../protocol/model';
 import { buildGuarded, disposeCreated, registeredClasses, type BuildHooks } from './io/buildGuard';
+import { normalizeFusedOps } from './io/graphFusion';
+import { graphOutputs, graphParams, graphRows, graphShape } from './graphSummary';
+import { detectInputPreprocessing } from './inputPreprocessing';
+import './io/normalizationLayer';
 
 export interface LoadedModel {
   files: ModelFiles;
@@ -149,7 +153,9 @@ export async function readSmallFile(folder: string, file: string): Promise<strin
 }
 
 /** Labels and preprocessing from Teachable Machine's metadata.json or a labels.txt. */
-async function readModelMetadata(folder: string): Promise<{ labels?: string[]; normalization?: Normalization; origin?: 'teachable-machine' }> {
+type ModelMeta = { labels?: string[]; normalization?: Normalization; normalizationFrom?: string; origin?: 'teachable-machine' };
+
+async function readModelMetadata(folder: string): Promise<ModelMeta> {
   const meta = await readSmallFile(folder, 'metadata.json');
   if (meta !== undefined) {
     try {
@@ -159,11 +165,13 @@ async function readModelMetadata(folder: string): Promise<{ labels?: string[]; n
       let normalization: Normalization | undefined;
       const teachable = typeof m['tmVersion'] === 'string' || m['packageName'] === '@teachablemachine/image';
       const origin = teachable ? ({ origin: 'teachable-machine' } as const) : {};
-      if (isNormalization(norm)) normalization = norm;
+      let normalizationFrom: string | undefined;
+      if (isNormalization(norm)) [normalization, normalizationFrom] = [norm, "the model's metadata.json"];
       // Teachable Machine image models are trained on pixels scaled to [-1, 1].
-      else if (teachable) normalization = 'minusOneOne';
-      if (labels) return { labels, normalization, ...origin };
-      if (normalization) return { normalization, ...origin };
+      else if (teachable) [normalization, normalizationFrom] = ['minusOneOne', "its Teachable Machine metadata.json"];
+      const from = normalizationFrom ? { normalizationFrom } : {};
+      if (labels) return { labels, normalization, ...from, ...origin };
+      if (normalization) return { normalization, ...from, ...origin };
     } catch {
       // A broken metadata.json must not stop the model from loading.
     }
@@ -230,25 +238,6 @@ export function* walkLayers(model: tf.LayersModel, prefix = ''): Generator<{ pat
   }
 }
 
-function graphRows(model: tf.GraphModel, topology: Record<string, unknown>): LayerRow[] {
-  const weights = model.weights;
-  const nodes = Array.isArray(topology['node']) ? (topology['node'] as Record<string, unknown>[]) : [];
-  const rows: LayerRow[] = [];
-  for (const n of nodes) {
-    const op = typeof n['op'] === 'string' ? n['op'] : '?';
-    const name = typeof n['name'] === 'string' ? n['name'] : '?';
-    if (op === 'Const' || op === 'NoOp') continue;
-    const inputs = Array.isArray(n['input']) ? (n['input'] as string[]) : [];
-    let params = 0;
-    for (const i of inputs) {
-      const w = weights[i.split(':')[0]];
-      if (w) for (const t of w) params += t.size;
-    }
-    rows.push({ path: name, name, className: op, outputShape: [], params, trainableParams: 0, trainable: false, depth: 0, isContainer: false });
-  }
-  return rows;
-}
-
 function modelName(modelJsonPath: string, model?: tf.LayersModel): string {
   const dir = path.basename(path.dirname(modelJsonPath));
   const file = path.basename(modelJsonPath);
@@ -268,10 +257,12 @@ export async function loadModel(modelJsonPath: string): Promise<LoadedModel> {
     let decoded: tf.NamedTensorMap | undefined;
     const tfio = { ...tf.io, decodeWeights: (...a: Parameters<typeof tf.io.decodeWeights>) => (decoded = tf.io.decodeWeights(...a)) } as typeof tf.io;
     let layers: LayerRow[];
+    // Fused biases of rank > 1 (current converters) made runnable on wasm too (io/graphFusion.ts).
+    const { artifacts } = normalizeFusedOps(files.artifacts);
     try {
-      graph = await tf.loadGraphModel(tf.io.fromMemory(files.artifacts), {}, tfio);
+      graph = await tf.loadGraphModel(tf.io.fromMemory(artifacts), {}, tfio);
       try {
-        layers = graphRows(graph, files.artifacts.modelTopology as Record<string, unknown>);
+        layers = graphRows(graph, artifacts.modelTopology as Record<string, unknown>);
       } catch (e) {
         graph.dispose();
         throw e;
@@ -280,15 +271,16 @@ export async function loadModel(modelJsonPath: string): Promise<LoadedModel> {
       if (decoded) tf.dispose(Object.values(decoded));
       throw new EngineError('not-a-model', `${shown}: the graph model could not be built (${libraryReason(e)}).`);
     }
-    const total = Object.values(graph.weights).reduce((a, ts) => a + ts.reduce((b, t) => b + t.size, 0), 0);
+    const outputs = graphOutputs(graph, layers);
     const summary: ModelSummary = {
       modelPath: files.modelJsonPath,
       name: modelName(files.modelJsonPath),
       format: 'graph',
-      inputShape: (graph.inputs[0]?.shape ?? []) as Shape,
-      outputShape: (graph.outputs[0]?.shape ?? []) as Shape,
-      layers,
-      totalParams: total,
+      inputShape: graphShape(graph.inputs[0]?.shape),
+      outputShape: outputs[0]?.shape ?? [],
+      outputs,
+      layers: markOutputs(layers, outputs),
+      totalParams: graphParams(graph),
       trainableParams: 0,
       ...meta,
       warnings: files.warnings,
@@ -309,21 +301,42 @@ export function summarize(
   model: tf.LayersModel,
   modelJsonPath: string,
   warnings: string[] = [],
-  meta: { labels?: string[]; normalization?: Normalization; origin?: 'teachable-machine' } = {},
+  meta: ModelMeta = {},
 ): ModelSummary {
+  const pre = detectInputPreprocessing(model);
+  const outputs = layersOutputs(model);
+  // The model's own preprocessing layer decides its pixels unless its metadata says otherwise.
+  const scaling = pre && !meta.normalization ? { normalization: pre.normalization, normalizationFrom: pre.reason } : {};
   return {
     modelPath: modelJsonPath,
     name: modelName(modelJsonPath, model),
     format: 'layers',
     inputShape: model.inputs[0].shape as Shape,
     outputShape: model.outputs[0].shape as Shape,
-    layers: layerRows(model),
+    outputs,
+    ...(pre ? { preprocessing: { layer: pre.layer, className: pre.className, description: pre.description } } : {}),
+    layers: markOutputs(layerRows(model), outputs),
     totalParams: model.countParams(),
     trainableParams: weightCount(model.trainableWeights),
     ...meta,
+    ...scaling,
     warnings,
     loadMs: 0,
   };
+}
+
+/** Marks the top-level rows that make the model's outputs. */
+function markOutputs(rows: LayerRow[], outputs: ModelOutput[]): LayerRow[] {
+  if (outputs.length < 2) return rows;
+  return rows.map((r) => {
+    const i = r.depth === 0 ? outputs.findIndex((o) => o.name === r.path) : -1;
+    return i >= 0 ? { ...r, output: i } : r;
+  });
+}
+
+/** Every output of a layers model, named by the layer that makes it. */
+function layersOutputs(model: tf.LayersModel): ModelOutput[] {
+  return model.outputs.map((o, i) => ({ name: model.outputLayers[i]?.name ?? o.sourceLayer?.name ?? `output ${i + 1}`, shape: o.shape as Shape }));
 }
 
 export function disposeModel(m: LoadedModel): void {

@@ -56,6 +56,31 @@ export interface Prediction {
   probability: number;
 }
 
+/** One output of the model, as the inspector shows it. */
+export interface OutputInfo {
+  name: string;
+  /** Shape for this image, batch dimension dropped. */
+  shape: number[];
+  /**
+   * 'classes': top-k predictions (a distribution, labelled or many scores);
+   * 'values': the values themselves (a regression, a few unlabelled scores);
+   * 'image': an image-shaped output (an autoencoder's), shown as a picture.
+   */
+  kind: 'classes' | 'values' | 'image';
+}
+
+/** An image-shaped output in the input's pixel scale, and its difference to the input. */
+export interface OutputImage {
+  width: number;
+  height: number;
+  /** RGB, 0-255 (a one-channel output repeated). */
+  rgb: Uint8Array;
+  /** |output - input| per pixel, 0-255, when the output has the input's shape. */
+  diff?: Uint8Array;
+  /** The mean of `diff` in pixel units (0-255). */
+  meanAbsDiff?: number;
+}
+
 export interface InspectRequest {
   modelPath: string;
   imagePath: string;
@@ -73,6 +98,14 @@ export interface InspectResult {
   predictions: Prediction[];
   /** True when the output is a probability distribution (softmax-like). */
   probabilities: boolean;
+  /** Every output of the model (absent in results from before several were shown). */
+  outputs?: OutputInfo[];
+  /** Index into `outputs` of the one `predictions`, `values` or `image` describe. */
+  output?: number;
+  /** Kind 'values': the chosen output's values in index order (at most 64). */
+  values?: number[];
+  /** Kind 'image': the chosen output as a picture. */
+  image?: OutputImage;
   ms: number;
   /** What the user should know about this result (e.g. "no layer outputs a feature map"). */
   notes?: string[];

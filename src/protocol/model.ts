@@ -26,6 +26,8 @@ export interface LayerRow {
   isContainer: boolean;
   /** Path of the enclosing nested model, absent at top level. */
   parent?: string;
+  /** Set on the layer (or graph node) that makes the model's output number `output` (0-based). */
+  output?: number;
 }
 
 /** The input preprocessings, listed once: everything else (schemas, menus, the CLI) derives from this. */
@@ -44,19 +46,41 @@ export function isNormalization(v: unknown): v is Normalization {
   return typeof v === 'string' && (normalizations as readonly string[]).includes(v);
 }
 
+/** One output of a model: the layer (or graph node) that makes it, and its shape. */
+export interface ModelOutput {
+  name: string;
+  shape: Shape;
+}
+
+/** A preprocessing layer at the model's input (Rescaling, Normalization): the model scales its pixels itself. */
+export interface InputPreprocessing {
+  /** Layer path, as in the layer table. */
+  layer: string;
+  className: string;
+  /** What it does, e.g. "x * 0.00392 + 0" or "(x - mean) / std". */
+  description: string;
+}
+
 export interface ModelSummary {
   modelPath: string;
   name: string;
   format: 'layers' | 'graph';
   inputShape: Shape;
+  /** The first output's shape (see `outputs` for every one). */
   outputShape: Shape;
+  /** Every output, in the model's order. */
+  outputs: ModelOutput[];
   layers: LayerRow[];
   totalParams: number;
   trainableParams: number;
   /** Class labels from metadata.json (Teachable Machine) or labels.txt. */
   labels?: string[];
-  /** Preprocessing the model's own metadata asks for, if it says. */
+  /** Preprocessing the model's own metadata asks for, if it says, or raw pixels when it scales its input itself. */
   normalization?: Normalization;
+  /** Where `normalization` comes from, in words ("the model's metadata.json", "the model's own Rescaling layer ..."). */
+  normalizationFrom?: string;
+  /** The model's own preprocessing layer at its input, if it has one. */
+  preprocessing?: InputPreprocessing;
   /** Who made it, when its metadata says: a Teachable Machine export fine-tunes its head by default. */
   origin?: 'teachable-machine';
   warnings: string[];
@@ -66,6 +90,13 @@ export interface ModelSummary {
 export function formatShape(shape: Shape | Shape[]): string {
   const one = (s: Shape) => `[${s.map((d) => (d === null ? '?' : String(d))).join(', ')}]`;
   return Array.isArray(shape[0]) ? (shape as Shape[]).map(one).join(' ') : one(shape as Shape);
+}
+
+/** The model's outputs in words: "[?, 6]" for one, "2 outputs: topic [?, 6], mood [?, 13]" for several. */
+export function formatOutputs(s: Pick<ModelSummary, 'outputShape' | 'outputs'>): string {
+  const outputs = s.outputs ?? [];
+  if (outputs.length <= 1) return formatShape(outputs[0]?.shape ?? s.outputShape);
+  return `${outputs.length} outputs: ${outputs.map((o) => `${o.name} ${formatShape(o.shape)}`).join(', ')}`;
 }
 
 export function formatCount(n: number): string {

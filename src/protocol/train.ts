@@ -51,6 +51,8 @@ export interface TrainStart {
   learningRate: number;
   imageSize: [number, number];
   normalization: Normalization;
+  /** Where `normalization` came from, in words (the recipe, the model's metadata, its own Rescaling layer…). */
+  normalizationFrom?: string;
   /** Files left out, with the reason for each. */
   skipped: SkippedFile[];
   /** Frozen layer paths (as the plan named them) and the parameters they hold. */
@@ -279,6 +281,7 @@ export function formatStartLines(p: TrainStart): string[] {
     p.job === 'pretext' ? `Rotation pretext: ${p.trainSize / 4} unlabelled images, each turned 0/90/180/270 degrees, ${val}` : `Fine-tune: ${classes}, ${val}, augment ${p.augment}`,
     `Data: ${count(p.trainSize)} train / ${count(p.valSize)} val images at ${p.imageSize[0]}x${p.imageSize[1]} (${p.normalization}); ${p.epochs} epochs of ${p.batchesPerEpoch} batches of ${p.batchSize}; ${p.optimizer} lr ${p.learningRate}${(p.threads ?? 1) > 1 ? `; ${p.threads} threads` : ''}`,
   ];
+  if (p.normalizationFrom) lines.push(`Pixels: ${p.normalization} from ${p.normalizationFrom}`);
   lines.push(
     p.head.replaced
       ? `Head: new Dense(${p.head.units}, softmax) after ${p.head.cutLayer} (${p.head.reason})`

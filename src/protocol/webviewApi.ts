@@ -17,7 +17,7 @@ export const normalizationSchema = z.enum(normalizations);
 export const webviewRequestSchemas = {
   ready: z.object({}).strict(),
   pickImage: z.object({}).strict(),
-  inspect: z.object({ imagePath: z.string().min(1).max(4096).optional(), normalization: normalizationSchema }).strict(),
+  inspect: z.object({ imagePath: z.string().min(1).max(4096).optional(), normalization: normalizationSchema, output: z.number().int().min(0).max(1000).optional() }).strict(),
   layerMaps: z.object({ layerPath: z.string().min(1).max(4096), maxSize: z.number().int().min(8).max(4096) }).strict(),
   gradCam: z.object({ layerPath: z.string().min(1).max(4096), classIndex: z.number().int().min(0).max(100000) }).strict(),
   setFrozen: z.object({ paths: z.array(z.string().min(1).max(4096)).max(100000), frozen: z.boolean() }).strict(),

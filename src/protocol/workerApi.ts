@@ -28,7 +28,7 @@ export interface WorkerApi {
   init: { params: { prefer: BackendPreference; wasmDir?: string; displayRoot?: string }; result: BackendReport; progress: never };
   loadModel: { params: { path: string }; result: ModelSummary; progress: never };
   unloadModel: { params: { path: string }; result: void; progress: never };
-  inspect: { params: { modelPath: string; imagePath: string; normalization: Normalization }; result: InspectResult; progress: never };
+  inspect: { params: { modelPath: string; imagePath: string; normalization: Normalization; output?: number }; result: InspectResult; progress: never };
   layerMaps: { params: { modelPath: string; layerPath: string; maxSize: number }; result: LayerMaps; progress: never };
   gradCam: { params: { modelPath: string; layerPath: string; classIndex: number }; result: GradCamResult; progress: never };
   finetune: {

@@ -8,7 +8,7 @@ import * as vscode from 'vscode';
 import type { ModelRegistry } from '../services/modelRegistry';
 import type { RecipeService } from '../services/recipeService';
 import { freezeStates, trainableCounts, type FreezeState } from '../protocol/freezePlan';
-import { formatCount, formatShape, type LayerRow } from '../protocol/model';
+import { formatCount, formatOutputs, formatShape, type LayerRow } from '../protocol/model';
 
 export type ModelNode =
   | { kind: 'model'; uri: vscode.Uri }
@@ -124,8 +124,9 @@ export class ModelTreeProvider implements vscode.TreeDataProvider<ModelNode>, vs
       const s = state.summary;
       const counts = trainableCounts(s.layers, this.freeze.frozenNow(uri));
       item.description = s.format === 'graph' ? `graph · ${formatCount(s.totalParams)} params` : `${formatCount(counts.trainable)} of ${formatCount(counts.total)} params trainable`;
+      if (s.outputs?.length > 1) item.description += ` · ${s.outputs.length} outputs`;
       item.tooltip = new vscode.MarkdownString(
-        `**${s.name}** — ${rel}\n\n${s.layers.length} layers · ${formatCount(s.totalParams)} params · ${formatCount(s.trainableParams)} trainable\n\ninput ${formatShape(s.inputShape)} → output ${formatShape(s.outputShape)}`,
+        `**${s.name}** — ${rel}\n\n${s.layers.length} layers · ${formatCount(s.totalParams)} params · ${formatCount(s.trainableParams)} trainable\n\ninput ${formatShape(s.inputShape)} → ${s.outputs?.length > 1 ? '' : 'output '}${formatOutputs(s)}${s.normalizationFrom ? `\n\npixels: ${s.normalization} (${s.normalizationFrom})` : ''}`,
       );
     } else if (state.kind === 'failed') {
       item.description = 'failed to load';
@@ -142,7 +143,7 @@ export class ModelTreeProvider implements vscode.TreeDataProvider<ModelNode>, vs
   private layerItem(uri: vscode.Uri, row: LayerRow, freeze: FreezeState): vscode.TreeItem {
     const item = new vscode.TreeItem(row.name, row.isContainer ? vscode.TreeItemCollapsibleState.Collapsed : vscode.TreeItemCollapsibleState.None);
     item.id = `layer:${uri.fsPath}#${row.path}`;
-    item.description = `${row.className} ${formatShape(row.outputShape)}`;
+    item.description = `${row.className} ${formatShape(row.outputShape)}${row.output !== undefined ? ` · output ${row.output + 1}` : ''}`;
     item.tooltip = new vscode.MarkdownString(
       `**${row.path}** (${row.className})\n\noutput ${formatShape(row.outputShape)}\n\n${formatCount(row.params)} params, ${formatCount(row.trainableParams)} trainable · ${freeze === 'frozen' ? 'frozen' : freeze === 'partial' ? 'partly frozen' : 'trainable'}`,
     );

@@ -48,9 +48,9 @@ const handlers: Handlers<WorkerApi> = {
     comparer.release(path);
     session.unload(path);
   },
-  inspect: async ({ modelPath, imagePath, normalization }, ctx) => {
+  inspect: async ({ modelPath, imagePath, normalization, output }, ctx) => {
     const loaded = await session.model(modelPath);
-    const result = await inspector.inspect(loaded, imagePath, normalization);
+    const result = await inspector.inspect(loaded, imagePath, normalization, output !== undefined ? { output } : {});
     // The result stays in the inspector; send a copy of the input pixels.
     const rgb = result.input.rgb.slice();
     ctx.transfer([rgb.buffer]);

@@ -229,10 +229,26 @@ describe('toInputTensor', () => {
     const got = t.dataSync();
     for (let p = 0; p < 6; p++) {
       const [r, g, b] = small.data.subarray(p * 3, p * 3 + 3);
-      const luma = (0.2989 * r + 0.587 * g + 0.114 * b) / 255;
+      const luma = (0.2989 * r + 0.587 * g + 0.114 * b) / 0.9999 / 255;
       assert.ok(Math.abs(got[p] - luma) < 1e-5, `pixel ${p}`);
     }
     t.dispose();
+  });
+
+  it('keeps grey pixels exact for one-channel models: 0 and 255 give exactly 0 and 1 (and -1 and 1), any grey v gives v', () => {
+    const greys: DecodedImage = { width: 4, height: 1, data: Uint8Array.from([0, 0, 0, 255, 255, 255, 128, 128, 128, 37, 37, 37]) };
+    const exact = (norm: 'zeroOne' | 'minusOneOne' | 'raw', want: number[]) => {
+      const t = toInputTensor(greys, 1, 4, norm, 1);
+      assert.deepEqual(Array.from(t.dataSync()), want.map((v) => Math.fround(v)), norm);
+      t.dispose();
+    };
+    exact('raw', [0, 255, 128, 37]);
+    const z = toInputTensor(greys, 1, 4, 'zeroOne', 1).dataSync();
+    assert.equal(z[0], 0);
+    assert.equal(z[1], 1);
+    const m = toInputTensor(greys, 1, 4, 'minusOneOne', 1).dataSync();
+    assert.equal(m[0], -1);
+    assert.equal(m[1], 1);
   });
 
   it('refuses models that do not take 1 or 3 channels', () => throwsWith(() => toInputTensor(small, 2, 3, 'raw', 4), 'bad-input', /expects 4 input channels/));

@@ -110,7 +110,7 @@ describe('layer-lens inspect (CLI)', () => {
     const out = path.join(tmp, 'a', 'result');
     const r = cli('inspect', fixture('nested', 'model.json'), '--image', img('photo.jpg'), '--out', out, '--colormap', 'magma', '--top-k', '1');
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /normalization minusOneOne \(the model's metadata\)/);
+    assert.match(r.stdout, /normalization minusOneOne \(its Teachable Machine metadata\.json\)/);
     assert.match(r.stdout, /^ {4}dw1\s+DepthwiseConv2D\s+\[8, 8, 4\]\s+\S+\s+\d+%\s+maps\/005-features_backbone_dw1\.png$/m);
     assert.match(r.stdout, /Top 1 predictions:\n {2}1\. (yes|no) +\d+\.\d%/);
     const s = JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8')) as {

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { before, describe, it } from 'node:test';
 import { currentBackend } from '../../src/engine/backend';
@@ -179,6 +180,34 @@ describe('the model folder boundary', () => {
         assert.ok(p.startsWith(folder + path.sep), `read outside the model folder: ${o}`);
       }
       assert.ok(!opened.some((o) => o.endsWith('outside.bin') && !o.startsWith('realpath')), `touched outside.bin: ${opened.join(', ')}`);
+    });
+  }
+});
+
+describe('Git LFS pointers in place of model files', () => {
+  before(setup);
+  const pointer = (size: number) => `version https://git-lfs.github.com/spec/v1\noid sha256:${'ab'.repeat(32)}\nsize ${size}\n`;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'layerlens-lfs-'));
+
+  it('names a weights shard that is an LFS pointer, with the fix', async () => {
+    const m = path.join(dir, 'shard');
+    fs.cpSync(fixture('tiny-cnn'), m, { recursive: true });
+    fs.writeFileSync(path.join(m, 'weights.bin'), pointer(fs.statSync(fixture('tiny-cnn', 'weights.bin')).size));
+    await rejectsWith(loadModel(path.join(m, 'model.json')), 'shard-size', /weights shard weights\.bin is a Git LFS pointer, not the file itself \(the real file is 1,804 bytes\).*git lfs pull/);
+  });
+
+  it('names a model.json that is an LFS pointer', async () => {
+    const m = path.join(dir, 'json');
+    fs.mkdirSync(m);
+    fs.writeFileSync(path.join(m, 'model.json'), pointer(92000));
+    await rejectsWith(loadModel(path.join(m, 'model.json')), 'not-json', /model\.json is a Git LFS pointer.*git lfs pull/);
+  });
+
+  for (const ext of ['h5', 'keras']) {
+    it(`names a .${ext} file that is an LFS pointer`, async () => {
+      const f = path.join(dir, `cnn.${ext}`);
+      fs.writeFileSync(f, pointer(422164));
+      await rejectsWith(loadModel(f), 'keras-file', new RegExp(`cnn\\.${ext} is a Git LFS pointer, not the file itself \\(the real file is 422,164 bytes\\).*\`git lfs pull\``));
     });
   }
 });

@@ -18,6 +18,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { messageOf } from '../errors';
 import { readImageFile, toInputTensor } from '../image';
+import { batchShape } from '../inputGeometry';
 import { quantiseLayer } from '../inspect/activations';
 import { flatGraph, type FlatGraph } from '../inspect/flatGraph';
 import type { EpochProbe, EpochProbeContext } from '../train/finetune';
@@ -118,7 +119,7 @@ export class LiveMapsProbe implements EpochProbe {
         const image = await readImageFile(this.request.imagePath);
         this.input = tf.tidy(() => {
           const x = toInputTensor(image, ctx.height, ctx.width, ctx.normalization, ctx.channels);
-          return tf.expandDims(x, 0);
+          return tf.reshape(x, batchShape(ctx, 1));
         });
       }
       if (ctx.epoch === 0) this.unchanging = isUnchanging(g, slots[0]);

@@ -25,7 +25,7 @@ import type { EmbedProgress, EmbeddingKey, EmbeddingSummary } from '../../protoc
 import type { Normalization, Shape } from '../../protocol/model';
 import { scanImageFolder, type ImageEntry } from './images';
 import { cacheDirFor, fileStamp, modelHash, readStore, StoredIndex, writeStore, type ManifestFile } from './store';
-import { inputGeometry } from '../inputGeometry';
+import { batchShape, inputGeometry } from '../inputGeometry';
 
 /** Largest embedding stored whole; larger feature maps are averaged over space. */
 export const MAX_DIM = 4096;
@@ -163,7 +163,7 @@ export async function computeEmbeddings(o: ComputeOptions): Promise<EmbeddingSet
   let featureShape = layerFeatureShape(loaded, layer);
   if (!featureShape) {
     // Shapes the layer table leaves open: run one blank image to see.
-    const probe = tf.tidy(() => run(tf.zeros([1, geometry.height, geometry.width, geometry.channels])));
+    const probe = tf.tidy(() => run(tf.zeros(batchShape(geometry, 1))));
     featureShape = probe.shape.slice(1);
     probe.dispose();
   }
@@ -232,7 +232,7 @@ export async function computeEmbeddings(o: ComputeOptions): Promise<EmbeddingSet
     if (decoded.length > 0) {
       const data = new Float32Array(decoded.length * pixels);
       decoded.forEach((d, j) => data.set(d.data, j * pixels));
-      const out = tf.tidy(() => toRows(run(tf.tensor4d(data, [decoded.length, geometry.height, geometry.width, geometry.channels])), pooling));
+      const out = tf.tidy(() => toRows(run(tf.tensor(data, batchShape(geometry, decoded.length))), pooling));
       const values = (await out.data()) as Float32Array;
       out.dispose();
       decoded.forEach((d, j) => (rows[d.index] = values.slice(j * dim, (j + 1) * dim)));

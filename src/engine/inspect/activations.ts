@@ -15,6 +15,7 @@ import type { LoadedModel } from '../model';
 import type { ChannelStats, LayerInfo, LayerMaps, Prediction } from '../../protocol/inspect';
 import { tensorStats } from './fastStats';
 import { flatGraph, runAll, type FlatGraph } from './flatGraph';
+import { isDistribution } from './outputs';
 
 /** The kept outputs of one forward pass. Owns its tensors (not the input). */
 export interface Activations {
@@ -22,6 +23,8 @@ export interface Activations {
   byPath: Map<string, tf.Tensor>;
   /** The model's first output. */
   output: tf.Tensor;
+  /** Every output of the model, in its order. */
+  outputs: tf.Tensor[];
   /** For layers models: every slot of the flat graph, for Grad-CAM. */
   graph?: FlatGraph;
   slots?: tf.Tensor[];
@@ -38,19 +41,20 @@ export function computeActivations(loaded: LoadedModel, input: tf.Tensor): Activ
     const byPath = new Map<string, tf.Tensor>();
     for (const [p, s] of g.layerSlots) byPath.set(p, slots[s[0]]);
     const owned = [...new Set(slots)].filter((t) => t !== input);
-    return { byPath, output: slots[g.outputSlots[0]], graph: g, slots, owned };
+    return { byPath, output: slots[g.outputSlots[0]], outputs: g.outputSlots.map((o) => slots[o]), graph: g, slots, owned };
   }
   if (loaded.graph) {
     const graph = loaded.graph;
     const inputName = graph.inputs[0]?.name;
-    const outputName = graph.outputs[0]?.name;
-    const names = loaded.summary.layers.map((r) => r.path).filter((n) => n !== inputName && n !== outputName);
-    const wanted = [...names, outputName];
+    const outputNames = graph.outputs.map((o) => o.name);
+    const names = loaded.summary.layers.map((r) => r.path).filter((n) => n !== inputName && !outputNames.includes(n) && !outputNames.includes(`${n}:0`));
+    const wanted = [...names, ...outputNames];
     const outs = graph.execute({ [inputName]: input }, wanted) as tf.Tensor[];
     const byPath = new Map<string, tf.Tensor>();
-    wanted.forEach((n, i) => byPath.set(n, outs[i]));
+    wanted.forEach((n, i) => byPath.set(n.replace(/:0$/, ''), outs[i]));
     if (inputName) byPath.set(inputName, input);
-    return { byPath, output: outs[outs.length - 1], owned: [...new Set(outs)].filter((t) => t !== input) };
+    const outputs = outs.slice(names.length);
+    return { byPath, output: outputs[0], outputs, owned: [...new Set(outs)].filter((t) => t !== input) };
   }
   throw new EngineError('internal', `${loaded.summary.name}: neither a layers nor a graph model.`);
 }
@@ -100,15 +104,9 @@ export function layerInfos(loaded: LoadedModel, acts: Activations): LayerInfo[] 
 /** Top-k of the model's first output, labelled; `probabilities` when it is a distribution. */
 export async function topPredictions(output: tf.Tensor, labels: string[] | undefined, k: number): Promise<{ predictions: Prediction[]; probabilities: boolean }> {
   const v = await output.data();
-  let sum = 0;
-  let inUnit = true;
-  for (const x of v) {
-    sum += x;
-    if (!(x >= 0 && x <= 1)) inUnit = false;
-  }
   const order = Array.from(v.keys()).sort((a, b) => v[b] - v[a] || a - b);
   const predictions = order.slice(0, Math.max(0, k)).map((index) => ({ index, label: labels?.[index] ?? `class ${index}`, probability: v[index] }));
-  return { predictions, probabilities: inUnit && v.length > 1 && Math.abs(sum - 1) < 1e-3 };
+  return { predictions, probabilities: isDistribution(v) };
 }
 
 /**

@@ -17,6 +17,7 @@ import type { LoadedModel } from '../model';
 import type { GradCamResult, InspectResult, LayerMaps } from '../../protocol/inspect';
 import type { Normalization } from '../../protocol/model';
 import { computeActivations, disposeActivations, layerInfos, quantiseLayer, topPredictions, type Activations } from './activations';
+import { outputImage, outputKind } from './outputs';
 import { computeGradCam } from './gradCam';
 import { tfjsLane, type Lane } from '../lane';
 import { inputGeometry } from '../inputGeometry';
@@ -24,6 +25,8 @@ import { inputGeometry } from '../inputGeometry';
 export interface InspectOptions {
   /** How many predictions to return (default 5). */
   topK?: number;
+  /** Which output's predictions to show, for a model with several (default 0, the first). */
+  output?: number;
 }
 
 interface State {
@@ -49,6 +52,31 @@ function modelDisposed(model: tf.LayersModel): boolean {
   } catch {
     return true;
   }
+}
+
+/**
+ * Every output's kind, and the chosen one's predictions (top-k classes), values
+ * or image. The labels belong to the first output; other outputs name their
+ * classes by index.
+ */
+async function describeOutputs(loaded: LoadedModel, acts: Activations, input: tf.Tensor, normalization: Normalization, options: InspectOptions): Promise<Pick<InspectResult, 'predictions' | 'probabilities' | 'outputs' | 'output' | 'values' | 'image'>> {
+  const index = Math.min(Math.max(0, Math.floor(options.output ?? 0)), acts.outputs.length - 1);
+  const names = loaded.summary.outputs;
+  const outputs = await Promise.all(
+    acts.outputs.map(async (t, i) => {
+      const shape = t.shape.slice(1);
+      // Only the chosen and the small outputs are read to tell their kind; an image's shape tells it alone.
+      const values = i === index || t.size <= 4096 ? await t.data() : new Float32Array(0);
+      return { name: names[i]?.name ?? `output ${i + 1}`, shape, kind: outputKind(shape, values, i === 0 && loaded.summary.labels !== undefined) };
+    }),
+  );
+  const chosen = acts.outputs[index];
+  const labels = index === 0 ? loaded.summary.labels : undefined;
+  const { predictions, probabilities } = await topPredictions(chosen, labels, outputs[index].kind === 'classes' ? (options.topK ?? 5) : 0);
+  const base = { predictions, probabilities, outputs, output: index };
+  if (outputs[index].kind === 'values') return { ...base, values: Array.from((await chosen.data()).subarray(0, 64)) };
+  if (outputs[index].kind === 'image') return { ...base, image: await outputImage(chosen, input, normalization) };
+  return base;
 }
 
 export class Inspector {
@@ -103,7 +131,8 @@ export class Inspector {
     }
     try {
       const layers = layerInfos(loaded, acts);
-      const { predictions, probabilities } = await topPredictions(acts.output, loaded.summary.labels, options.topK ?? 5);
+      const shown = await describeOutputs(loaded, acts, input, normalization, options);
+      const { predictions, probabilities } = shown;
       const ms = Math.round(performance.now() - start);
       const notes: string[] = [];
       if (!layers.some((l) => l.kind === 'map')) notes.push(`No layer of ${loaded.summary.name} outputs a feature map [h, w, c], so there are no channel grids to show; the layer statistics and predictions still apply.`);
@@ -116,6 +145,10 @@ export class Inspector {
         layers,
         predictions,
         probabilities,
+        outputs: shown.outputs,
+        output: shown.output,
+        ...(shown.values ? { values: shown.values } : {}),
+        ...(shown.image ? { image: shown.image } : {}),
         ms,
         ...(notes.length > 0 ? { notes } : {}),
       };

@@ -110,3 +110,25 @@ export function parseJsonBounded(text: string, what: string): unknown {
     throw new EngineError('not-json', `${what} is not valid JSON (${why}); the file may be truncated or hand-edited.`);
   }
 }
+
+const LFS_HEADER = 'version https://git-lfs.github.com/spec/v1';
+
+/**
+ * The size a Git LFS pointer stands for, when `bytes` are one: a clone
+ * without `git lfs pull` leaves a ~130-byte text file ("version
+ * https://git-lfs.github.com/spec/v1", "oid sha256:…", "size N") where the
+ * weights should be.
+ */
+export function lfsPointerSize(bytes: Uint8Array): number | undefined {
+  if (bytes.length > 1024 || bytes.length < LFS_HEADER.length) return undefined;
+  const text = Buffer.from(bytes).toString('latin1');
+  if (!text.startsWith(LFS_HEADER)) return undefined;
+  const size = /^size (\d+)$/m.exec(text);
+  return size ? Number(size[1]) : 0;
+}
+
+/** The message for a file that is a Git LFS pointer, not the file it stands for. */
+export function lfsMessage(shown: string, size: number | undefined): string {
+  const real = size ? ` (the real file is ${size.toLocaleString('en-US')} bytes)` : '';
+  return `${shown} is a Git LFS pointer, not the file itself${real}: the repository was cloned without fetching its LFS files. Run \`git lfs pull\` in the repository (install Git LFS first if needed), then open the model again.`;
+}

@@ -294,14 +294,16 @@ export class Hdf5File {
     return [...out];
   }
 
-  /** A float32/float64 dataset's values as float32 (the caller checked its type and size). */
+  /** A float or integer dataset's values as float32 (the caller checked its type and size). */
   readFloats(d: Hdf5Dataset): Float32Array {
     const bytes = d.shape.reduce((a, n) => a * n, 1) * 8;
     const v = this.helper.call(pathText(d.path), { op: 'value', handle: this.handle, path: d.dataPath }, hdf5Limits.callMs + (bytes / 1048576) * hdf5Limits.msPerMB);
     if (v instanceof Float32Array) return v;
     if (v instanceof Float64Array) return Float32Array.from(v);
     if (typeof v === 'number') return Float32Array.of(v); // a scalar dataset
-    throw new Error(`${d.path} did not read as floating-point values`);
+    if (typeof v === 'bigint') return Float32Array.of(Number(v)); // a scalar int64 (Normalization's count)
+    if (ArrayBuffer.isView(v) && !(v instanceof DataView)) return Float32Array.from(v as unknown as ArrayLike<number | bigint>, Number);
+    throw new Error(`${d.path} did not read as numbers`);
   }
 
   /**

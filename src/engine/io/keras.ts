@@ -18,7 +18,7 @@ import * as tf from '@tensorflow/tfjs';
 import { EngineError } from '../errors';
 import { Hdf5File, Hdf5ReadError, type Hdf5Dataset, type Hdf5Node } from './hdf5';
 import { findUnresolvableCall, libraryReason } from './graphCheck';
-import { rel, type ModelFiles } from './files';
+import { lfsMessage, lfsPointerSize, rel, type ModelFiles } from './files';
 import { modelArtifacts } from './save';
 import { buildGuarded, registeredClasses, type BuildHooks } from './buildGuard';
 import { convertConfig, type Conversion } from './kerasConfig';
@@ -153,7 +153,8 @@ function checkAndRead(h5: Hdf5File, shown: string, layer: string, w: tf.LayerVar
       `${shown}: weight "${shortName(w)}" of layer "${clip(layer)}" has shape ${shapeText(shape)} in the file, but the model needs ${shapeText(need)}.`,
     );
   }
-  if (f.dataset.type !== 'float32' && f.dataset.type !== 'float64') {
+  // Integer weights are counters (Normalization's count, saved as int64), read as float32.
+  if (f.dataset.type !== 'float32' && f.dataset.type !== 'float64' && !(w.dtype === 'int32' && /^u?int(8|16|32|64)$/.test(f.dataset.type))) {
     throw new EngineError('bad-weights', `${shown}: weight "${shortName(w)}" of layer "${clip(layer)}" is stored as ${f.dataset.type}, which Layer Lens cannot read (float32 or float64 only).`);
   }
   let values: Float32Array;
@@ -281,6 +282,8 @@ export async function readKerasFiles(abs: string): Promise<ModelFiles> {
   const shown = rel(abs);
   const { bytes, folder } = await readBytes(abs, shown);
   const kind = startsWith(bytes, hdf5Signature) ? 'h5' : startsWith(bytes, [0x50, 0x4b, 0x03, 0x04]) || startsWith(bytes, [0x50, 0x4b, 0x05, 0x06]) ? 'keras' : undefined;
+  const lfs = lfsPointerSize(bytes);
+  if (!kind && lfs !== undefined) throw new EngineError('keras-file', lfsMessage(shown, lfs));
   if (!kind) {
     throw new EngineError(
       'keras-file',
@@ -321,7 +324,7 @@ async function readKeras(source: KerasSource, abs: string, shown: string, folder
       const pairs = source.kind === 'h5' ? assignLegacy(h5, model, shown) : assignV3(h5, model, topLayersNode(h5), topLayersPath(h5), shown);
       for (const [w, f, layer] of pairs) {
         const values = checkAndRead(h5, shown, layer, w, f, warnings);
-        const t = tf.tensor(values, w.shape as number[], 'float32');
+        const t = tf.tensor(values, w.shape as number[], w.dtype === 'int32' ? 'int32' : 'float32');
         w.write(t);
         t.dispose();
       }

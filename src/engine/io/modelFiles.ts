@@ -14,7 +14,7 @@ import type * as tfTypes from '@tensorflow/tfjs';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EngineError } from '../errors';
-import { clipText, limits, parseJsonBounded, rel, type ModelFiles, type ModelFormat } from './files';
+import { clipText, lfsMessage, lfsPointerSize, limits, parseJsonBounded, rel, type ModelFiles, type ModelFormat } from './files';
 
 const weightDtypes = new Set(['float32', 'int32', 'bool']);
 const quantDtypes: Record<string, number> = { uint8: 1, uint16: 2, float16: 2 };
@@ -146,6 +146,8 @@ export async function readModelFiles(modelJsonPath: string): Promise<ModelFiles>
   }
   const folder = path.dirname(realJson);
   const text = await fs.promises.readFile(realJson, 'utf8');
+  const lfs = lfsPointerSize(Buffer.from(text.slice(0, 1100), 'latin1'));
+  if (lfs !== undefined) throw new EngineError('not-json', lfsMessage(shown, lfs));
   const json = parseJsonBounded(text, shown);
   if (!isObject(json) || !isObject(json['modelTopology'])) {
     throw new EngineError(
@@ -221,6 +223,7 @@ export async function readModelFiles(modelJsonPath: string): Promise<ModelFiles>
       actual += size;
     }
     if (actual !== expected) {
+      await refuseLfsPointers(files, expected);
       const which = files.length === 1 ? `weights shard ${clip(files[0].shard)} is` : `the ${files.length} shards of group ${g + 1} are`;
       throw new EngineError(
         'shard-size',
@@ -252,6 +255,18 @@ export async function readModelFiles(modelJsonPath: string): Promise<ModelFiles>
     modelInitializer: isObject(json['modelInitializer']) ? json['modelInitializer'] : undefined,
   };
   return { modelJsonPath: abs, folder, format, artifacts, layerClasses: [...layerClasses], warnings };
+}
+
+/** A shard that is a Git LFS pointer gets its own message instead of "truncated" (checked only when the sizes disagree). */
+async function refuseLfsPointers(files: { shard: string; file: string; size: number }[], expected: number): Promise<void> {
+  for (const f of files) {
+    if (f.size > 1024) continue;
+    const size = lfsPointerSize(new Uint8Array(await fs.promises.readFile(f.file)));
+    if (size !== undefined) {
+      const others = files.length > 1 ? ` (${files.length} shards, ${expected} bytes in all)` : '';
+      throw new EngineError('shard-size', `${lfsMessage(`weights shard ${clip(f.shard)}`, size)}${others}`);
+    }
+  }
 }
 
 /** Names of float32 weights holding NaN or Inf, so a load can warn and say where. */

@@ -352,7 +352,7 @@ export class InputCache {
 
 export interface ImageBatch {
   /** [n, height, width, channels], normalised. */
-  xs: tf.Tensor4D;
+  xs: tf.Tensor; // [n, h, w, c], or [n, h, w] for a model without a channel axis
   /** [n, classes], one-hot. */
   ys: tf.Tensor2D;
   /** Indices into the source's images. */
@@ -363,7 +363,7 @@ export interface ImageBatch {
 export interface ImageSourceOptions {
   height: number;
   width: number;
-  channels: number;
+  channels: number; rank?: 3 | 4; // rank 3: the model's input has no channel axis ([batch, h, w], greyscale)
   normalization: Normalization;
   classCount: number;
   /** Shared between the training and validation sources. */
@@ -459,9 +459,9 @@ export class ImageSource {
     const n = this.pixelsPerImage;
     const data = new Float32Array(kept.length * n);
     rows.forEach((r, k) => data.set(r, k * n));
-    const { height, width, channels, classCount } = this.options;
+    const { height, width, channels, classCount, rank } = this.options;
     return {
-      xs: tf.tensor4d(data, [kept.length, height, width, channels]),
+      xs: tf.tensor(data, rank === 3 ? [kept.length, height, width] : [kept.length, height, width, channels]),
       ys: oneHot(kept.map((i) => this.images[i].label), classCount),
       indices: kept,
       size: kept.length,

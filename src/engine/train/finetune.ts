@@ -12,7 +12,7 @@
 import * as tf from '@tensorflow/tfjs';
 import * as os from 'node:os';
 import { CancelledError, EngineError, messageOf } from '../errors';
-import { inputGeometry } from '../inputGeometry';
+import { inputGeometry, withChannelAxis } from '../inputGeometry';
 import { layerRows, walkLayers } from '../model';
 import { freezeUpTo } from '../../protocol/freezePlan';
 import { finetuneSchema, type FinetuneSettings } from '../../protocol/recipe';
@@ -48,6 +48,8 @@ export interface EpochProbeContext {
   height: number;
   width: number;
   channels: number;
+  /** 3 for a model without a channel axis. */
+  rank: 3 | 4;
   normalization: Normalization;
 }
 
@@ -128,7 +130,7 @@ async function* augmented(batches: AsyncIterable<ImageBatch>, settings: Finetune
   for await (const b of batches) {
     let xs: tf.Tensor;
     try {
-      xs = augmentBatch(b.xs, settings.augment, rng, map);
+      xs = withChannelAxis(b.xs, (x4) => augmentBatch(x4, settings.augment, rng, map));
     } catch (e) {
       b.ys.dispose();
       throw e;
@@ -172,7 +174,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
   try {
     const warnings: string[] = [];
     const geometry = inputGeometry(modelName, source.inputs[0].shape, { purpose: 'finetune', imageSize: settings.imageSize });
-    const normalization = trainingNormalization(settings.normalization, loaded, () =>
+    const { normalization, from: normalizationFrom } = trainingNormalization(settings.normalization, loaded, () =>
       warnings.push(`${modelName} does not say how its inputs are scaled; training with pixels in [0, 1]. If it expects [-1, 1] or ImageNet mean/std, set "normalization" under "finetune" in layerlens.json.`),
     );
     const outputPath = await outputFolder({ loaded, outDir: o.outDir, suffix: 'finetuned', now: o.now, names });
@@ -330,6 +332,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
       learningRate: settings.learningRate,
       imageSize: [geometry.height, geometry.width],
       normalization,
+      ...(normalizationFrom ? { normalizationFrom } : {}),
       skipped: scan.skipped,
       frozen: { paths: frozenList, params: freeze.frozenParams },
       trainableParams: paramCount(model.trainableWeights),

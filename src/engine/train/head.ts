@@ -173,6 +173,38 @@ export interface FeatureCut {
   layer: tf.layers.Layer;
   /** The layers after it up to the output, in order. */
   chain: tf.layers.Layer[];
+  /** How the cut was found, in words, when it was not the usual final Dense. */
+  found?: string;
+}
+
+/** Spatial poolings that turn a convolutional classifier's class maps into class scores. */
+const GLOBAL_POOLS = new Set(['GlobalAveragePooling2D', 'GlobalMaxPooling2D']);
+/** Layers a convolutional classifier (conv with one filter per class, pooled) can be. */
+const CONV_CLASSIFIERS = new Set(['Conv2D', 'SeparableConv2D']);
+
+/**
+ * A classifier without a final Dense, as in mini-Xception and other all-
+ * convolutional nets: [features] -> Conv2D(classes) [-> BatchNormalization /
+ * Activation] -> GlobalAveragePooling2D [-> Flatten/Reshape] [-> softmax].
+ * The cut is the last feature layer before that convolution.
+ */
+function convClassifierCut(tail: tf.layers.Layer[]): FeatureCut | undefined {
+  let k = 0;
+  const chain: tf.layers.Layer[] = [];
+  const take = (ok: (cls: string) => boolean) => {
+    while (k < tail.length && ok(tail[k].getClassName())) chain.unshift(tail[k++]);
+  };
+  take((c) => AROUND_DENSE.has(c) || c === 'Flatten' || c === 'Reshape');
+  if (k >= tail.length || !GLOBAL_POOLS.has(tail[k].getClassName())) return undefined;
+  chain.unshift(tail[k++]);
+  take((c) => c === 'Activation' || c === 'ReLU' || c === 'BatchNormalization');
+  if (k >= tail.length || !CONV_CLASSIFIERS.has(tail[k].getClassName())) return undefined;
+  const conv = tail[k];
+  chain.unshift(tail[k++]);
+  const layer = tail[k];
+  if (!layer || layer.getClassName() === 'InputLayer') return undefined;
+  const names = chain.map((l) => l.name).join(' → ');
+  return { layer, chain, found: `${names} is a convolutional classifier (${conv.getClassName()} with one filter per class, pooled), so the new head follows ${layer.name}` };
 }
 
 /**
@@ -195,12 +227,38 @@ export function findFeatureCut(model: tf.LayersModel, modelName: string): Featur
   }
   const layer = tail[k];
   if (!sawDense || !layer) {
+    const conv = convClassifierCut(tail);
+    if (conv) return conv;
     throw new EngineError(
       'bad-input',
-      `${modelName}: no classification layer (a final Dense) was found after a feature layer, so Layer Lens does not know where to put a new head. Set "cutLayer" in layerlens.json (finetune.cutLayer) to the last feature layer.`,
+      `${modelName}: no classification layer (a final Dense, or a convolution pooled into class scores) was found after a feature layer, so Layer Lens does not know where to put a new head. Set "cutLayer" in layerlens.json (finetune.cutLayer) to the last feature layer.`,
     );
   }
   return { layer, chain };
+}
+
+const outputName = (model: tf.LayersModel, i: number) => model.outputLayers[i]?.name ?? model.outputs[i].sourceLayer.name;
+const shapeText = (shape: (number | null)[]) => `[${shape.map((d) => d ?? '?').join(', ')}]`;
+
+/**
+ * The output a fine-tune trains, for a model with several: the one with as
+ * many units as the dataset has classes (when exactly one has), else the
+ * first; the model is then the part that computes that output alone, and
+ * `note` says so. A model with one output is returned as it is.
+ */
+export function oneOutput(model: tf.LayersModel, classes: number, modelName: string): { model: tf.LayersModel; index: number; note?: string } {
+  if (model.outputs.length <= 1 || model.inputs.length !== 1) return { model, index: 0 };
+  const units = model.outputs.map((t) => t.shape[t.shape.length - 1]);
+  const matching = units.map((u, i) => (u === classes ? i : -1)).filter((i) => i >= 0);
+  const index = matching.length === 1 ? matching[0] : 0;
+  const list = model.outputs.map((t, i) => `${outputName(model, i)} ${shapeText(t.shape)}`).join(', ');
+  const why = matching.length === 1 ? `it has ${classes} units, one per class of the dataset` : 'it is the first';
+  const sub = tf.model({ inputs: model.inputs, outputs: model.outputs[index], name: model.name });
+  return {
+    model: sub,
+    index,
+    note: `${modelName} has ${model.outputs.length} outputs (${list}); the fine-tune works on output ${index + 1}, ${outputName(model, index)}, because ${why}. The fine-tuned model has that one output; the others are not part of it.`,
+  };
 }
 
 function checkSingleIO(model: tf.LayersModel, modelName: string): void {
@@ -278,10 +336,12 @@ export interface HeadOptions {
  * cuts the model and adds a Dense softmax for them. The returned `labels` are
  * the class names in output order (the model's order when its head is kept).
  */
-export function planHead(model: tf.LayersModel, o: HeadOptions): HeadPlan {
+export function planHead(source: tf.LayersModel, o: HeadOptions): HeadPlan {
+  const warnings: string[] = [];
+  const { model, note, index } = oneOutput(source, o.classes.length, o.modelName);
+  if (note) warnings.push(note);
   checkSingleIO(model, o.modelName);
   const units = model.outputs[0].shape[model.outputs[0].shape.length - 1];
-  const warnings: string[] = [];
   let keep = false;
   let reason: string;
   if (o.cutLayer !== undefined) {
@@ -300,6 +360,7 @@ export function planHead(model: tf.LayersModel, o: HeadOptions): HeadPlan {
   } else {
     reason = `the dataset has ${o.classes.length} classes, the model ${units} outputs`;
   }
+  if (note) reason = `output ${index + 1} of ${source.outputs.length} (${outputName(source, index)}): ${reason}`;
 
   if (keep) {
     const labels = o.modelLabels ?? o.classes;
@@ -314,7 +375,9 @@ export function planHead(model: tf.LayersModel, o: HeadOptions): HeadPlan {
     return { ...base, cutLayer: cut.layer.name, backbone: backboneAt(model, cut.layer, o.modelName), headLayers: cut.chain };
   }
 
-  const cutLayer = o.cutLayer !== undefined ? findTopLevel(model, o.cutLayer, o.modelName) : findFeatureCut(model, o.modelName).layer;
+  const found = o.cutLayer !== undefined ? undefined : findFeatureCut(model, o.modelName);
+  const cutLayer = found ? found.layer : findTopLevel(model, o.cutLayer!, o.modelName);
+  if (found?.found) reason += `; ${found.found}`;
   const backbone = backboneAt(model, cutLayer, o.modelName);
   const created: tf.layers.Layer[] = [];
   const rank = backbone.featureShape.length + 1;

@@ -50,12 +50,17 @@ export async function openLayersModel(modelJsonPath: string, graphMessage: (mode
   return { loaded, source: loaded.layers, modelName };
 }
 
-/** The preprocessing to train with: the recipe's, else the model's metadata, else [0, 1] with `warn` told why. */
-export function trainingNormalization(chosen: Normalization | undefined, loaded: LoadedModel, warn: () => void): Normalization {
-  const n = chosen ?? loaded.summary.normalization;
-  if (n) return n;
+/**
+ * The preprocessing to train with and where it comes from: the recipe's,
+ * else the model's (its metadata, or its own Rescaling/Normalization layer),
+ * else [0, 1] with `warn` told why.
+ */
+export function trainingNormalization(chosen: Normalization | undefined, loaded: LoadedModel, warn: () => void): { normalization: Normalization; from?: string } {
+  if (chosen) return { normalization: chosen, from: 'the recipe (layerlens.json)' };
+  const n = loaded.summary.normalization;
+  if (n) return { normalization: n, from: loaded.summary.normalizationFrom };
   warn();
-  return 'zeroOne';
+  return { normalization: 'zeroOne' };
 }
 
 const pad2 = (n: number) => String(n).padStart(2, '0');

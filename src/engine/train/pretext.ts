@@ -20,7 +20,7 @@
 import * as tf from '@tensorflow/tfjs';
 import * as path from 'node:path';
 import { EngineError } from '../errors';
-import { inputGeometry } from '../inputGeometry';
+import { inputGeometry, withChannelAxis } from '../inputGeometry';
 import { rel } from '../io/files';
 import { Rng } from '../random';
 import { defaultPretextSettings, rotationLabels, type PretextResult, type PretextSettings } from '../../protocol/pretext';
@@ -75,8 +75,9 @@ async function* rotated(source: ImageSource, order: number[], batchSize: number,
   for await (const b of source.batches(order, batchSize, signal)) {
     b.ys.dispose();
     try {
-      const r = rotationBatch(b.xs);
-      yield { xs: r.xs, ys: r.ys, size: r.labels.length };
+      const r = withChannelAxis(b.xs, (x4) => tf.tidy(() => tf.concat([0, 1, 2, 3].map((k) => rotate90(x4, k)), 0) as tf.Tensor4D));
+      const labels = [0, 1, 2, 3].flatMap((k) => new Array<number>(b.size).fill(k));
+      yield { xs: r, ys: oneHot(labels, 4), size: labels.length };
     } finally {
       b.xs.dispose();
     }
@@ -96,9 +97,9 @@ export async function pretrainRotation(o: PretextOptions): Promise<PretextResult
   let compiled: CompiledStep | undefined;
   const inputCache = new InputCache(256 * 1024 * 1024);
   try {
-    const { height: h, width: w, channels } = inputGeometry(modelName, source.inputs[0].shape, { purpose: 'pretext' });
+    const { height: h, width: w, channels, rank } = inputGeometry(modelName, source.inputs[0].shape, { purpose: 'pretext' });
     const warnings: string[] = [];
-    const normalization = trainingNormalization(undefined, loaded, () => warnings.push(`${modelName} does not say how its inputs are scaled; pretraining with pixels in [0, 1].`));
+    const { normalization, from: normalizationFrom } = trainingNormalization(undefined, loaded, () => warnings.push(`${modelName} does not say how its inputs are scaled; pretraining with pixels in [0, 1].`));
     const outputPath = await outputFolder({ loaded, outDir: o.outDir, suffix: 'rotation-pretrained', now: o.now, names });
 
     const listed = await listImagesRecursive(o.imagesDir, signal);
@@ -121,7 +122,7 @@ export async function pretrainRotation(o: PretextOptions): Promise<PretextResult
     applyFreezePlan(model, []);
 
     const skippedNow: SkippedFile[] = [];
-    const sourceOptions = { height: h, width: w, channels, normalization, classCount: 1, cache: inputCache, onBadImage: (s: SkippedFile) => {
+    const sourceOptions = { height: h, width: w, channels, rank, normalization, classCount: 1, cache: inputCache, onBadImage: (s: SkippedFile) => {
       skippedNow.push(s);
       onProgress({ type: 'warning', message: `Skipped ${s.file}: it ${s.detail}; pretraining goes on without it.` });
     } };
@@ -151,6 +152,7 @@ export async function pretrainRotation(o: PretextOptions): Promise<PretextResult
       learningRate: settings.learningRate,
       imageSize: [h, w],
       normalization,
+      ...(normalizationFrom ? { normalizationFrom } : {}),
       skipped: [],
       frozen: { paths: [], params: 0 },
       trainableParams: model.trainableWeights.reduce((n, v) => n + v.shape.reduce((a: number, b) => a * (b ?? 1), 1), 0),

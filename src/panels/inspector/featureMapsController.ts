@@ -27,12 +27,12 @@ export class FeatureMapsController {
     const { engine, log } = this.panel.deps;
     const modelPath = this.panel.modelUri.fsPath;
     return {
-      inspect: async ({ imagePath, normalization }) => {
+      inspect: async ({ imagePath, normalization, output }) => {
         const image = imagePath ?? this.panel.imagePath();
         if (!image) throw badInput('No image yet: pick one first.');
         this.panel.setImagePath(image);
         this.normalization = normalization;
-        return engine.call('inspect', { modelPath, imagePath: image, normalization });
+        return engine.call('inspect', { modelPath, imagePath: image, normalization, ...(output !== undefined ? { output } : {}) });
       },
       layerMaps: ({ layerPath, maxSize }) => engine.call('layerMaps', { modelPath, layerPath, maxSize }),
       gradCam: ({ layerPath, classIndex }) => engine.call('gradCam', { modelPath, layerPath, classIndex }),

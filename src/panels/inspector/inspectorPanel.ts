@@ -200,9 +200,9 @@ export class InspectorPanel implements vscode.Disposable {
     this.post({ type: 'freeze', frozen, trainableParams: s.trainableParams, totalParams: s.totalParams });
   }
 
-  private defaultNormalization(meta: Normalization | undefined): { value: Normalization; source: string } {
+  private defaultNormalization(meta: Normalization | undefined, from: string | undefined): { value: Normalization; source: string } {
     if (this.maps.normalization) return { value: this.maps.normalization, source: 'chosen here' };
-    if (meta) return { value: meta, source: "the model's metadata.json" };
+    if (meta) return { value: meta, source: from ?? "the model's metadata.json" };
     const setting = vscode.workspace.getConfiguration('layerLens').get<Normalization>('normalization', 'zeroOne');
     return { value: setting, source: 'the layerLens.normalization setting' };
   }
@@ -228,7 +228,7 @@ export class InspectorPanel implements vscode.Disposable {
           error = e instanceof Error ? e.message : String(e);
         }
         const backend = d.engine.started ? backendLabel((await d.engine.backend()).name) : null;
-        const norm = this.defaultNormalization(summary?.normalization);
+        const norm = this.defaultNormalization(summary?.normalization, summary?.normalizationFrom);
         return {
           summary,
           error,
