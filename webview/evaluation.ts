@@ -53,7 +53,7 @@ export function evaluationView(e: Evaluation): HTMLElement {
   // Confusion matrix: rows are the true class, columns the prediction; a cell lists its images.
   const cellImages = h('div', { class: 'eval-cell-images', 'aria-live': 'polite' });
   const matrix = h('table', { class: 'confusion', 'aria-label': 'Confusion matrix: rows true class, columns predicted class' });
-  const head = h('tr', {}, h('th', { class: 'confusion-corner' }, 'true ↓ predicted →'));
+  const head = h('tr', {}, h('th', { class: 'confusion-corner' }, 'true \\ predicted'));
   e.classes.forEach((c) => head.append(h('th', { scope: 'col', title: c }, c)));
   matrix.append(h('thead', {}, head));
   const rows = h('tbody');

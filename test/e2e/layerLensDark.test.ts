@@ -93,7 +93,7 @@ describe('Layer Lens in VS Code, dark theme: a broken model, then fine-tuning', 
     // "Compare with original": the original is A, the fine-tuned copy B.
     await again.locator('.training .result-card vscode-button', { hasText: 'Compare with original' }).click();
     const cmp = await inspectorFrame(page, '.cmp-head');
-    await waitForText(cmp.locator('.cmp-head .cmp-ab').first(), /^A tiny-cnn$/);
+    await waitForText(cmp.locator(".cmp-head .cmp-ab").first(), /^A\s*tiny-cnn$/);
 
     // A new model folder next to the source; the source is byte for byte what it was.
     const outputs = (await fs.readdir(modelsDir)).filter((n) => /^tiny-cnn-finetuned-\d{8}-\d{4}(-\d+)?$/.test(n));

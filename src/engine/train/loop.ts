@@ -19,9 +19,14 @@
 import * as tf from '@tensorflow/tfjs';
 import { CancelledError, EngineError } from '../errors';
 import { Rng } from '../random';
-import type { EpochMetrics, MonitorName, TrainProgress } from '../../protocol/train';
+import type { MonitorName } from '../../protocol/train';
 import type { FinetuneSettings } from '../../protocol/recipe';
 import { deriveSeed } from './dataset';
+import { correctCount, lossOf, rowPredictions, type OutputKind, type RowPrediction } from './outputs';
+import { Pace, type LoopCallbacks, type EpochLogs } from './progress';
+
+export { correctCount, lossOf, rowPredictions, type OutputKind, type RowPrediction } from './outputs';
+export { Pace, progressCallbacks, type BatchLogs, type EpochLogs, type LoopCallbacks } from './progress';
 
 /**
  * Computes a training step across several threads (src/engine/train/parallel.ts):
@@ -40,16 +45,6 @@ export interface Batch {
   size: number;
   /** Which images of the source the rows are (validation rows: for the per-image results). */
   indices?: number[];
-}
-
-/** One validation row's outcome with the weights of an epoch. */
-export interface RowPrediction {
-  /** The image's index in the validation source (Batch.indices), else its row number. */
-  index: number;
-  label: number;
-  predicted: number;
-  /** The predicted class's output (a probability, or a softmax of logits). */
-  confidence: number;
 }
 
 /** Where batches come from; the loop disposes every batch it is given. */
@@ -81,7 +76,7 @@ export interface Trainable {
   frozen?: (xs: tf.Tensor) => tf.Tensor;
   /** The part that trains: [n, classes] probabilities or logits. */
   forward: (x: tf.Tensor, training: boolean) => tf.Tensor;
-  outputKind: 'probabilities' | 'logits';
+  outputKind: OutputKind;
   /** Regularization terms to add to the loss (tfjs's model.calculateLosses()). */
   regularization?: () => tf.Scalar[];
   /** Variables the optimizer updates. */
@@ -95,79 +90,6 @@ export interface Trainable {
   compiled?: StepGradients;
   /** Rows per micro-batch of the compiled step, when a batch does not fit in memory at once. */
   microBatch?: number;
-}
-
-export interface BatchLogs {
-  /** Running means over the epoch so far. */
-  loss: number;
-  acc: number;
-  /** Images in this batch. */
-  size: number;
-  imagesPerSec: number;
-  etaSec: number;
-}
-
-export interface EpochLogs {
-  loss: number;
-  acc: number;
-  val_loss?: number;
-  val_acc?: number;
-  lr: number;
-  imagesPerSec: number;
-  seconds: number;
-  etaSec: number;
-  /** The monitored quantity improved. */
-  improved: boolean;
-}
-
-/** tfjs-style callbacks; epochs and batches are 0-based as in tfjs. Async ones are awaited. */
-export interface LoopCallbacks {
-  onEpochBegin?(epoch: number, lr: number): void | Promise<void>;
-  onBatchEnd?(batch: number, logs: BatchLogs): void | Promise<void>;
-  onEpochEnd?(epoch: number, logs: EpochLogs): void | Promise<void>;
-}
-
-/**
- * The loop's callbacks as the progress stream every training job sends:
- * throttled batch messages, one message per epoch, and the epoch metrics
- * collected for metrics.json. `afterEpoch` runs once an epoch is reported.
- */
-export function progressCallbacks(o: {
-  epochs: number;
-  batchesPerEpoch: number;
-  throttleMs: number;
-  onProgress: (p: TrainProgress) => void;
-  afterEpoch?: (epoch: number) => Promise<void>;
-}): { callbacks: LoopCallbacks; metrics: EpochMetrics[] } {
-  const metrics: EpochMetrics[] = [];
-  let lastBatch = 0;
-  let epochNow = 0;
-  const callbacks: LoopCallbacks = {
-    onEpochBegin: (epoch) => {
-      epochNow = epoch;
-    },
-    onBatchEnd: (batch, logs) => {
-      const now = performance.now();
-      if (now - lastBatch < o.throttleMs) return;
-      lastBatch = now;
-      o.onProgress({ type: 'batch', epoch: epochNow + 1, epochs: o.epochs, batch: batch + 1, batches: o.batchesPerEpoch, loss: logs.loss, acc: logs.acc, imagesPerSec: logs.imagesPerSec, etaSec: logs.etaSec });
-    },
-    onEpochEnd: async (epoch, logs) => {
-      const m: EpochMetrics = {
-        epoch: epoch + 1,
-        loss: logs.loss,
-        acc: logs.acc,
-        ...(logs.val_loss !== undefined ? { val_loss: logs.val_loss, val_acc: logs.val_acc } : {}),
-        lr: logs.lr,
-        imagesPerSec: logs.imagesPerSec,
-        seconds: logs.seconds,
-      };
-      metrics.push(m);
-      o.onProgress({ type: 'epoch', epochs: o.epochs, batches: o.batchesPerEpoch, metrics: m, etaSec: logs.etaSec, improved: logs.improved });
-      await o.afterEpoch?.(epoch);
-    },
-  };
-  return { callbacks, metrics };
 }
 
 export interface LoopOptions {
@@ -251,55 +173,6 @@ export function withSeededRandom<T>(rng: Rng, fn: () => T): T {
   }
 }
 
-export function lossOf(out: tf.Tensor, ys: tf.Tensor2D, kind: Trainable['outputKind']): tf.Scalar {
-  if (kind === 'logits') return tf.losses.softmaxCrossEntropy(ys, out) as tf.Scalar;
-  // Keras's categorical cross-entropy on probabilities, clipped away from log(0).
-  const p = tf.clipByValue(out, 1e-7, 1 - 1e-7);
-  return tf.mean(tf.neg(tf.sum(tf.mul(ys, tf.log(p)), -1)));
-}
-
-/**
- * Rows whose largest output is the label, counted in JS: a batch's outputs
- * are a few numbers, and five fewer tf ops per step matter when a cached head
- * trains in a millisecond or two.
- */
-export function correctCount(out: tf.Tensor, ys: tf.Tensor2D): number {
-  const k = ys.shape[1];
-  const o = out.dataSync();
-  const y = ys.dataSync();
-  let right = 0;
-  for (let r = 0; r * k < o.length; r++) {
-    let best = 0;
-    let label = 0;
-    for (let c = 1; c < k; c++) {
-      if (o[r * k + c] > o[r * k + best]) best = c;
-      if (y[r * k + c] > y[r * k + label]) label = c;
-    }
-    if (best === label) right++;
-  }
-  return right;
-}
-
-/** Each row's label, arg-max and the arg-max's output (probabilities, or softmax of logits). */
-export function rowPredictions(out: tf.Tensor, ys: tf.Tensor2D, kind: Trainable['outputKind'], indices: number[] | undefined, firstRow: number): RowPrediction[] {
-  const k = ys.shape[1];
-  const probs = kind === 'logits' ? tf.tidy(() => tf.softmax(out)) : out;
-  const o = probs.dataSync();
-  if (probs !== out) probs.dispose();
-  const y = ys.dataSync();
-  const rows: RowPrediction[] = [];
-  for (let r = 0; r * k < o.length; r++) {
-    let best = 0;
-    let label = 0;
-    for (let c = 1; c < k; c++) {
-      if (o[r * k + c] > o[r * k + best]) best = c;
-      if (y[r * k + c] > y[r * k + label]) label = c;
-    }
-    rows.push({ index: indices?.[r] ?? firstRow + r, label, predicted: best, confidence: o[r * k + best] });
-  }
-  return rows;
-}
-
 /** The loss plus the model's regularization terms (kernel L2 and the like), as Keras adds them. */
 export function totalLoss(net: Trainable, out: tf.Tensor, ys: tf.Tensor2D): tf.Scalar {
   const loss = lossOf(out, ys, net.outputKind);
@@ -357,36 +230,6 @@ function isBetter(monitor: MonitorName, value: number, best: number): boolean {
 }
 
 const nextTick = () => new Promise<void>((resolve) => setImmediate(resolve));
-
-/**
- * Smoothed paces for the ETA: seconds per batch (its data included) and per
- * validation pass, each an exponential moving average, so that one slow or
- * fast batch moves the estimate a little, while a lasting change (epoch 2
- * reading cached backbone outputs) takes over within a few batches.
- */
-export class Pace {
-  private batch: number | undefined;
-  private validation = 0;
-  private last = performance.now();
-
-  batchDone(): void {
-    const now = performance.now();
-    const dt = (now - this.last) / 1000;
-    this.last = now;
-    this.batch = this.batch === undefined ? dt : 0.8 * this.batch + 0.2 * dt;
-  }
-
-  validationDone(seconds: number): void {
-    this.validation = this.validation === 0 ? seconds : 0.7 * this.validation + 0.3 * seconds;
-    this.last = performance.now();
-  }
-
-  /** Seconds left: the batches left in this epoch, then whole epochs (with their validation). */
-  eta(batchesLeft: number, epochsLeft: number, batchesPerEpoch: number): number {
-    const b = this.batch ?? 0;
-    return Math.max(0, batchesLeft) * b + (batchesLeft > 0 ? this.validation : 0) + epochsLeft * (batchesPerEpoch * b + this.validation);
-  }
-}
 
 /**
  * Trains `net` on `data` for `options.epochs` epochs (fewer when early
