@@ -24,24 +24,9 @@ import { lossOf } from '../../src/engine/train/loop';
 import { CompiledStep } from '../../src/engine/train/step/executor';
 import { planTrainingStep, type StepPlan } from '../../src/engine/train/step/plan';
 import { Rng } from '../../src/engine/random';
+import { assertClose } from './kernelHelpers';
 
 const TOLERANCE = 1e-4;
-
-function relError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  assert.equal(actual.length, expected.length, 'sizes differ');
-  let diff = 0;
-  let scale = 1;
-  for (let i = 0; i < expected.length; ++i) {
-    diff = Math.max(diff, Math.abs(actual[i] - expected[i]));
-    scale = Math.max(scale, Math.abs(expected[i]));
-  }
-  return diff / scale;
-}
-
-function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string): void {
-  const err = relError(actual, expected);
-  assert.ok(Number.isFinite(err) && err <= TOLERANCE, `${what}: relative error ${err} > ${TOLERANCE}`);
-}
 
 function seeded(shape: number[], seed: number, lo = -1, hi = 1): tf.Tensor {
   const r = new Rng(seed);

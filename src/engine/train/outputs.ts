@@ -32,10 +32,15 @@ export function lossOf(out: tf.Tensor, ys: tf.Tensor2D, kind: OutputKind): tf.Sc
  * trains in a millisecond or two.
  */
 export function correctCount(out: tf.Tensor, ys: tf.Tensor2D): number {
-  const k = ys.shape[1];
-  const o = out.dataSync();
-  const y = ys.dataSync();
   let right = 0;
+  eachRow(out.dataSync(), ys.dataSync(), ys.shape[1], (_r, label, best) => {
+    if (best === label) right++;
+  });
+  return right;
+}
+
+/** Calls `fn` with each row's label (the arg-max of its one-hot) and the arg-max of its outputs. */
+function eachRow(o: ArrayLike<number>, y: ArrayLike<number>, k: number, fn: (row: number, label: number, best: number) => void): void {
   for (let r = 0; r * k < o.length; r++) {
     let best = 0;
     let label = 0;
@@ -43,9 +48,8 @@ export function correctCount(out: tf.Tensor, ys: tf.Tensor2D): number {
       if (o[r * k + c] > o[r * k + best]) best = c;
       if (y[r * k + c] > y[r * k + label]) label = c;
     }
-    if (best === label) right++;
+    fn(r, label, best);
   }
-  return right;
 }
 
 /** Each row's label, arg-max and the arg-max's output (probabilities, or softmax of logits). */
@@ -54,17 +58,8 @@ export function rowPredictions(out: tf.Tensor, ys: tf.Tensor2D, kind: OutputKind
   const probs = kind === 'logits' ? tf.tidy(() => tf.softmax(out)) : out;
   const o = probs.dataSync();
   if (probs !== out) probs.dispose();
-  const y = ys.dataSync();
   const rows: RowPrediction[] = [];
-  for (let r = 0; r * k < o.length; r++) {
-    let best = 0;
-    let label = 0;
-    for (let c = 1; c < k; c++) {
-      if (o[r * k + c] > o[r * k + best]) best = c;
-      if (y[r * k + c] > y[r * k + label]) label = c;
-    }
-    rows.push({ index: indices?.[r] ?? firstRow + r, label, predicted: best, confidence: o[r * k + best] });
-  }
+  eachRow(o, ys.dataSync(), k, (r, label, best) => rows.push({ index: indices?.[r] ?? firstRow + r, label, predicted: best, confidence: o[r * k + best] }));
   return rows;
 }
 
