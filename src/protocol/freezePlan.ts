@@ -254,3 +254,23 @@ export function firstChangingMapLayer(rows: readonly LayerRow[], frozen: readonl
   }
   return undefined;
 }
+
+/**
+ * Params of one row that training updates under the plan: none when it is
+ * frozen, its own trainable weights otherwise; for a nested model, those of
+ * the layers inside it that the plan leaves trainable. What a tooltip says
+ * next to "N params", so it never contradicts the row's freeze state.
+ */
+export function trainableUnder(rows: readonly LayerRow[], plan: readonly string[], path: string): number {
+  const ix = indexOf(rows);
+  const row = ix.byPath.get(path);
+  if (!row) return 0;
+  const fz = frozenPaths(rows, plan);
+  if (!row.isContainer) return fz.has(path) ? 0 : freezable(row);
+  let n = 0;
+  for (const p of descendants(ix, path)) {
+    const r = ix.byPath.get(p);
+    if (r && !r.isContainer && !fz.has(p)) n += freezable(r);
+  }
+  return n;
+}

@@ -102,3 +102,17 @@ export function formatOutputs(s: Pick<ModelSummary, 'outputShape' | 'outputs'>):
 export function formatCount(n: number): string {
   return n.toLocaleString('en-US');
 }
+
+/**
+ * `text` shortened to at most `max` characters by cutting its middle
+ * ("block_1_depthwise_BN" → "block_1…wise_BN"), so that the ends, which tell
+ * a depthwise layer from its BatchNormalization, stay visible. The tail
+ * keeps the larger half.
+ */
+export function middleEllipsis(text: string, max: number): string {
+  if (text.length <= max) return text;
+  if (max <= 1) return '…';
+  const keep = max - 1;
+  const head = Math.floor(keep / 2);
+  return `${text.slice(0, head)}…${text.slice(text.length - (keep - head))}`;
+}

@@ -26,6 +26,7 @@ import {
   trainableCounts,
   unfreezeAll,
 } from '../../src/engine/train/freeze';
+import { trainableUnder } from '../../src/protocol/freezePlan';
 import type { LayerRow } from '../../src/protocol/model';
 import { fixture, nestedModel, seedWeights } from '../fixtures/models';
 import { setup } from './helpers';
@@ -174,6 +175,18 @@ describe('freeze plans from the layer table (no tfjs)', () => {
       m.dispose();
     }
     assert.deepEqual(trainableCounts(rows, ['features', 'head_seq']), { trainable: 0, total: 197 });
+  });
+
+  it('says per row what trains under the plan: nothing for a frozen layer, the trainable layers inside a nested model', () => {
+    const dense1 = rows.find((r) => r.path === 'head_seq/dense_1')!;
+    assert.equal(trainableUnder(rows, [], 'head_seq/dense_1'), dense1.params);
+    assert.equal(trainableUnder(rows, ['head_seq/dense_1'], 'head_seq/dense_1'), 0, 'a frozen layer trains nothing, whatever its saved flag');
+    assert.equal(trainableUnder(rows, ['head_seq'], 'head_seq/dense_1'), 0, 'frozen through its nested model');
+    assert.equal(trainableUnder(rows, [], 'features/backbone/bn_Conv1'), 8, 'BatchNormalization: gamma and beta, never the moving statistics');
+    const head = trainableCounts(rows, ['features']).trainable;
+    assert.equal(trainableUnder(rows, ['features'], 'head_seq'), head);
+    assert.equal(trainableUnder(rows, ['head_seq/dense_1'], 'head_seq'), head - dense1.params, 'a partly frozen nested model counts only what trains');
+    assert.equal(trainableUnder(rows, [], 'nope'), 0);
   });
 
   it('counts a layer that was saved frozen by its weights, not by its current flag', () => {
