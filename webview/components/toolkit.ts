@@ -53,8 +53,9 @@ export function checkbox(label: string, checked: boolean, onChange: (checked: bo
   return c;
 }
 
-export function textField(placeholder: string, onInput: (v: string) => void): HTMLElement {
-  const t = h('vscode-text-field', { placeholder, 'aria-label': placeholder });
+/** A text field whose accessible name is `label` (the placeholder goes when the user types). */
+export function textField(label: string, placeholder: string, onInput: (v: string) => void): HTMLElement {
+  const t = h('vscode-text-field', { placeholder, 'aria-label': label, title: placeholder });
   t.addEventListener('input', () => onInput((t as unknown as { value: string }).value));
   return t;
 }
