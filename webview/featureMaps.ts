@@ -1,24 +1,30 @@
 /**
  * The feature-map grid of one layer: channels tiled on a canvas with a
  * perceptual colormap, normalised per channel or across the layer, sortable
- * by mean activation or by fraction of zeros. Hover shows a channel's
+ * by mean activation or by fraction of zeros; a layer wider than a page (64)
+ * shows its most active channels first, a page at a time, with a count of
+ * the rest. Tiles fill the width (+/- zoom). Hover shows a channel's
  * statistics; click (or Enter) opens it full size with an overlay slider on
  * the input image; `[` and `]` step through channels. Dense outputs draw as
  * bars. Data arrives quantised (1 byte per value) with per-channel min/max.
  */
-import type { ChannelStats, Colormap, InspectResult, LayerInfo, LayerMaps } from '../src/protocol/inspect';
+import type { Colormap, InspectResult, LayerInfo, LayerMaps } from '../src/protocol/inspect';
 import { colormapLut } from '../src/protocol/colormap';
 import { button, dropdown, progressRing } from './components/toolkit';
-import { clear, h, num } from './dom';
+import { clear, fmt, h, num } from './dom';
 import { rgbCanvas } from './canvas';
+import { gridCanvas, gridLayout, layerRange, paintChannel, value, widePage } from './mapsGrid';
 
-export type SortMode = 'index' | 'mean' | 'zeros';
+/** 'auto': channel order, but the most active first in a layer wider than one page. */
+export type SortMode = 'auto' | 'index' | 'mean' | 'zeros';
 export type NormMode = 'channel' | 'layer';
 
 export interface MapsSettings {
   colormap: Colormap;
   sort: SortMode;
   norm: NormMode;
+  /** Tile size steps from the size that fills the width (each ×1.4). */
+  zoom?: number;
 }
 
 export interface MapsRequests {
@@ -28,11 +34,7 @@ export interface MapsRequests {
 }
 
 const gridMaxSize = 64;
-
-/** Value of byte `b` of a channel, undoing the per-channel quantisation. */
-function value(s: ChannelStats, b: number): number {
-  return s.min + (b / 255) * (s.max - s.min);
-}
+const maxZoom = 4;
 
 export class FeatureMapsView {
   readonly element = h('div', { class: 'maps' });
@@ -41,9 +43,12 @@ export class FeatureMapsView {
   private layer: LayerInfo | undefined;
   private result: InspectResult | undefined;
   private order: number[] = [];
+  /** How many channels of `order` the grid shows (a page at a time for wide layers). */
+  private shown = 0;
   private zoomed: number | undefined;
   private overlay = 0;
   private loadSeq = 0;
+  private lastWidth = 0;
 
   constructor(
     private readonly requests: MapsRequests,
@@ -51,6 +56,11 @@ export class FeatureMapsView {
   ) {
     this.element.tabIndex = -1;
     this.element.addEventListener('keydown', (e) => this.onKey(e));
+    // Fill the width as it changes (a narrower editor group, a closed side bar).
+    new ResizeObserver(() => {
+      const w = this.element.clientWidth;
+      if (w > 0 && Math.abs(w - this.lastWidth) > 24 && this.maps && this.zoomed === undefined) this.render();
+    }).observe(this.element);
   }
 
   clear(message: HTMLElement | string): void {
@@ -77,6 +87,7 @@ export class FeatureMapsView {
       if (seq !== this.loadSeq) return;
       this.maps = maps;
       this.sortChannels();
+      this.shown = Math.min(maps.channels, widePage);
       this.render();
     } catch (e) {
       if (seq === this.loadSeq) this.clear(h('p', { class: 'error' }, e instanceof Error ? e.message : String(e)));
@@ -86,29 +97,54 @@ export class FeatureMapsView {
   private header(): HTMLElement {
     const l = this.layer;
     const m = this.maps;
-    const dims = m ? (m.kind === 'map' ? `${m.channels} ch · ${m.fullHeight}×${m.fullWidth}` : `${m.channels} units`) : l ? `[${l.shape.join(', ')}]` : '';
+    const dims = m ? (m.kind === 'map' ? `${fmt(m.channels)} ch · ${m.fullHeight}×${m.fullWidth}` : `${fmt(m.channels)} units`) : l ? `[${l.shape.join(', ')}]` : '';
+    const zoom = this.settings.zoom ?? 0;
+    const grid = m?.kind === 'map' && this.zoomed === undefined;
     return h(
       'div',
       { class: 'maps-header' },
-      h('strong', {}, l?.path ?? ''),
-      h('span', { class: 'muted' }, dims),
-      h('span', { class: 'spacer' }),
-      dropdown<Colormap>('Colormap', [
-        { value: 'viridis', label: 'viridis' },
-        { value: 'magma', label: 'magma' },
-        { value: 'gray', label: 'gray' },
-      ], this.settings.colormap, (v) => this.update({ colormap: v })),
-      dropdown<SortMode>('Sort channels', [
-        { value: 'index', label: 'channel order' },
-        { value: 'mean', label: 'by mean activation' },
-        { value: 'zeros', label: 'by fraction of zeros' },
-      ], this.settings.sort, (v) => this.update({ sort: v })),
-      dropdown<NormMode>('Normalise', [
-        { value: 'channel', label: 'per channel' },
-        { value: 'layer', label: 'across the layer' },
-      ], this.settings.norm, (v) => this.update({ norm: v })),
-      button('Export PNG', () => void this.exportPng(), { secondary: true, title: 'Export this grid as a PNG file' }),
+      h(
+        'div',
+        { class: 'maps-title' },
+        h('strong', { title: l?.path ?? '' }, l?.path ?? ''),
+        h('span', { class: 'muted' }, dims),
+        h('span', { class: 'spacer' }),
+        m?.kind === 'map' ? button('Export PNG', () => void this.exportPng(), { secondary: true, title: 'Export every channel of this layer as a PNG file' }) : null,
+      ),
+      h(
+        'div',
+        { class: 'maps-tools' },
+        dropdown<Colormap>('Colormap', [
+          { value: 'viridis', label: 'viridis' },
+          { value: 'magma', label: 'magma' },
+          { value: 'gray', label: 'gray' },
+        ], this.settings.colormap, (v) => this.update({ colormap: v })),
+        dropdown<SortMode>('Sort channels', [
+          { value: 'auto', label: `channel order (over ${widePage}: most active first)` },
+          { value: 'index', label: 'channel order' },
+          { value: 'mean', label: 'by mean activation' },
+          { value: 'zeros', label: 'by fraction of zeros' },
+        ], this.settings.sort, (v) => this.update({ sort: v })),
+        dropdown<NormMode>('Normalise', [
+          { value: 'channel', label: 'per channel' },
+          { value: 'layer', label: 'across the layer' },
+        ], this.settings.norm, (v) => this.update({ norm: v })),
+        grid
+          ? h(
+              'span',
+              { class: 'zoom-buttons', role: 'group', 'aria-label': 'Tile size' },
+              button('−', () => this.setZoom(zoom - 1), { secondary: true, title: 'Smaller tiles (-)' }),
+              button('+', () => this.setZoom(zoom + 1), { secondary: true, title: 'Larger tiles (+)' }),
+            )
+          : null,
+      ),
     );
+  }
+
+  private setZoom(z: number): void {
+    const zoom = Math.max(-maxZoom, Math.min(maxZoom, z));
+    if (zoom === (this.settings.zoom ?? 0)) return;
+    this.update({ zoom });
   }
 
   private update(s: Partial<MapsSettings>): void {
@@ -119,80 +155,23 @@ export class FeatureMapsView {
     this.render();
   }
 
+  /** The sort in effect: 'auto' is channel order, or by mean activation for a layer wider than a page. */
+  private sortMode(): Exclude<SortMode, 'auto'> {
+    const s = this.settings.sort;
+    if (s !== 'auto') return s;
+    return this.maps && this.maps.kind === 'map' && this.maps.channels > widePage ? 'mean' : 'index';
+  }
+
   private sortChannels(): void {
     const m = this.maps;
     if (!m) return;
     const idx = Array.from({ length: m.channels }, (_, i) => i);
-    if (m.kind === 'map' && this.settings.sort !== 'index') {
-      const key = this.settings.sort === 'mean' ? (i: number) => -m.stats[i].mean : (i: number) => -m.stats[i].zeros;
+    const mode = this.sortMode();
+    if (m.kind === 'map' && mode !== 'index') {
+      const key = mode === 'mean' ? (i: number) => -m.stats[i].mean : (i: number) => -m.stats[i].zeros;
       idx.sort((a, b) => key(a) - key(b) || a - b);
     }
     this.order = idx;
-  }
-
-  private layerRange(m: LayerMaps): [number, number] {
-    let lo = Infinity;
-    let hi = -Infinity;
-    for (const s of m.stats) {
-      lo = Math.min(lo, s.min);
-      hi = Math.max(hi, s.max);
-    }
-    return [lo, hi];
-  }
-
-  /**
-   * Colours one channel into `out` (RGBA) at (x0, y0) of an image `stride`
-   * wide, each value as a `scale` × `scale` block (crisp at any zoom).
-   */
-  private paintChannel(m: LayerMaps, c: number, out: Uint8ClampedArray, stride: number, x0: number, y0: number, lut: Uint8Array, range: [number, number] | undefined, scale = 1): void {
-    const s = m.stats[c];
-    const base = c * m.height * m.width;
-    const span = range ? range[1] - range[0] || 1 : 1;
-    for (let y = 0; y < m.height; y++) {
-      for (let x = 0; x < m.width; x++) {
-        const b = m.data[base + y * m.width + x];
-        const t = range ? Math.max(0, Math.min(255, Math.round(((value(s, b) - range[0]) / span) * 255))) : b;
-        const r = lut[t * 3];
-        const g = lut[t * 3 + 1];
-        const bl = lut[t * 3 + 2];
-        for (let dy = 0; dy < scale; dy++) {
-          let o = ((y0 + y * scale + dy) * stride + x0 + x * scale) * 4;
-          for (let dx = 0; dx < scale; dx++, o += 4) {
-            out[o] = r;
-            out[o + 1] = g;
-            out[o + 2] = bl;
-            out[o + 3] = 255;
-          }
-        }
-      }
-    }
-  }
-
-  /**
-   * The grid as a canvas at display resolution: channels in a near-square
-   * grid, each scaled by the largest whole factor that fits the panel width,
-   * with 2 px gaps that stay 2 px whatever the zoom.
-   */
-  private gridCanvas(m: LayerMaps, fitWidth = this.element.clientWidth || 800): { canvas: HTMLCanvasElement; cols: number; pitchX: number; pitchY: number } {
-    const gap = 2;
-    const cols = Math.ceil(Math.sqrt(m.channels));
-    const rows = Math.ceil(m.channels / cols);
-    const scale = Math.max(1, Math.min(12, Math.floor((Math.min(fitWidth, 1200) - (cols - 1) * gap) / (cols * m.width))));
-    const pitchX = m.width * scale + gap;
-    const pitchY = m.height * scale + gap;
-    const W = cols * pitchX - gap;
-    const H = rows * pitchY - gap;
-    const canvas = h('canvas', { width: W, height: H, class: 'grid', role: 'img', 'aria-label': `${m.channels} feature maps of ${m.path}` });
-    const ctx = canvas.getContext('2d');
-    if (!ctx) return { canvas, cols, pitchX, pitchY };
-    const img = ctx.createImageData(W, H);
-    const lut = colormapLut(this.settings.colormap);
-    const range = this.settings.norm === 'layer' ? this.layerRange(m) : undefined;
-    this.order.forEach((c, k) => {
-      this.paintChannel(m, c, img.data, W, (k % cols) * pitchX, Math.floor(k / cols) * pitchY, lut, range, scale);
-    });
-    ctx.putImageData(img, 0, 0);
-    return { canvas, cols, pitchX, pitchY };
   }
 
   private render(): void {
@@ -209,14 +188,18 @@ export class FeatureMapsView {
       return;
     }
     const t0 = performance.now();
-    const { canvas, cols, pitchX, pitchY } = this.gridCanvas(m);
+    this.lastWidth = this.element.clientWidth;
+    const order = this.order.slice(0, this.shown);
+    const layout = gridLayout(order.length, m.width, m.height, this.lastWidth || 800, this.settings.zoom ?? 0);
+    const canvas = gridCanvas(m, order, layout, this.settings.colormap, this.settings.norm, `${order.length} of ${m.channels} feature maps of ${m.path}`);
+    const { cols, pitchX, pitchY } = layout;
     const stats = h('div', { class: 'channel-stats', 'aria-live': 'polite' }, 'Hover a channel for its statistics; click to open it.');
     const at = (e: MouseEvent): number | undefined => {
       const r = canvas.getBoundingClientRect();
       const x = Math.floor((((e.clientX - r.left) / r.width) * canvas.width) / pitchX);
       const y = Math.floor((((e.clientY - r.top) / r.height) * canvas.height) / pitchY);
       const k = y * cols + x;
-      return k >= 0 && k < this.order.length && x < cols ? this.order[k] : undefined;
+      return k >= 0 && k < order.length && x < cols ? order[k] : undefined;
     };
     canvas.addEventListener('mousemove', (e) => {
       const c = at(e);
@@ -226,8 +209,33 @@ export class FeatureMapsView {
       const c = at(e);
       if (c !== undefined) void this.zoom(c);
     });
+    const page = this.pageBar(m);
+    if (page) this.element.append(page);
     this.element.append(h('div', { class: 'grid-wrap' }, canvas), stats);
     this.element.dataset['drawMs'] = (performance.now() - t0).toFixed(1);
+  }
+
+  /** For a layer wider than a page: which channels show, how many do not, and buttons for more. */
+  private pageBar(m: LayerMaps): HTMLElement | null {
+    if (m.channels <= widePage) return null;
+    const rest = m.channels - this.shown;
+    const mode = this.sortMode();
+    const which =
+      mode === 'mean' ? `The ${fmt(this.shown)} most active of ${fmt(m.channels)} channels (by mean activation)`
+      : mode === 'zeros' ? `The ${fmt(this.shown)} channels with most zeros of ${fmt(m.channels)}`
+      : `Channels 1–${fmt(this.shown)} of ${fmt(m.channels)}`;
+    const more = (n: number) => {
+      this.shown = Math.min(m.channels, n);
+      this.render();
+    };
+    return h(
+      'div',
+      { class: 'page-bar' },
+      h('span', { class: 'page-count' }, rest > 0 ? `${which} · ${fmt(rest)} more` : `All ${fmt(m.channels)} channels`),
+      rest > 0 ? button(`Show ${fmt(Math.min(widePage, rest))} more`, () => more(this.shown + widePage), { secondary: true }) : null,
+      rest > widePage ? button(`Show all ${fmt(m.channels)}`, () => more(m.channels), { secondary: true }) : null,
+      this.shown > widePage ? button(`Show ${widePage}`, () => more(widePage), { secondary: true }) : null,
+    );
   }
 
   private statsText(c: number): string {
@@ -287,7 +295,7 @@ export class FeatureMapsView {
     const ctx = canvas.getContext('2d');
     if (ctx) {
       const img = ctx.createImageData(m.width, m.height);
-      this.paintChannel(m, c, img.data, m.width, 0, 0, colormapLut(this.settings.colormap), this.settings.norm === 'layer' ? this.layerRange(m) : undefined);
+      paintChannel(m, c, img.data, m.width, 0, 0, colormapLut(this.settings.colormap), this.settings.norm === 'layer' ? layerRange(m) : undefined);
       ctx.putImageData(img, 0, 0);
     }
     const stack = h('div', { class: 'zoom-stack' });
@@ -332,6 +340,8 @@ export class FeatureMapsView {
     if (!this.maps || this.maps.kind !== 'map') return;
     if (this.zoomed === undefined) {
       if (e.key === 'Enter') void this.zoom(this.order[0]);
+      else if (e.key === '+' || e.key === '=') this.setZoom((this.settings.zoom ?? 0) + 1);
+      else if (e.key === '-') this.setZoom((this.settings.zoom ?? 0) - 1);
       return;
     }
     const pos = this.order.indexOf(this.zoomed);
@@ -353,7 +363,8 @@ export class FeatureMapsView {
     const m = this.maps;
     if (!m || m.kind !== 'map') return;
     // Full resolution, one pixel per value, whatever the panel's width.
-    const { canvas } = this.gridCanvas(this.full ?? m, 0);
+    const all = this.full ?? m;
+    const canvas = gridCanvas(all, this.order, gridLayout(this.order.length, all.width, all.height, 0), this.settings.colormap, this.settings.norm, m.path);
     const blob = await new Promise<Blob | null>((resolve) => canvas.toBlob(resolve, 'image/png'));
     if (!blob) return;
     const bytes = new Uint8Array(await blob.arrayBuffer());
