@@ -80,7 +80,7 @@ function persist(): void {
   vscode.setState(s);
 }
 
-let mapsSettings: MapsSettings = saved.maps ?? { colormap: 'viridis' as Colormap, sort: 'index', norm: 'channel' };
+let mapsSettings: MapsSettings = saved.maps ?? { colormap: 'viridis' as Colormap, sort: 'auto', norm: 'channel' };
 
 registerComponents();
 const root = document.getElementById('root')!;
@@ -89,8 +89,9 @@ const headerEl = h('header', { class: 'top' });
 const layerList = new LayerList({
   onSelect: (path) => selectLayer(path),
   onToggleFreeze: (paths, frozen) => void host.call('setFrozen', { paths, frozen }),
+  onActivate: (path) => activateLayer(path),
 });
-const filter = textField('Filter layers (/)', (v) => layerList.setFilter(v));
+const filter = textField('Filter layers', 'Filter layers (/)', (v) => layerList.setFilter(v));
 const mapsView = new FeatureMapsView(
   {
     layerMaps: (layerPath, maxSize) => host.call('layerMaps', { layerPath, maxSize }),
@@ -152,6 +153,7 @@ const centerTabs = tabs(
   ],
   (id) => {
     latentView.setVisible(id === 'latent');
+    gradCam.setVisible(id === 'gradcam');
     compareView.setVisible(id === 'compare');
     state.tab = id;
     persist();
@@ -197,7 +199,8 @@ function renderHeader(): void {
       ? h('span', { class: 'muted preprocessing', title: s.normalizationFrom ?? '' }, `scales its own input (${s.preprocessing.className} ${s.preprocessing.description})`)
       : null,
     h('span', { class: 'spacer' }),
-    button('Pick Image…', () => void pickImage(), { secondary: true, title: 'Choose the input image' }),
+    // Before an image is chosen the one "Pick Image…" is the feature maps' empty state.
+    state.imagePath ? button('Pick Image…', () => void pickImage(), { secondary: true, title: 'Choose another input image' }) : null,
     h('label', { class: 'norm-label' }, 'pixels ', norm),
   );
   setDropdown(norm, state.normalization);
@@ -208,7 +211,7 @@ function renderSide(): void {
   clear(side);
   const r = state.result;
   if (!state.imagePath) {
-    side.append(h('div', { class: 'empty' }, h('p', {}, 'No image yet.'), button('Pick Image…', () => void pickImage())));
+    side.append(h('div', { class: 'empty' }, h('p', {}, 'No image yet: the input image and the top predictions show here.')));
     return;
   }
   side.append(h('div', { class: 'image-path', title: state.imagePath }, state.imagePath.split(/[\\/]/).pop() ?? ''));
@@ -284,6 +287,7 @@ async function setProbe(layerPath: string | null, pinned: boolean): Promise<void
 
 function selectLayer(path: string): void {
   state.selected = path;
+  if (state.tab === 'gradcam') gradCam.useLayer(path);
   void setProbe(path, false);
   persist();
   const info = infoFor(path);
@@ -291,9 +295,23 @@ function selectLayer(path: string): void {
   else if (state.result) mapsView.clear(`${path} has no output of its own to show (a nested model: pick a layer inside it).`);
 }
 
-/** The first layer with a channel grid, for a first look. */
+/**
+ * The first layer with a channel grid, for a first look. Not a nested model's
+ * row: that is its output (often the backbone's last, widest layer), not its
+ * first layer.
+ */
 function defaultLayer(r: InspectResult): string | undefined {
-  return r.layers.find((l) => l.kind === 'map' && l.className !== 'InputLayer')?.path ?? r.layers[0]?.path;
+  const containers = new Set(state.summary?.layers.filter((l) => l.isContainer).map((l) => l.path));
+  const leaves = r.layers.filter((l) => !containers.has(l.path));
+  return leaves.find((l) => l.kind === 'map' && l.className !== 'InputLayer')?.path ?? leaves[0]?.path ?? r.layers[0]?.path;
+}
+
+/** Enter on a layer in the list: what it means depends on the tab that shows. */
+function activateLayer(path: string): void {
+  if (state.tab === 'maps') {
+    mapsView.openFirst();
+    mapsView.element.focus();
+  } else if (state.tab === 'gradcam') gradCam.useLayer(path);
 }
 
 async function pickImage(): Promise<void> {
@@ -400,9 +418,6 @@ document.addEventListener('keydown', (e) => {
   if (e.key === '/' && !typing) {
     e.preventDefault();
     (filter as HTMLElement).focus();
-  } else if (e.key === 'Enter' && target === layerList.element) {
-    mapsView.openFirst();
-    mapsView.element.focus();
   }
 });
 
@@ -427,6 +442,7 @@ async function start(): Promise<void> {
   if (await compareView.init().catch(() => false)) state.tab = 'compare';
   centerTabs.select(state.tab);
   latentView.setVisible(state.tab === 'latent');
+  gradCam.setVisible(state.tab === 'gradcam');
   void latentView.start();
   compareView.setVisible(state.tab === 'compare');
   if (state.summary && state.imagePath) await inspect();
