@@ -1,14 +1,25 @@
 /**
  * The Models view in the Explorer: every model in the workspace, expanding to
  * its layers (nested models as nested nodes). Description = class and output
- * shape; tooltip = params and trainable.
+ * shape (a model: what it trains under the freeze plan, and for a model Layer
+ * Lens trained its val accuracy and time first); tooltip = params and what a
+ * fine-tune trains of them under the plan. Long layer names lose their middle.
  */
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { ModelRegistry } from '../services/modelRegistry';
 import type { RecipeService } from '../services/recipeService';
-import { freezeStates, trainableCounts, type FreezeState } from '../protocol/freezePlan';
-import { formatCount, formatOutputs, formatShape, type LayerRow } from '../protocol/model';
+import { freezeStates, trainableCounts, trainableUnder, type FreezeState } from '../protocol/freezePlan';
+import { formatCount, formatOutputs, formatShape, middleEllipsis, type LayerRow } from '../protocol/model';
+import { originDescription, originTooltip, readModelOrigin, type ModelOrigin } from './modelOrigin';
+
+/**
+ * Longest layer label before its middle gives way: the tree cuts a long label
+ * at its end, which made "block_1_depthwise" and "block_1_depthwise_BN" look
+ * the same; the full name is in the tooltip.
+ */
+const maxLabel = 30;
+const stateWord = (s: FreezeState) => (s === 'frozen' ? 'frozen' : s === 'partial' ? 'partly frozen' : 'trainable');
 
 export type ModelNode =
   | { kind: 'model'; uri: vscode.Uri }
@@ -26,12 +37,16 @@ export class ModelTreeProvider implements vscode.TreeDataProvider<ModelNode>, vs
   /** getChildren() calls in flight per model, and models whose refresh waits for them. */
   private readonly fetching = new Map<string, number>();
   private readonly refreshAfterFetch = new Set<string>();
+  /** What metadata.json and metrics.json say of a model Layer Lens trained (null: nothing), read once per change. */
+  private readonly origins = new Map<string, ModelOrigin | null | 'reading'>();
 
   private constructor(
     private readonly registry: ModelRegistry,
     private readonly freeze: RecipeService,
   ) {
     const refresh = (uri: vscode.Uri | undefined) => {
+      if (uri) this.origins.delete(uri.fsPath);
+      else this.origins.clear();
       // VS Code attaches the children it is fetching to the node it had when
       // the fetch began; refreshing that node meanwhile replaces it, the
       // children stay registered under the old one, and the next refresh
@@ -123,10 +138,14 @@ export class ModelTreeProvider implements vscode.TreeDataProvider<ModelNode>, vs
     if (state.kind === 'loaded') {
       const s = state.summary;
       const counts = trainableCounts(s.layers, this.freeze.frozenNow(uri));
-      item.description = s.format === 'graph' ? `graph · ${formatCount(s.totalParams)} params` : `${formatCount(counts.trainable)} of ${formatCount(counts.total)} params trainable`;
+      const trainable = `${formatCount(counts.trainable)} of ${formatCount(counts.total)} params trainable`;
+      const origin = this.origin(uri);
+      // What sets a trained model apart from its siblings comes first: their names differ only at the end, which the tree cuts.
+      const lead = origin ? originDescription(origin) : '';
+      item.description = s.format === 'graph' ? `graph · ${formatCount(s.totalParams)} params` : lead ? `${lead} · ${trainable}` : trainable;
       if (s.outputs?.length > 1) item.description += ` · ${s.outputs.length} outputs`;
       item.tooltip = new vscode.MarkdownString(
-        `**${s.name}** — ${rel}\n\n${s.layers.length} layers · ${formatCount(s.totalParams)} params · ${formatCount(s.trainableParams)} trainable\n\ninput ${formatShape(s.inputShape)} → ${s.outputs?.length > 1 ? '' : 'output '}${formatOutputs(s)}${s.normalizationFrom ? `\n\npixels: ${s.normalization} (${s.normalizationFrom})` : ''}`,
+        `**${s.name}** — ${rel}\n\n${s.layers.length} layers · ${s.format === 'graph' ? `${formatCount(s.totalParams)} params` : `${trainable} under the freeze plan`}\n\ninput ${formatShape(s.inputShape)} → ${s.outputs?.length > 1 ? '' : 'output '}${formatOutputs(s)}${s.normalizationFrom ? `\n\npixels: ${s.normalization} (${s.normalizationFrom})` : ''}${origin ? `\n\n${originTooltip(origin)}` : ''}`,
       );
     } else if (state.kind === 'failed') {
       item.description = 'failed to load';
@@ -140,13 +159,36 @@ export class ModelTreeProvider implements vscode.TreeDataProvider<ModelNode>, vs
     return item;
   }
 
+  /** The model's origin if it has been read; starts the read (and refreshes the row when done) otherwise. */
+  private origin(uri: vscode.Uri): ModelOrigin | undefined {
+    const key = uri.fsPath;
+    const known = this.origins.get(key);
+    if (known === undefined) {
+      this.origins.set(key, 'reading');
+      void readModelOrigin(key).then((o) => {
+        if (this.origins.get(key) !== 'reading') return;
+        this.origins.set(key, o ?? null);
+        if (o) this.changed.fire(this.modelNodes.get(key));
+      });
+      return undefined;
+    }
+    return known === 'reading' || known === null ? undefined : known;
+  }
+
   private layerItem(uri: vscode.Uri, row: LayerRow, freeze: FreezeState): vscode.TreeItem {
-    const item = new vscode.TreeItem(row.name, row.isContainer ? vscode.TreeItemCollapsibleState.Collapsed : vscode.TreeItemCollapsibleState.None);
+    const label = middleEllipsis(row.name, maxLabel);
+    const item = new vscode.TreeItem(label, row.isContainer ? vscode.TreeItemCollapsibleState.Collapsed : vscode.TreeItemCollapsibleState.None);
     item.id = `layer:${uri.fsPath}#${row.path}`;
     item.description = `${row.className} ${formatShape(row.outputShape)}${row.output !== undefined ? ` · output ${row.output + 1}` : ''}`;
-    item.tooltip = new vscode.MarkdownString(
-      `**${row.path}** (${row.className})\n\noutput ${formatShape(row.outputShape)}\n\n${formatCount(row.params)} params, ${formatCount(row.trainableParams)} trainable · ${freeze === 'frozen' ? 'frozen' : freeze === 'partial' ? 'partly frozen' : 'trainable'}`,
-    );
+    // What trains is what the plan leaves trainable: a frozen layer trains nothing, whatever its saved flag says.
+    const s = this.registry.state(uri);
+    const trains = s.kind === 'loaded' ? trainableUnder(s.summary.layers, this.freeze.frozenNow(uri), row.path) : row.trainableParams;
+    const weights =
+      row.params === 0 && !row.isContainer ? 'no weights'
+      : freeze === 'frozen' ? `${formatCount(row.params)} params · frozen: a fine-tune leaves them as they are`
+      : `${formatCount(row.params)} params, ${formatCount(trains)} trained by a fine-tune · ${stateWord(freeze)}`;
+    item.tooltip = new vscode.MarkdownString(`**${row.path}** (${row.className})\n\noutput ${formatShape(row.outputShape)}\n\n${weights}`);
+    if (label !== row.name) item.accessibilityInformation = { label: `${row.name}, ${row.className}, ${stateWord(freeze)}` };
     item.contextValue = row.isContainer ? 'layerLens.nestedModel' : 'layerLens.layer';
     item.iconPath = new vscode.ThemeIcon(row.isContainer ? 'layers' : 'symbol-method');
     const freezable = this.registry.state(uri).kind === 'loaded' && (row.isContainer || (row.freezableParams ?? row.trainableParams) > 0);
@@ -154,7 +196,7 @@ export class ModelTreeProvider implements vscode.TreeDataProvider<ModelNode>, vs
       item.checkboxState = {
         state: freeze === 'frozen' ? vscode.TreeItemCheckboxState.Checked : vscode.TreeItemCheckboxState.Unchecked,
         tooltip: freeze === 'frozen' ? `Frozen: uncheck to train ${row.name}` : `Check to freeze ${row.name}`,
-        accessibilityInformation: { label: `${row.name} ${freeze === 'frozen' ? 'frozen' : freeze === 'partial' ? 'partly frozen' : 'trainable'}` },
+        accessibilityInformation: { label: `Freeze ${row.name}: ${stateWord(freeze)}` },
       };
       if (freeze === 'partial') item.description = `${item.description} · partly frozen`;
       else if (freeze === 'frozen') item.description = `${item.description} · frozen`;

@@ -1,0 +1,99 @@
+/**
+ * What tells a model Layer Lens trained apart from its siblings in the Models
+ * view: when it was made and how well it did, read from the metadata.json and
+ * metrics.json that a fine-tune or a rotation pretext writes next to it.
+ * Three runs of one afternoon are all "shapes-cnn-finetuned-20261203-…" by
+ * name; "val acc 70% · 3 Dec 18:42" is what sets them apart.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+export interface ModelOrigin {
+  kind: 'fine-tuned' | 'rotation-pretrained';
+  /** ISO time from metadata.json. */
+  created?: string;
+  /** Validation accuracy of the weights that were saved (the best epoch's when they were restored). */
+  valAcc?: number;
+  /** The epoch those weights come from, and how many ran. */
+  epoch?: number;
+  epochs?: number;
+  /** The dataset (or unlabelled images), as metadata.json names it relative to the model folder. */
+  data?: string;
+}
+
+type Json = Record<string, unknown>;
+const obj = (v: unknown): Json | undefined => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Json) : undefined);
+const numOr = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+const strOr = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+
+/** The origin from the two files' parsed contents (either may be missing); undefined for a model Layer Lens did not train. */
+export function modelOrigin(metadata: unknown, metrics: unknown): ModelOrigin | undefined {
+  const meta = obj(metadata);
+  if (!meta || meta['createdBy'] !== 'Layer Lens') return undefined;
+  const created = strOr(meta['created']);
+  const pretext = obj(meta['pretext']);
+  if (pretext) {
+    return { kind: 'rotation-pretrained', created, valAcc: numOr(pretext['val_acc']), epochs: numOr(pretext['epochsRun']), data: strOr(pretext['images']) };
+  }
+  const out: ModelOrigin = { kind: 'fine-tuned', created, data: strOr(meta['dataset']) };
+  const m = obj(metrics);
+  const rows = Array.isArray(m?.['epochs']) ? (m['epochs'] as unknown[]).map(obj).filter((r): r is Json => r !== undefined) : [];
+  if (rows.length > 0) {
+    const best = numOr(m?.['bestEpoch']);
+    const kept = m?.['restored'] === true && best !== undefined ? rows.find((r) => r['epoch'] === best) : undefined;
+    const row = kept ?? rows[rows.length - 1];
+    out.valAcc = numOr(row['val_acc']);
+    out.epoch = numOr(row['epoch']);
+    out.epochs = rows.length;
+  }
+  return out;
+}
+
+/** "3 Dec 18:42" in the machine's time zone (the folder name's date is in it too). */
+export function shortTime(iso: string | undefined): string | undefined {
+  if (!iso) return undefined;
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return undefined;
+  const month = d.toLocaleString('en-US', { month: 'short' });
+  return `${d.getDate()} ${month} ${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}`;
+}
+
+/** The Models view's description lead: "val acc 70% · 3 Dec 18:42". */
+export function originDescription(o: ModelOrigin): string {
+  const parts: string[] = [];
+  if (o.valAcc !== undefined) parts.push(`${o.kind === 'rotation-pretrained' ? 'rotation ' : ''}val acc ${(o.valAcc * 100).toFixed(0)}%`);
+  const t = shortTime(o.created);
+  if (t) parts.push(t);
+  return parts.join(' · ');
+}
+
+/** The tooltip's line: "Fine-tuned 3 Dec 18:42 on ../datasets/glyphs: val acc 70.0% at epoch 8 of 20 (best, kept)". */
+export function originTooltip(o: ModelOrigin): string {
+  const when = shortTime(o.created);
+  const head = `${o.kind === 'fine-tuned' ? 'Fine-tuned' : 'Rotation-pretrained'} by Layer Lens${when ? ` ${when}` : ''}${o.data ? ` on ${o.data}` : ''}`;
+  if (o.valAcc === undefined) return head;
+  const at = o.epoch !== undefined && o.epochs !== undefined ? ` at epoch ${o.epoch} of ${o.epochs}` : o.epochs !== undefined ? ` after ${o.epochs} epochs` : '';
+  return `${head}: val acc ${(o.valAcc * 100).toFixed(1)}%${at}`;
+}
+
+// Small files only: a metrics.json of a thousand epochs is about 200 KB.
+const maxBytes = 1024 * 1024;
+
+async function readJson(file: string): Promise<unknown> {
+  try {
+    const st = await fs.promises.stat(file);
+    if (!st.isFile() || st.size > maxBytes) return undefined;
+    return JSON.parse(await fs.promises.readFile(file, 'utf8')) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Reads the origin of the model whose model.json is `modelJson` (undefined for a model Layer Lens did not train). */
+export async function readModelOrigin(modelJson: string): Promise<ModelOrigin | undefined> {
+  if (path.basename(modelJson) !== 'model.json') return undefined;
+  const dir = path.dirname(modelJson);
+  const metadata = await readJson(path.join(dir, 'metadata.json'));
+  if (!metadata) return undefined;
+  return modelOrigin(metadata, await readJson(path.join(dir, 'metrics.json')));
+}
