@@ -43,9 +43,14 @@ function codeServerReady(): boolean {
   }
 }
 
-/** Settings for a first look: the Welcome page (it lists the Layer Lens walkthrough), no telemetry, no updates. */
+/**
+ * Settings for a first look: no startup editor of VS Code's own (its Welcome
+ * page opens VS Code for the Web's walkthrough), so the first screen is
+ * Layer Lens's walkthrough, which the extension opens on its first run in a
+ * profile; no telemetry, no updates.
+ */
 const settings = {
-  'workbench.startupEditor': 'welcomePage',
+  'workbench.startupEditor': 'none',
   'workbench.welcomePage.walkthroughs.openOnInstall': true,
   'telemetry.telemetryLevel': 'off',
   'update.mode': 'none',
@@ -98,8 +103,8 @@ export async function openDemo(o: OpenDemoOptions): Promise<void> {
   log('');
   log(`Layer Lens demo in VS Code: ${url}`);
   log('  Open it in a browser on this machine (from elsewhere: ssh -L <port>:127.0.0.1:<port>).');
-  log('  Walkthrough: Welcome (top left of the Welcome tab) > Walkthroughs > "Get started with Layer Lens",');
-  log('  or F1 > "Welcome: Open Walkthrough...". The Models view is at the bottom of the Explorer.');
+  log('  It opens on the "Get started with Layer Lens" walkthrough (again later: F1 > "Welcome: Open Walkthrough...").');
+  log('  The Models view is at the bottom of the Explorer.');
   log(`  code-server log: ${server.logFile}`);
   log('Press Ctrl-C to stop.');
 

@@ -27,6 +27,7 @@ import { ProgressRuns } from './services/progressRuns';
 import { RecipeService } from './services/recipeService';
 import { TrainingRuns } from './services/trainingRuns';
 import { BackendStatusBar } from './statusBar';
+import { openWalkthroughOnce } from './ui/walkthrough';
 import { ModelTreeProvider } from './views/modelTreeProvider';
 
 export function activate(context: vscode.ExtensionContext): void {
@@ -69,6 +70,7 @@ export function activate(context: vscode.ExtensionContext): void {
     ...registerEmbeddingCommands(deps),
     ...registerPretextCommands(deps),
     ...registerAdviseCommands(deps),
+    openWalkthroughOnce(context),
   );
 }
 

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { formatAdvisorReport, recommendationLabel } from '../protocol/advise';
 import { describeEmbedProgress } from '../protocol/embed';
-import { pickFolder } from '../ui/pickers';
+import { pickDataset } from '../ui/pickers';
 import { folderArg, resolveModel, trusted, usableSummary, type CommandDeps } from './modelArg';
 
 const rel = (p: string) => vscode.workspace.asRelativePath(p);
@@ -24,7 +24,7 @@ async function advise(deps: CommandDeps, arg?: unknown, folderArgument?: unknown
   if (!model) return undefined;
   const summary = await usableSummary(registry, model, 'the advisor');
   if (!summary) return undefined;
-  const folder = folderArg(folderArgument) ?? (await pickFolder('The dataset to fine-tune on: one sub-folder of images per class', model, 'Advise on This Dataset'));
+  const folder = folderArg(folderArgument) ?? (await pickDataset(model, 'Layer Lens: Advise — the dataset to fine-tune on (one sub-folder of images per class)'));
   if (!folder) return undefined;
   const recipe = await recipes.recipe(model);
   const hold = registry.hold(model);

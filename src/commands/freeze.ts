@@ -14,13 +14,18 @@ import type { RecipeService } from '../services/recipeService';
 import type { ModelNode } from '../views/modelTreeProvider';
 import { resolveModel } from './modelArg';
 
-function layerItems(rows: LayerRow[], states: Map<string, string>) {
+/**
+ * Quick-pick items for layers: those with weights (what a checkbox freezes),
+ * or with `everyLayer` all of them, as Freeze Up To counts `model.layers[:k]`
+ * (so "up to gap", a pooling layer, is a choice).
+ */
+function layerItems(rows: LayerRow[], states: Map<string, string>, everyLayer = false) {
   return rows
-    .filter((r) => r.isContainer || (r.freezableParams ?? r.trainableParams) > 0)
+    .filter((r) => everyLayer || r.isContainer || (r.freezableParams ?? r.trainableParams) > 0)
     .map((r) => ({
       label: `${'  '.repeat(r.depth)}${r.name}`,
       description: `${r.className} ${formatShape(r.outputShape)}`,
-      detail: `${formatCount(r.params)} params${states.get(r.path) === 'partial' ? ' · partly frozen' : ''}`,
+      detail: `${r.params > 0 || r.isContainer ? `${formatCount(r.params)} params` : 'no weights'}${states.get(r.path) === 'partial' ? ' · partly frozen' : ''}`,
       picked: states.get(r.path) === 'frozen',
       row: r,
     }));
@@ -76,7 +81,7 @@ export function registerFreezeCommands(registry: ModelRegistry, freeze: RecipeSe
         if (!m) return;
         let path = node?.kind === 'layer' ? node.row.path : undefined;
         if (!path) {
-          const picked = await vscode.window.showQuickPick(layerItems(m.summary.layers, new Map()), {
+          const picked = await vscode.window.showQuickPick(layerItems(m.summary.layers, new Map(), true), {
             title: `Freeze ${m.summary.name} up to and including…`,
             placeHolder: 'Every layer up to this one is frozen; the rest train',
           });

@@ -50,8 +50,13 @@ async function datasetCandidates(): Promise<vscode.Uri[]> {
   return [...classesByRoot].filter(([, c]) => c.size >= 2).map(([root]) => vscode.Uri.file(root)).sort((a, b) => a.fsPath.localeCompare(b.fsPath));
 }
 
+/** Where a folder dialog about `model` starts: the workspace folder that holds the model, else the model's own folder. */
+function dialogStart(model: vscode.Uri): vscode.Uri {
+  return vscode.workspace.getWorkspaceFolder(model)?.uri ?? vscode.workspace.workspaceFolders?.[0]?.uri ?? vscode.Uri.file(path.dirname(model.fsPath));
+}
+
 /** A dataset folder (one sub-folder per class): the workspace's candidates, or a folder dialog. */
-export async function pickDataset(model: vscode.Uri): Promise<vscode.Uri | undefined> {
+export async function pickDataset(model: vscode.Uri, title = 'Layer Lens: Fine-Tune — dataset folder'): Promise<vscode.Uri | undefined> {
   const candidates = await datasetCandidates();
   type Item = vscode.QuickPickItem & { uri?: vscode.Uri };
   const items: Item[] = [
@@ -62,7 +67,7 @@ export async function pickDataset(model: vscode.Uri): Promise<vscode.Uri | undef
     { label: browse, alwaysShow: true },
   ];
   const picked = await vscode.window.showQuickPick(items, {
-    title: 'Layer Lens: Fine-Tune — dataset folder',
+    title,
     placeHolder: candidates.length ? 'A folder with one sub-folder of PNG/JPEG images per class' : 'No dataset folder found in the workspace: browse for one',
     matchOnDescription: true,
   });
@@ -72,7 +77,7 @@ export async function pickDataset(model: vscode.Uri): Promise<vscode.Uri | undef
     canSelectFiles: false,
     canSelectFolders: true,
     openLabel: 'Use as Dataset',
-    defaultUri: vscode.Uri.file(path.dirname(path.dirname(model.fsPath))),
+    defaultUri: dialogStart(model),
     title: 'Dataset folder: one sub-folder of images per class',
   });
   return chosen?.[0];
@@ -84,7 +89,7 @@ export async function pickFolder(title: string, model: vscode.Uri, openLabel: st
     canSelectFiles: false,
     canSelectFolders: true,
     openLabel,
-    defaultUri: vscode.workspace.workspaceFolders?.[0]?.uri ?? vscode.Uri.file(path.dirname(path.dirname(model.fsPath))),
+    defaultUri: dialogStart(model),
     title,
   });
   return chosen?.[0];
