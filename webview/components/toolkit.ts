@@ -46,8 +46,16 @@ export function setDropdown(d: HTMLElement, value: string): void {
   (d as unknown as { value: string }).value = value;
 }
 
+/*
+ * The toolkit's checkbox and text field name themselves after their text
+ * content when they connect, and otherwise overwrite any aria-label with
+ * "Checkbox" or "Text field". So the accessible name is given as text
+ * content, and the class quiet-label hides that text where the design has no
+ * visible label (inspector.css).
+ */
+
 export function checkbox(label: string, checked: boolean, onChange: (checked: boolean) => void): HTMLElement {
-  const c = h('vscode-checkbox', { 'aria-label': label, title: label, checked: checked || undefined });
+  const c = h('vscode-checkbox', { class: 'quiet-label', title: label, checked: checked || undefined }, label);
   (c as unknown as { checked: boolean }).checked = checked;
   c.addEventListener('change', () => onChange((c as unknown as { checked: boolean }).checked));
   return c;
@@ -55,7 +63,7 @@ export function checkbox(label: string, checked: boolean, onChange: (checked: bo
 
 /** A text field whose accessible name is `label` (the placeholder goes when the user types). */
 export function textField(label: string, placeholder: string, onInput: (v: string) => void): HTMLElement {
-  const t = h('vscode-text-field', { placeholder, 'aria-label': label, title: placeholder });
+  const t = h('vscode-text-field', { class: 'quiet-label', placeholder, title: placeholder }, label);
   t.addEventListener('input', () => onInput((t as unknown as { value: string }).value));
   return t;
 }
