@@ -105,14 +105,15 @@ export function formatCount(n: number): string {
 
 /**
  * `text` shortened to at most `max` characters by cutting its middle
- * ("block_1_depthwise_BN" → "block_1…wise_BN"), so that the ends, which tell
- * a depthwise layer from its BatchNormalization, stay visible. The tail
- * keeps the larger half.
+ * ("block_1_depthwise_expanded_conv_BN" → "block_1_…anded_conv_BN"), so that
+ * the ends stay visible: the end tells a depthwise layer from its
+ * BatchNormalization, a run's folder from its sibling's (its time), so it
+ * keeps three fifths.
  */
 export function middleEllipsis(text: string, max: number): string {
   if (text.length <= max) return text;
   if (max <= 1) return '…';
   const keep = max - 1;
-  const head = Math.floor(keep / 2);
-  return `${text.slice(0, head)}…${text.slice(text.length - (keep - head))}`;
+  const tail = Math.ceil(keep * 0.6);
+  return `${text.slice(0, keep - tail)}…${text.slice(text.length - tail)}`;
 }

@@ -14,11 +14,12 @@ import { formatCount, formatOutputs, formatShape, middleEllipsis, type LayerRow 
 import { originDescription, originTooltip, readModelOrigin, type ModelOrigin } from './modelOrigin';
 
 /**
- * Longest layer label before its middle gives way: the tree cuts a long label
- * at its end, which made "block_1_depthwise" and "block_1_depthwise_BN" look
- * the same; the full name is in the tooltip.
+ * Longest label before its middle gives way: the tree cuts a long label at
+ * its end, which made "block_1_depthwise…" and "block_1_depthwise…_BN" look
+ * the same in a side bar of 250 px, and three runs of one afternoon all
+ * "shapes-cnn-finetuned-20261203-…"; the full name is in the tooltip.
  */
-const maxLabel = 30;
+const maxLabel = 22;
 const stateWord = (s: FreezeState) => (s === 'frozen' ? 'frozen' : s === 'partial' ? 'partly frozen' : 'trainable');
 
 export type ModelNode =
@@ -128,8 +129,10 @@ export class ModelTreeProvider implements vscode.TreeDataProvider<ModelNode>, vs
     const rel = vscode.workspace.asRelativePath(uri);
     // A model.json is named by its folder; a Keras file by its own name.
     const file = path.basename(uri.fsPath);
-    const label = file === 'model.json' ? path.basename(path.dirname(uri.fsPath)) : file;
+    const name = file === 'model.json' ? path.basename(path.dirname(uri.fsPath)) : file;
+    const label = middleEllipsis(name, maxLabel);
     const item = new vscode.TreeItem(label, vscode.TreeItemCollapsibleState.Collapsed);
+    if (label !== name) item.accessibilityInformation = { label: name };
     item.id = `model:${uri.fsPath}`;
     item.resourceUri = uri;
     item.contextValue = 'layerLens.model';
@@ -152,8 +155,11 @@ export class ModelTreeProvider implements vscode.TreeDataProvider<ModelNode>, vs
       item.tooltip = state.message;
       item.iconPath = new vscode.ThemeIcon('warning', new vscode.ThemeColor('list.warningForeground'));
     } else {
-      item.description = path.dirname(rel) === '.' ? rel : path.dirname(rel);
-      item.tooltip = rel;
+      // Not loaded yet: where it is, after what sets a trained model apart (that needs no loading).
+      const origin = this.origin(uri);
+      const where = path.dirname(rel) === '.' ? rel : path.dirname(rel);
+      item.description = origin ? `${originDescription(origin)} · ${where}` : where;
+      item.tooltip = origin ? `${rel}\n${originTooltip(origin)}` : rel;
     }
     item.command = undefined;
     return item;
@@ -190,7 +196,8 @@ export class ModelTreeProvider implements vscode.TreeDataProvider<ModelNode>, vs
     item.tooltip = new vscode.MarkdownString(`**${row.path}** (${row.className})\n\noutput ${formatShape(row.outputShape)}\n\n${weights}`);
     if (label !== row.name) item.accessibilityInformation = { label: `${row.name}, ${row.className}, ${stateWord(freeze)}` };
     item.contextValue = row.isContainer ? 'layerLens.nestedModel' : 'layerLens.layer';
-    item.iconPath = new vscode.ThemeIcon(row.isContainer ? 'layers' : 'symbol-method');
+    // Plain layers go without an icon: the checkbox marks them, and the name needs the room.
+    if (row.isContainer) item.iconPath = new vscode.ThemeIcon('layers');
     const freezable = this.registry.state(uri).kind === 'loaded' && (row.isContainer || (row.freezableParams ?? row.trainableParams) > 0);
     if (freezable) {
       item.checkboxState = {

@@ -56,7 +56,8 @@ describe('what sets a trained model apart in the Models view', () => {
     const bn = middleEllipsis('block_16_depthwise_expanded_conv_BN', 20);
     assert.equal(dw.length, 20);
     assert.notEqual(dw, bn);
-    assert.ok(bn.endsWith('_BN') && bn.startsWith('block_16'), bn);
+    assert.ok(bn.endsWith('_BN') && bn.startsWith('block_'), bn);
+    assert.equal(middleEllipsis('tiny-cnn-finetuned-20261203-1842', 22), 'tiny-cnn…20261203-1842', 'a run keeps its parent\'s name and its time');
     assert.equal(middleEllipsis('abcdef', 1), '…');
   });
 });
