@@ -109,6 +109,14 @@ export class FeatureMapsView {
         h('strong', { title: l?.path ?? '' }, l?.path ?? ''),
         h('span', { class: 'muted' }, dims),
         h('span', { class: 'spacer' }),
+        grid
+          ? h(
+              'span',
+              { class: 'zoom-buttons', role: 'group', 'aria-label': 'Tile size' },
+              button('−', () => this.setZoom(zoom - 1), { secondary: true, title: 'Smaller tiles (-)' }),
+              button('+', () => this.setZoom(zoom + 1), { secondary: true, title: 'Larger tiles (+)' }),
+            )
+          : null,
         m?.kind === 'map' ? button('Export PNG', () => void this.exportPng(), { secondary: true, title: 'Export every channel of this layer as a PNG file' }) : null,
       ),
       h(
@@ -120,7 +128,7 @@ export class FeatureMapsView {
           { value: 'gray', label: 'gray' },
         ], this.settings.colormap, (v) => this.update({ colormap: v })),
         dropdown<SortMode>('Sort channels', [
-          { value: 'auto', label: `channel order (over ${widePage}: most active first)` },
+          { value: 'auto', label: 'auto (wide: most active)' },
           { value: 'index', label: 'channel order' },
           { value: 'mean', label: 'by mean activation' },
           { value: 'zeros', label: 'by fraction of zeros' },
@@ -129,14 +137,6 @@ export class FeatureMapsView {
           { value: 'channel', label: 'per channel' },
           { value: 'layer', label: 'across the layer' },
         ], this.settings.norm, (v) => this.update({ norm: v })),
-        grid
-          ? h(
-              'span',
-              { class: 'zoom-buttons', role: 'group', 'aria-label': 'Tile size' },
-              button('−', () => this.setZoom(zoom - 1), { secondary: true, title: 'Smaller tiles (-)' }),
-              button('+', () => this.setZoom(zoom + 1), { secondary: true, title: 'Larger tiles (+)' }),
-            )
-          : null,
       ),
     );
   }
