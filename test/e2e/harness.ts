@@ -123,7 +123,7 @@ export async function startSession(options: SessionOptions): Promise<Session> {
       headless: true,
       args: BROWSER_ARGS,
       viewport: options.viewport ?? { width: 1400, height: 900 },
-      colorScheme: theme,
+      colorScheme: theme === 'light' ? 'light' : 'dark',
       // readOutputChannel() copies the output editor's text through the clipboard.
       permissions: ['clipboard-read', 'clipboard-write'],
       timeout: TIMEOUT.server,

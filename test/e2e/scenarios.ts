@@ -61,14 +61,18 @@ export interface Shared {
  * after them. A failing scenario leaves a screenshot and the logs in
  * test-results/e2e/<scenario>/.
  */
-export function sharedSession(name: string, theme: Theme): { get(): Shared; scenario(title: string, body: (s: Shared) => Promise<void>): void } {
+export function sharedSession(
+  name: string,
+  theme: Theme,
+  options: { viewport?: { width: number; height: number }; settings?: Record<string, unknown>; workspace?: () => Promise<LayerLensWorkspace> } = {},
+): { get(): Shared; scenario(title: string, body: (s: Shared) => Promise<void>): void } {
   let shared: Shared | undefined;
   before(
     async () => {
-      const ws = await makeLayerLensWorkspace();
+      const ws = await (options.workspace ?? makeLayerLensWorkspace)();
       debug(`${name}: workspace ${ws.dir}`);
       try {
-        const session = await startSession({ workspace: ws.dir, theme, viewport: { width: 1400, height: 900 } });
+        const session = await startSession({ workspace: ws.dir, theme, viewport: options.viewport ?? { width: 1400, height: 900 }, settings: options.settings });
         shared = { session, ws, page: session.page };
       } catch (error) {
         await ws.remove();

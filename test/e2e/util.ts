@@ -19,8 +19,8 @@ export const TIMEOUT = {
   ui: 30_000,
 } as const;
 
-export type Theme = 'light' | 'dark';
-export const THEMES: Record<Theme, string> = { light: 'Default Light Modern', dark: 'Default Dark Modern' };
+export type Theme = 'light' | 'dark' | 'hc';
+export const THEMES: Record<Theme, string> = { light: 'Default Light Modern', dark: 'Default Dark Modern', hc: 'Default High Contrast' };
 
 // ---------------------------------------------------------------------------
 // Small utilities
