@@ -3,7 +3,8 @@
  * view: when it was made and how well it did, read from the metadata.json and
  * metrics.json that a fine-tune or a rotation pretext writes next to it.
  * Three runs of one afternoon are all "shapes-cnn-finetuned-20261203-…" by
- * name; "val acc 70% · 3 Dec 18:42" is what sets them apart.
+ * name; "shapes-cnn · 3 Dec 18:42" with "val acc 70% · fine-tuned" sets them
+ * apart.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -58,13 +59,31 @@ export function shortTime(iso: string | undefined): string | undefined {
   return `${d.getDate()} ${month} ${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}`;
 }
 
-/** The Models view's description lead: "val acc 70% · 3 Dec 18:42". */
-export function originDescription(o: ModelOrigin): string {
+/**
+ * The Models view's description lead: "val acc 70% · fine-tuned", and the
+ * time when the label does not show it ("… · 3 Dec 18:42").
+ */
+export function originDescription(o: ModelOrigin, withTime = true): string {
   const parts: string[] = [];
   if (o.valAcc !== undefined) parts.push(`${o.kind === 'rotation-pretrained' ? 'rotation ' : ''}val acc ${(o.valAcc * 100).toFixed(0)}%`);
-  const t = shortTime(o.created);
+  parts.push(o.kind);
+  const t = withTime ? shortTime(o.created) : undefined;
   if (t) parts.push(t);
   return parts.join(' · ');
+}
+
+/**
+ * The label of a folder Layer Lens wrote a run to, from its name alone:
+ * "shapes-cnn-finetuned-20261203-1842" → "shapes-cnn · 3 Dec 18:42" (a second
+ * run of the same minute: "… (2)"). In a side bar of 250 px the folder name
+ * showed only "shapes-cnn-finetuned-2026…" for every run of a day.
+ */
+export function runLabel(folder: string): { label: string; kind: ModelOrigin['kind'] } | undefined {
+  const m = /^(.+)-(finetuned|rotation-pretrained)-(\d{4})(\d{2})(\d{2})-(\d{2})(\d{2})(?:-(\d+))?$/.exec(folder);
+  if (!m) return undefined;
+  const month = new Date(2000, Number(m[4]) - 1, 1).toLocaleString('en-US', { month: 'short' });
+  const parent = m[1].length > 14 ? `${m[1].slice(0, 13)}…` : m[1];
+  return { label: `${parent} · ${Number(m[5])} ${month} ${m[6]}:${m[7]}${m[8] ? ` (${m[8]})` : ''}`, kind: m[2] === 'finetuned' ? 'fine-tuned' : 'rotation-pretrained' };
 }
 
 /** The tooltip's line: "Fine-tuned 3 Dec 18:42 on ../datasets/glyphs: val acc 70.0% at epoch 8 of 20 (best, kept)". */

@@ -11,7 +11,7 @@ import type { ModelRegistry } from '../services/modelRegistry';
 import type { RecipeService } from '../services/recipeService';
 import { freezeStates, trainableCounts, trainableUnder, type FreezeState } from '../protocol/freezePlan';
 import { formatCount, formatOutputs, formatShape, middleEllipsis, type LayerRow } from '../protocol/model';
-import { originDescription, originTooltip, readModelOrigin, type ModelOrigin } from './modelOrigin';
+import { originDescription, originTooltip, readModelOrigin, runLabel, type ModelOrigin } from './modelOrigin';
 
 /**
  * Longest label before its middle gives way: the tree cuts a long label at
@@ -130,13 +130,15 @@ export class ModelTreeProvider implements vscode.TreeDataProvider<ModelNode>, vs
     // A model.json is named by its folder; a Keras file by its own name.
     const file = path.basename(uri.fsPath);
     const name = file === 'model.json' ? path.basename(path.dirname(uri.fsPath)) : file;
-    const label = middleEllipsis(name, maxLabel);
+    // A run Layer Lens wrote is named by its parent and time; its folder name is in the tooltip.
+    const run = runLabel(name);
+    const label = run?.label ?? middleEllipsis(name, maxLabel);
     const item = new vscode.TreeItem(label, vscode.TreeItemCollapsibleState.Collapsed);
-    if (label !== name) item.accessibilityInformation = { label: name };
+    if (label !== name) item.accessibilityInformation = { label: run ? `${name}, ${run.kind}` : name };
     item.id = `model:${uri.fsPath}`;
     item.resourceUri = uri;
     item.contextValue = 'layerLens.model';
-    item.iconPath = new vscode.ThemeIcon('circuit-board');
+    item.iconPath = new vscode.ThemeIcon(run ? (run.kind === 'fine-tuned' ? 'repo-forked' : 'sync') : 'circuit-board');
     const state = this.registry.state(uri);
     if (state.kind === 'loaded') {
       const s = state.summary;
@@ -144,7 +146,7 @@ export class ModelTreeProvider implements vscode.TreeDataProvider<ModelNode>, vs
       const trainable = `${formatCount(counts.trainable)} of ${formatCount(counts.total)} params trainable`;
       const origin = this.origin(uri);
       // What sets a trained model apart from its siblings comes first: their names differ only at the end, which the tree cuts.
-      const lead = origin ? originDescription(origin) : '';
+      const lead = origin ? originDescription(origin, !run) : run?.kind ?? '';
       item.description = s.format === 'graph' ? `graph · ${formatCount(s.totalParams)} params` : lead ? `${lead} · ${trainable}` : trainable;
       if (s.outputs?.length > 1) item.description += ` · ${s.outputs.length} outputs`;
       item.tooltip = new vscode.MarkdownString(
@@ -158,7 +160,8 @@ export class ModelTreeProvider implements vscode.TreeDataProvider<ModelNode>, vs
       // Not loaded yet: where it is, after what sets a trained model apart (that needs no loading).
       const origin = this.origin(uri);
       const where = path.dirname(rel) === '.' ? rel : path.dirname(rel);
-      item.description = origin ? `${originDescription(origin)} · ${where}` : where;
+      const lead = origin ? originDescription(origin, !run) : run?.kind;
+      item.description = lead ? `${lead} · ${where}` : where;
       item.tooltip = origin ? `${rel}\n${originTooltip(origin)}` : rel;
     }
     item.command = undefined;

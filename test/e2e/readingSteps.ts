@@ -5,7 +5,6 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Frame, Locator, Page } from 'playwright-core';
-import { middleEllipsis } from '../../src/protocol/model';
 import { fixture } from '../fixtures/models';
 import { waitUntil } from './util';
 import { makeLayerLensWorkspace, type LayerLensWorkspace } from './workspace';
@@ -46,9 +45,9 @@ export const WIDE = {
 
 /** Two fine-tuned children of tiny-cnn from one afternoon: the same name up to the time. */
 export const SIBLINGS = [
-  { name: 'tiny-cnn-finetuned-20261203-1842', created: new Date(2026, 11, 3, 18, 42), valAcc: [0.5, 0.7, 0.6], lead: 'val acc 70% · 3 Dec 18:42' },
-  { name: 'tiny-cnn-finetuned-20261203-1907', created: new Date(2026, 11, 3, 19, 7), valAcc: [0.4, 0.45, 0.55], lead: 'val acc 55% · 3 Dec 19:07' },
-].map((s) => ({ ...s, label: middleEllipsis(s.name, 22) }));
+  { name: 'tiny-cnn-finetuned-20261203-1842', label: 'tiny-cnn · 3 Dec 18:42', created: new Date(2026, 11, 3, 18, 42), valAcc: [0.5, 0.7, 0.6], lead: 'val acc 70% · fine-tuned · ' },
+  { name: 'tiny-cnn-finetuned-20261203-1907', label: 'tiny-cnn · 3 Dec 19:07', created: new Date(2026, 11, 3, 19, 7), valAcc: [0.4, 0.45, 0.55], lead: 'val acc 55% · fine-tuned · ' },
+];
 
 export interface ReadingWorkspace extends LayerLensWorkspace {
   readonly wide: string;

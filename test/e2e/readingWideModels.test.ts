@@ -38,8 +38,7 @@ describe('Reading wide models, by keyboard too (high contrast, 1000 px)', { time
   scenario('b. Models view: fine-tuned siblings lead with val accuracy and time; long names keep their ends; tooltips agree with the plan', async ({ session, page, ws }) => {
     await showModelsView(page, ws);
     for (const s of SIBLINGS) {
-      // The label keeps the parent's name and the run's time ("tiny-cnn…20261203-1842"), the description leads with the rest.
-      assert.match(s.label, /^tiny-cnn….*-\d{4}$/);
+      // Named by its parent and time, its description leads with its val accuracy.
       const row = treeRow(page, s.label, 1);
       await row.waitFor({ state: 'visible', timeout: SLOW });
       await waitUntil(`${s.name} to lead with what sets it apart`, async () => ((await rowDescription(row)).startsWith(s.lead) ? true : undefined), SLOW);

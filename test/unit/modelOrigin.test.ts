@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { middleEllipsis } from '../../src/protocol/model';
-import { modelOrigin, originDescription, originTooltip, readModelOrigin } from '../../src/views/modelOrigin';
+import { modelOrigin, originDescription, originTooltip, readModelOrigin, runLabel } from '../../src/views/modelOrigin';
 
 const created = new Date(2026, 11, 3, 18, 42).toISOString();
 const epochs = [1, 2, 3].map((epoch) => ({ epoch, loss: 1, acc: 0.5, val_loss: 1, val_acc: [0.4, 0.7, 0.55][epoch - 1], lr: 0.001, imagesPerSec: 100, seconds: 1 }));
@@ -20,16 +20,17 @@ describe('what sets a trained model apart in the Models view', () => {
     const kept = modelOrigin(meta, { bestEpoch: 2, restored: true, epochs })!;
     assert.equal(kept.valAcc, 0.7);
     assert.equal(kept.epoch, 2);
-    assert.equal(originDescription(kept), 'val acc 70% · 3 Dec 18:42');
+    assert.equal(originDescription(kept), 'val acc 70% · fine-tuned · 3 Dec 18:42');
+    assert.equal(originDescription(kept, false), 'val acc 70% · fine-tuned');
     assert.equal(originTooltip(kept), 'Fine-tuned by Layer Lens 3 Dec 18:42 on ../datasets/glyphs: val acc 70.0% at epoch 2 of 3');
     const last = modelOrigin(meta, { bestEpoch: 2, restored: false, epochs })!;
     assert.equal(last.valAcc, 0.55);
-    assert.equal(originDescription(modelOrigin(meta, undefined)!), '3 Dec 18:42', 'no metrics.json: the time alone');
+    assert.equal(originDescription(modelOrigin(meta, undefined)!), 'fine-tuned · 3 Dec 18:42', 'no metrics.json: no accuracy');
   });
 
   it('reads a rotation pretext\'s accuracy from its metadata, and nothing from models Layer Lens did not make', () => {
     const pretext = modelOrigin({ createdBy: 'Layer Lens', created, pretext: { val_acc: 0.9, epochsRun: 5, images: '../images' } }, undefined)!;
-    assert.equal(originDescription(pretext), 'rotation val acc 90% · 3 Dec 18:42');
+    assert.equal(originDescription(pretext), 'rotation val acc 90% · rotation-pretrained · 3 Dec 18:42');
     assert.equal(modelOrigin({ tmVersion: '2.4.10', labels: ['a'] }, undefined), undefined);
     assert.equal(modelOrigin('not an object', { epochs }), undefined);
     assert.equal(modelOrigin({ createdBy: 'Layer Lens', created: 'garbage' }, { epochs: 'x' })!.valAcc, undefined);
@@ -48,6 +49,14 @@ describe('what sets a trained model apart in the Models view', () => {
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('names a run\'s folder by its parent and time', () => {
+    assert.deepEqual(runLabel('shapes-cnn-finetuned-20261203-1842'), { label: 'shapes-cnn · 3 Dec 18:42', kind: 'fine-tuned' });
+    assert.deepEqual(runLabel('shapes-cnn-finetuned-20261203-1842-2'), { label: 'shapes-cnn · 3 Dec 18:42 (2)', kind: 'fine-tuned' });
+    assert.equal(runLabel('mobilenet_v2_teachable-rotation-pretrained-20260101-0905')?.label, 'mobilenet_v2_… · 1 Jan 09:05');
+    assert.equal(runLabel('shapes-cnn'), undefined);
+    assert.equal(runLabel('shapes-cnn-finetuned-latest'), undefined);
   });
 
   it('cuts long names in the middle, keeping the end that tells a depthwise layer from its BatchNormalization', () => {
