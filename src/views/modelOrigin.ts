@@ -47,6 +47,9 @@ export function modelOrigin(metadata: unknown, metrics: unknown): ModelOrigin | 
     out.epoch = numOr(row['epoch']);
     out.epochs = rows.length;
   }
+  // The saved model evaluated on the validation split, where the run did (the same number, measured once more).
+  const evaluation = obj(m?.['evaluation']);
+  if (evaluation?.['split'] === 'validation' && numOr(evaluation['accuracy']) !== undefined) out.valAcc = numOr(evaluation['accuracy']);
   return out;
 }
 

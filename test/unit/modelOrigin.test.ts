@@ -23,6 +23,8 @@ describe('what sets a trained model apart in the Models view', () => {
     assert.equal(originDescription(kept), 'val acc 70% · fine-tuned · 3 Dec 18:42');
     assert.equal(originDescription(kept, false), 'val acc 70% · fine-tuned');
     assert.equal(originTooltip(kept), 'Fine-tuned by Layer Lens 3 Dec 18:42 on ../datasets/glyphs: val acc 70.0% at epoch 2 of 3');
+    assert.equal(modelOrigin(meta, { bestEpoch: 2, restored: true, epochs, evaluation: { split: 'validation', accuracy: 0.72 } })!.valAcc, 0.72, 'the saved model\'s evaluation when there is one');
+    assert.equal(modelOrigin(meta, { bestEpoch: 2, restored: true, epochs, evaluation: { split: 'all', accuracy: 0.9 } })!.valAcc, 0.7, 'not an evaluation on every image');
     const last = modelOrigin(meta, { bestEpoch: 2, restored: false, epochs })!;
     assert.equal(last.valAcc, 0.55);
     assert.equal(originDescription(modelOrigin(meta, undefined)!), 'fine-tuned · 3 Dec 18:42', 'no metrics.json: no accuracy');
