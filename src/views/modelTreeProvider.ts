@@ -185,7 +185,8 @@ export class ModelTreeProvider implements vscode.TreeDataProvider<ModelNode>, vs
   }
 
   private layerItem(uri: vscode.Uri, row: LayerRow, freeze: FreezeState): vscode.TreeItem {
-    const label = middleEllipsis(row.name, maxLabel);
+    // Deeper rows have less room (about two characters a level in a 250 px side bar).
+    const label = middleEllipsis(row.name, Math.max(12, maxLabel - 1 - 2 * row.depth));
     const item = new vscode.TreeItem(label, row.isContainer ? vscode.TreeItemCollapsibleState.Collapsed : vscode.TreeItemCollapsibleState.None);
     item.id = `layer:${uri.fsPath}#${row.path}`;
     item.description = `${row.className} ${formatShape(row.outputShape)}${row.output !== undefined ? ` · output ${row.output + 1}` : ''}`;

@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { describe } from 'node:test';
+import { runLabel } from '../../src/views/modelOrigin';
 import { REPO_ROOT, waitUntil } from './util';
 import { openFile, pickQuickItem, readOutputChannel, runCommand, waitForNotification } from './workbench';
 import { SLOW, TINY, TINY_TRAINABLE, escapeRegExp, sharedSession, modelsPane, treeRow, rowDescription, showModelsView, expand, inspectorFrame, text, waitForText, waitForCounts, assertGridDrawn, assertPredictions, runModelCommand, hashes, readmeScreenshot, assertCleanConsole } from './scenarios';
@@ -119,16 +120,17 @@ describe('Layer Lens in VS Code, dark theme: a broken model, then fine-tuning', 
     assert.match(channel, new RegExp(`\\[error\\].*${escapeRegExp(ws.missingShard)} is missing`));
     await session.screenshot('dark-4b-output-channel');
 
-    // The Models view picks the new model up.
+    // The Models view picks the new model up, named by its parent and time ("tiny-cnn · 3 Dec 18:42").
+    const label = runLabel(outputs[0])?.label ?? outputs[0];
     let listed: string[] = [];
-    await waitUntil(`the Models view to list ${outputs[0]}`, async () => {
+    await waitUntil(`the Models view to list ${outputs[0]} as ${label}`, async () => {
       listed = (await modelsPane(page).locator('.monaco-list-row[aria-level="1"] .label-name').allTextContents()).map((l) => l.trim());
-      return listed.includes(outputs[0]) ? true : undefined;
+      return listed.includes(label) ? true : undefined;
     }, SLOW).catch((error: unknown) => {
       throw new Error(`${error instanceof Error ? error.message : String(error)}; the Models view lists ${JSON.stringify(listed)}`);
     });
     // ...and only the models there are (not the folder the result was built in).
-    assert.deepEqual([...listed].sort(), ['missing-shard', 'nested', 'tiny-cnn', outputs[0]].sort());
+    assert.deepEqual([...listed].sort(), ['missing-shard', 'nested', 'tiny-cnn', label].sort());
   });
 
   scenario('7. a model the command line writes into the workspace appears in the Models view, and goes when its folder is deleted', async ({ page, ws }) => {
