@@ -232,9 +232,14 @@ export class FeatureMapsView {
       'div',
       { class: 'page-bar' },
       h('span', { class: 'page-count' }, rest > 0 ? `${which} · ${fmt(rest)} more` : `All ${fmt(m.channels)} channels`),
-      rest > 0 ? button(`Show ${fmt(Math.min(widePage, rest))} more`, () => more(this.shown + widePage), { secondary: true }) : null,
-      rest > widePage ? button(`Show all ${fmt(m.channels)}`, () => more(m.channels), { secondary: true }) : null,
-      this.shown > widePage ? button(`Show ${widePage}`, () => more(widePage), { secondary: true }) : null,
+      // The buttons wrap as one group, never one alone.
+      h(
+        'span',
+        { class: 'page-buttons' },
+        rest > 0 ? button(`Show ${fmt(Math.min(widePage, rest))} more`, () => more(this.shown + widePage), { secondary: true }) : null,
+        rest > widePage ? button(`Show all ${fmt(m.channels)}`, () => more(m.channels), { secondary: true }) : null,
+        this.shown > widePage ? button(`Show ${widePage}`, () => more(widePage), { secondary: true }) : null,
+      ),
     );
   }
 
