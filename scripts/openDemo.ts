@@ -47,7 +47,8 @@ function codeServerReady(): boolean {
  * Settings for a first look: no startup editor of VS Code's own (its Welcome
  * page opens VS Code for the Web's walkthrough), so the first screen is
  * Layer Lens's walkthrough, which the extension opens on its first run in a
- * profile; no telemetry, no updates.
+ * profile when code-server's environment says LAYER_LENS_WALKTHROUGH=1 (set
+ * below); no telemetry, no updates.
  */
 const settings = {
   'workbench.startupEditor': 'none',
@@ -92,6 +93,8 @@ export async function openDemo(o: OpenDemoOptions): Promise<void> {
   }
 
   log('Starting code-server…');
+  // The extension opens its walkthrough on its first run in this profile (src/ui/walkthrough.ts).
+  process.env['LAYER_LENS_WALKTHROUGH'] = '1';
   let server: Awaited<ReturnType<typeof startCodeServer>>;
   try {
     server = await startCodeServer({ workspace: made.paths.root, userDataDir, extensionsDir, stateDir: path.join(root, 'server') });

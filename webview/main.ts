@@ -318,6 +318,7 @@ async function pickImage(): Promise<void> {
   const picked = await host.call('pickImage', {});
   if (!picked) return;
   state.imagePath = picked;
+  renderHeader();
   persist();
   await inspect();
 }
@@ -372,6 +373,7 @@ function onEvent(e: HostEvent): void {
       break;
     case 'image':
       state.imagePath = e.imagePath;
+      renderHeader();
       persist();
       void inspect();
       break;

@@ -1,17 +1,18 @@
 /**
- * The first time Layer Lens runs in a VS Code profile, its walkthrough ("Get
- * started with Layer Lens") opens, as VS Code opens an extension's walkthrough
- * after an install from the Marketplace; an extension copied into place (the
- * demo in code-server, a .vsix in some editors) never gets that. The user's
- * `workbench.welcomePage.walkthroughs.openOnInstall` setting turns both off.
+ * `npm run demo:vscode` starts code-server with LAYER_LENS_WALKTHROUGH=1, and
+ * then Layer Lens opens its walkthrough ("Get started with Layer Lens") when
+ * it first runs in that profile: an extension copied into place never gets
+ * the walkthrough VS Code opens after an install from the Marketplace, and
+ * the demo's first screen was VS Code for the Web's own walkthrough instead.
+ * Anywhere else VS Code decides (workbench.welcomePage.walkthroughs.openOnInstall).
  */
 import * as vscode from 'vscode';
 
 const shownKey = 'layerLens.walkthroughShown';
+export const walkthroughEnv = 'LAYER_LENS_WALKTHROUGH';
 
 export function openWalkthroughOnce(context: vscode.ExtensionContext): vscode.Disposable {
-  const wanted = vscode.workspace.getConfiguration('workbench.welcomePage').get<boolean>('walkthroughs.openOnInstall', true);
-  if (wanted && !context.globalState.get<boolean>(shownKey)) {
+  if (process.env[walkthroughEnv] === '1' && !context.globalState.get<boolean>(shownKey)) {
     void context.globalState.update(shownKey, true);
     void vscode.commands.executeCommand('workbench.action.openWalkthrough', `${context.extension.id}#getStarted`, false).then(undefined, () => undefined);
   }

@@ -17,19 +17,17 @@ import { pickQuickItem, quickInput, quickInputBox, quickInputLabels, runCommand 
 import { SLOW, sharedSession, treeRow, rowDescription, showModelsView, expand, collapse, childLabels, treeCheckbox, waitForTreeCheckbox, inspectorFrame, text, waitForText, inspectorRow, assertGridDrawn, runModelCommand, runCommandForActiveModel, readRecipeFile, assertCleanConsole } from './scenarios';
 import { SIBLINGS, WIDE, activeOption, barAndBackground, canvasChroma, contrast, focused, makeReadingWorkspace, nameCell, setRange, treeTooltip, waitForActive, type ReadingWorkspace } from './readingSteps';
 
+// As `npm run demo:vscode` starts code-server (scripts/openDemo.ts): Layer Lens opens its walkthrough on its first run.
+process.env['LAYER_LENS_WALKTHROUGH'] = '1';
+
 const narrow = { width: 1000, height: 800 };
 const wide = { width: 1600, height: 900 };
 
 describe('Reading wide models, by keyboard too (high contrast, 1000 px)', { timeout: 20 * 60_000 }, () => {
-  const { scenario } = sharedSession('reading', 'hc', {
-    viewport: narrow,
-    // As a new user has it: walkthroughs open on install.
-    settings: { 'workbench.welcomePage.walkthroughs.openOnInstall': true },
-    workspace: makeReadingWorkspace,
-  });
+  const { scenario } = sharedSession('reading', 'hc', { viewport: narrow, workspace: makeReadingWorkspace });
   const readingWs = (ws: unknown) => ws as ReadingWorkspace;
 
-  scenario('a. on its first run Layer Lens opens its own walkthrough', async ({ page }) => {
+  scenario('a. the demo\'s first screen: on its first run Layer Lens opens its own walkthrough', async ({ page }) => {
     const walkthrough = page.locator('.gettingStartedContainer', { hasText: 'Get started with Layer Lens' }).first();
     await walkthrough.waitFor({ state: 'visible', timeout: SLOW });
     await runCommand(page, 'View: Close All Editors');
@@ -88,6 +86,8 @@ describe('Reading wide models, by keyboard too (high contrast, 1000 px)', { time
     await waitForText(frame.locator('.side .image-path'), 'photo.jpg');
     assert.equal(buttons, 1, 'one "Pick Image…" before an image');
     assert.equal(bars, 0, 'no activation bars before an image');
+    // Once there is an image, the header offers to change it.
+    await frame.locator('header vscode-button', { hasText: 'Pick Image…' }).waitFor({ state: 'visible' });
   });
 
   scenario('c2. a wide nested model: its first layer, 1,280 channels a page at a time (most active first), names that fit', async ({ session, page }) => {
