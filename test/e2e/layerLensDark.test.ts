@@ -93,8 +93,15 @@ describe('Layer Lens in VS Code, dark theme: a broken model, then fine-tuning', 
 
     // "Compare with original": the original is A, the fine-tuned copy B.
     await again.locator('.training .result-card vscode-button', { hasText: 'Compare with original' }).click();
-    const cmp = await inspectorFrame(page, '.cmp-head');
-    await waitForText(cmp.locator(".cmp-head .cmp-ab").first(), /^A\s*tiny-cnn$/);
+    // The comparison opens in the fine-tuned model's panel; the original's panel (whose Compare tab
+    // also has a .cmp-head) goes hidden and its frame is detached: look for the frame that compares.
+    await waitUntil('a Compare tab with the original as A', async () => {
+      for (const f of page.frames()) {
+        const a = await f.locator('.cmp-head .cmp-ab').first().textContent({ timeout: 500 }).catch(() => null);
+        if (a && /^A\s*tiny-cnn$/.test(a.replace(/\s+/g, ' ').trim())) return true;
+      }
+      return undefined;
+    }, SLOW);
 
     // A new model folder next to the source; the source is byte for byte what it was.
     const outputs = (await fs.readdir(modelsDir)).filter((n) => /^tiny-cnn-finetuned-\d{8}-\d{4}(-\d+)?$/.test(n));
