@@ -61,25 +61,50 @@ export function symmetricEigen(a: ArrayLike<number>, m: number): { values: Float
 }
 
 /**
- * Orthonormalises the p columns of the d x p matrix `w` (row-major) in place
- * by modified Gram-Schmidt, twice for stability. A column that vanishes is
- * replaced by a unit vector orthogonal to the others.
+ * Orthonormalises the p columns (p <= d) of the d x p matrix `w` (row-major)
+ * in place by modified Gram-Schmidt, twice for stability. A column that
+ * vanishes (nothing left of it after the earlier columns are taken out: the
+ * data has fewer directions than p, as 8-dimensional embeddings of a few
+ * images do) is replaced by the first unit axis that, made orthogonal to the
+ * earlier columns, keeps at least half its length (else the one that keeps
+ * most). (It used to be replaced by a
+ * unit axis as is, which is not orthogonal to the others: the Ritz values
+ * then counted one direction twice, and PCA reported an axis explaining
+ * 199.6% of the variance.)
  */
 export function orthonormalizeColumns(w: Float64Array, d: number, p: number): void {
+  const project = (j: number) => {
+    for (let i = 0; i < j; i++) {
+      let dot = 0;
+      for (let k = 0; k < d; k++) dot += w[k * p + i] * w[k * p + j];
+      for (let k = 0; k < d; k++) w[k * p + j] -= dot * w[k * p + i];
+    }
+  };
+  const norm = (j: number) => {
+    let n = 0;
+    for (let k = 0; k < d; k++) n += w[k * p + j] * w[k * p + j];
+    return Math.sqrt(n);
+  };
   for (let pass = 0; pass < 2; pass++) {
     for (let j = 0; j < p; j++) {
-      for (let i = 0; i < j; i++) {
-        let dot = 0;
-        for (let k = 0; k < d; k++) dot += w[k * p + i] * w[k * p + j];
-        for (let k = 0; k < d; k++) w[k * p + j] -= dot * w[k * p + i];
-      }
-      let n = 0;
-      for (let k = 0; k < d; k++) n += w[k * p + j] * w[k * p + j];
-      n = Math.sqrt(n);
-      if (n < 1e-300) {
-        for (let k = 0; k < d; k++) w[k * p + j] = 0;
-        w[(j % d) * p + j] = 1;
-        continue;
+      const before = norm(j);
+      project(j);
+      let n = norm(j);
+      if (!(n > 1e-10 * before) || n < 1e-300) {
+        // Vanished: the first axis with at least half its length outside the earlier columns, else the one with most (one has some while j < d).
+        let best = 0;
+        let bestNorm = -1;
+        for (let axis = 0; axis < d && bestNorm <= 0.5; axis++) {
+          for (let k = 0; k < d; k++) w[k * p + j] = k === axis ? 1 : 0;
+          project(j);
+          project(j);
+          n = norm(j);
+          if (n > bestNorm) [best, bestNorm] = [axis, n];
+        }
+        for (let k = 0; k < d; k++) w[k * p + j] = k === best ? 1 : 0;
+        project(j);
+        project(j);
+        n = norm(j);
       }
       for (let k = 0; k < d; k++) w[k * p + j] /= n;
     }
