@@ -22,6 +22,12 @@ export type EngineErrorCode =
   | 'bad-recipe'
   | 'cancelled'
   | 'out-of-memory'
+  /** A file-system failure, in words (io/fsErrors.ts). */
+  | 'io'
+  /** An output would replace a file this run did not create (io/output.ts). */
+  | 'output-exists'
+  /** A file that cannot be read as one: a device, a FIFO, a kernel file, a read that never returns (io/safeRead.ts). */
+  | 'unreadable'
   | 'internal';
 
 export class EngineError extends Error {

@@ -22,7 +22,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PNG } from 'pngjs';
 import { EngineError } from './errors';
-import { rel } from './io/files';
+import { displayRoot, rel } from './io/files';
+import { isInside, readRegularFile, UnreadableFile } from './io/safeRead';
 import type { Normalization } from '../protocol/model';
 
 /** An image as RGB bytes, 3 per pixel, row-major, no padding. */
@@ -104,6 +105,7 @@ function checkPng(bytes: Uint8Array, name: string): { width: number; height: num
   const width = u32(bytes, 16);
   const height = u32(bytes, 20);
   checkPixels(name, width, height);
+  checkPngFormat(name, bytes[24], bytes[25], bytes[28]);
   let o = 8;
   let sawData = false;
   let dataBytes = 0;
@@ -128,6 +130,25 @@ function checkPng(bytes: Uint8Array, name: string): { width: number; height: num
     throw new EngineError('bad-image', `${name} is damaged: ${dataBytes} bytes of image data cannot hold the ${width}x${height} pixels its header claims. Copy the image again or re-export it.`);
   }
   return { width, height, end: o + 12 };
+}
+
+/** Bit depths the PNG standard allows for each colour type. */
+const pngDepths: Record<number, { name: string; depths: number[] }> = {
+  0: { name: 'greyscale', depths: [1, 2, 4, 8, 16] },
+  2: { name: 'RGB', depths: [8, 16] },
+  3: { name: 'palette', depths: [1, 2, 4, 8] },
+  4: { name: 'greyscale with alpha', depths: [8, 16] },
+  6: { name: 'RGBA', depths: [8, 16] },
+};
+
+/** The IHDR's colour type, bit depth and interlace method, which the decoder would otherwise misread (a depth of 3 "fails its checksum"). */
+function checkPngFormat(name: string, depth: number, colorType: number, interlace: number): void {
+  const t = pngDepths[colorType];
+  if (!t) throw new EngineError('bad-image', `${name} is a PNG of unknown colour type ${colorType} (the standard has 0, 2, 3, 4 and 6); the file is damaged.`);
+  if (!t.depths.includes(depth)) {
+    throw new EngineError('bad-image', `${name} is a ${t.name} PNG with an unsupported bit depth of ${depth} (the standard allows ${t.depths.join(', ')}); the file is damaged or was written by a faulty encoder.`);
+  }
+  if (interlace > 1) throw new EngineError('bad-image', `${name} is a PNG with unknown interlace method ${interlace}; the file is damaged.`);
 }
 
 /** SOF markers: C0-CF except DHT (C4), JPG (C8) and DAC (CC). */
@@ -262,11 +283,24 @@ function rgbaToRgb(rgba: Uint8Array, width: number, height: number): Uint8Array 
   return out;
 }
 
+export interface DecodeOptions {
+  /**
+   * Whether a message may quote the file's first bytes ("it starts with
+   * …"). False for a file reached through a link to outside the workspace or
+   * dataset: a link named cat.png pointing at /etc/shadow must not put its
+   * first line into a message. Default true (bytes handed over in memory).
+   */
+  quote?: boolean;
+}
+
 /** Width and height from the header, after the same checks decodeImage makes. */
-export function probeImage(bytes: Uint8Array, name: string): { format: ImageFormat; width: number; height: number; orientation: number; end: number } {
+export function probeImage(bytes: Uint8Array, name: string, options: DecodeOptions = {}): { format: ImageFormat; width: number; height: number; orientation: number; end: number } {
   if (bytes.length === 0) throw new EngineError('bad-image', `${name} is empty (0 bytes); the copy or download may have failed.`);
   const format = sniffImageFormat(bytes);
-  if (!format) throw new EngineError('bad-image', `${name} is not a PNG or JPEG image (it starts with ${describeStart(bytes)}); Layer Lens reads PNG and JPEG files.`);
+  if (!format) {
+    const start = options.quote === false ? '' : ` (it starts with ${describeStart(bytes)})`;
+    throw new EngineError('bad-image', `${name} is not a PNG or JPEG image${start}; Layer Lens reads PNG and JPEG files.`);
+  }
   if (format === 'png') {
     const { width, height, end } = checkPng(bytes, name);
     return { format, width, height, orientation: 1, end };
@@ -280,9 +314,11 @@ export function probeImage(bytes: Uint8Array, name: string): { format: ImageForm
  * EXIF orientation says) into RGB bytes.
  * `name` is how messages refer to the file.
  */
-export function decodeImage(bytes: Uint8Array, name: string): DecodedImage {
-  const { format, width, height, orientation, end } = probeImage(bytes, name);
-  let rgba: Uint8Array;
+export function decodeImage(bytes: Uint8Array, name: string, options: DecodeOptions = {}): DecodedImage {
+  const { format, width, height, orientation, end } = probeImage(bytes, name, options);
+  // RGBA from pngjs (composited below), RGB straight from jpeg-js (no 4-byte copy of a large photo).
+  let pixels: Uint8Array;
+  let channels: 3 | 4;
   let w: number;
   let h: number;
   try {
@@ -291,20 +327,22 @@ export function decodeImage(bytes: Uint8Array, name: string): DecodedImage {
       // fail. CRC checks on: a damaged IDAT can otherwise inflate to garbage
       // without any error (seen in tests: the garbage varied between runs).
       const png = PNG.sync.read(Buffer.from(bytes.buffer, bytes.byteOffset, end), { checkCRC: true });
-      rgba = png.data;
+      pixels = png.data;
+      channels = 4;
       w = png.width;
       h = png.height;
     } else {
       const img = jpeg.decode(bytes, {
         useTArray: true,
-        formatAsRGBA: true,
+        formatAsRGBA: false,
         // Tolerant (jpeg-js's default): real cameras write small deviations
         // that browsers accept; truncation was ruled out above.
         tolerantDecoding: true,
         maxResolutionInMP: imageLimits.maxPixels / 1e6,
         maxMemoryUsageInMB: 1024,
       });
-      rgba = img.data;
+      pixels = img.data;
+      channels = 3;
       w = img.width;
       h = img.height;
     }
@@ -316,28 +354,42 @@ export function decodeImage(bytes: Uint8Array, name: string): DecodedImage {
     if (format === 'png' && /crc error|unrecognised content at end of stream/i.test(why)) throw new EngineError('bad-image', `${name} is corrupt: a PNG chunk fails its checksum. Copy the image again or re-export it.`);
     throw new EngineError('bad-image', `${name} could not be decoded as ${format === 'png' ? 'PNG' : 'JPEG'} (${why}); the file is corrupt or uses a variant Layer Lens cannot read. Re-save it as an 8-bit PNG or a baseline JPEG.`);
   }
-  if (w !== width || h !== height || rgba.length !== w * h * 4) {
+  if (w !== width || h !== height || pixels.length !== w * h * channels) {
     throw new EngineError('bad-image', `${name}: the decoder returned ${w}x${h} pixels for a header of ${width}x${height}; the file is corrupt.`);
   }
-  return orientImage({ width: w, height: h, data: rgbaToRgb(rgba, w, h) }, orientation);
+  return orientImage({ width: w, height: h, data: channels === 4 ? rgbaToRgb(pixels, w, h) : pixels }, orientation);
+}
+
+/**
+ * An image file's bytes, read as io/safeRead.ts reads (ordinary files only,
+ * the size it claims, a time limit), and whether messages may quote them:
+ * only when no link leads from the named path to outside the workspace.
+ */
+export async function readImageBytes(file: string, shown: string): Promise<{ bytes: Uint8Array; quote: boolean }> {
+  const abs = path.resolve(file);
+  try {
+    const real = await fs.promises.realpath(abs).catch(() => abs);
+    const bytes = await readRegularFile(abs, {
+      shown,
+      maxBytes: imageLimits.maxFileBytes,
+      tooLarge: (size) => new EngineError('bad-image', `${shown} is ${(size / 1048576).toFixed(0)} MB, over the ${imageLimits.maxFileBytes / 1048576} MB limit for an image; resize or re-compress it.`),
+    });
+    return { bytes, quote: real === abs || isInside(real, displayRoot()) };
+  } catch (e) {
+    if (e instanceof UnreadableFile) {
+      if (e.kind === 'missing') throw new EngineError('not-found', `image ${shown} ${e.detail}.`);
+      if (e.kind === 'special' && e.detail.includes('a folder')) throw new EngineError('bad-image', `${shown} is not a file; pick a PNG or JPEG image.`);
+      throw new EngineError('bad-image', `${shown} ${e.detail}; pick a PNG or JPEG image.`);
+    }
+    throw e;
+  }
 }
 
 /** Reads and decodes an image file; messages show the path relative to the workspace. */
 export async function readImageFile(file: string): Promise<DecodedImage> {
-  const abs = path.resolve(file);
-  const shown = rel(abs);
-  let st: fs.Stats;
-  try {
-    st = await fs.promises.stat(abs);
-  } catch {
-    throw new EngineError('not-found', `image ${shown} does not exist.`);
-  }
-  if (!st.isFile()) throw new EngineError('bad-image', `${shown} is not a file; pick a PNG or JPEG image.`);
-  if (st.size > imageLimits.maxFileBytes) {
-    throw new EngineError('bad-image', `${shown} is ${(st.size / 1048576).toFixed(0)} MB, over the ${imageLimits.maxFileBytes / 1048576} MB limit for an image; resize or re-compress it.`);
-  }
-  const bytes = await fs.promises.readFile(abs);
-  return decodeImage(bytes, shown);
+  const shown = rel(path.resolve(file));
+  const { bytes, quote } = await readImageBytes(file, shown);
+  return decodeImage(bytes, shown, { quote });
 }
 
 const IMAGENET_MEAN = [0.485, 0.456, 0.406];
@@ -378,18 +430,47 @@ export function resizeToTensor(img: DecodedImage, height: number, width: number)
       `the model input size ${height}x${width} is over the ${Math.sqrt(imageLimits.maxInputPixels)}x${Math.sqrt(imageLimits.maxInputPixels)} pixels Layer Lens feeds a model; the model.json declares an input far larger than any image model uses.`,
     );
   }
+  const fh = Math.max(1, Math.floor(img.height / height));
+  const fw = Math.max(1, Math.floor(img.width / width));
+  // The area step in plain JS on the bytes: as int32 and float32 tensors, a 7000x7000 photo took 1.2 GB before it was reduced.
+  const reduced = fh >= 2 || fw >= 2 ? areaReduce(img, fh, fw) : { data: Float32Array.from(img.data), height: img.height, width: img.width };
   return tf.tidy(() => {
-    let x: tf.Tensor3D = tf.cast(tf.tensor3d(img.data, [img.height, img.width, 3], 'int32'), 'float32');
-    const kh = Math.floor(img.height / height);
-    const kw = Math.floor(img.width / width);
-    if (kh >= 2 || kw >= 2) {
-      const fh = Math.max(1, kh);
-      const fw = Math.max(1, kw);
-      x = tf.avgPool(x, [fh, fw], [fh, fw], 'valid');
-    }
+    let x: tf.Tensor3D = tf.tensor3d(reduced.data, [reduced.height, reduced.width, 3]);
     if (x.shape[0] !== height || x.shape[1] !== width) x = tf.image.resizeBilinear(x, [height, width], false, true);
     return x;
   });
+}
+
+/** Averages of fh x fw blocks of RGB bytes (a 'valid' average pool: leftover rows and columns dropped), as float32. */
+export function areaReduce(img: DecodedImage, fh: number, fw: number): { data: Float32Array; height: number; width: number } {
+  const H = Math.floor(img.height / fh);
+  const W = Math.floor(img.width / fw);
+  const out = new Float32Array(H * W * 3);
+  const row = new Float64Array(W * 3);
+  const inv = 1 / (fh * fw);
+  const src = img.data;
+  const stride = img.width * 3;
+  for (let oy = 0; oy < H; oy++) {
+    row.fill(0);
+    for (let y = oy * fh; y < (oy + 1) * fh; y++) {
+      let i = y * stride;
+      for (let ox = 0; ox < W; ox++) {
+        let r = 0;
+        let g = 0;
+        let b = 0;
+        for (let k = 0; k < fw; k++, i += 3) {
+          r += src[i];
+          g += src[i + 1];
+          b += src[i + 2];
+        }
+        row[ox * 3] += r;
+        row[ox * 3 + 1] += g;
+        row[ox * 3 + 2] += b;
+      }
+    }
+    for (let j = 0; j < W * 3; j++) out[oy * W * 3 + j] = row[j] * inv;
+  }
+  return { data: out, height: H, width: W };
 }
 
 /**

@@ -16,6 +16,7 @@ import { buildGuarded, disposeCreated, registeredClasses, type BuildHooks } from
 import { normalizeFusedOps } from './io/graphFusion';
 import { graphOutputs, graphParams, graphRows, graphShape } from './graphSummary';
 import { detectInputPreprocessing } from './inputPreprocessing';
+import { checkLayerConfigs, checkOutputShapes } from './io/geometry';
 import './io/normalizationLayer';
 
 export interface LoadedModel {
@@ -136,6 +137,7 @@ async function buildLayersModel<T>(files: ModelFiles, shown: string, describe: (
   } catch (e) {
     // model.dispose() leaves the weights of a half-built nested model behind; free every weight made.
     disposeCreated(built.created);
+    if (e instanceof EngineError) throw e;
     throw new EngineError('not-a-model', `${shown}: tfjs built the model but cannot describe it (${libraryReason(e)}).`);
   }
 }
@@ -292,7 +294,11 @@ export async function loadModel(modelJsonPath: string): Promise<LoadedModel> {
   checkModelClass(files.artifacts.modelTopology, shown);
   const unresolvable = findUnresolvableCall(files.artifacts.modelTopology);
   if (unresolvable) throw new EngineError('not-a-model', `${shown}: the model's graph cannot be rebuilt: ${unresolvable}. Its layer list is damaged; re-export the model.`);
-  const { model, described: summary } = await buildLayersModel(files, shown, (m) => summarize(m, files.modelJsonPath, files.warnings, meta));
+  checkLayerConfigs(files.artifacts.modelTopology, shown);
+  const { model, described: summary } = await buildLayersModel(files, shown, (m) => {
+    checkOutputShapes(m, shown);
+    return summarize(m, files.modelJsonPath, files.warnings, meta);
+  });
   summary.loadMs = Math.round(performance.now() - start);
   return { files, summary, layers: model };
 }

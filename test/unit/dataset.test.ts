@@ -18,15 +18,17 @@ function png(size = 8, rgb: [number, number, number] = [200, 40, 40]): Buffer {
 }
 
 /**
- * A PNG whose chunk list is whole (so the scan's container check passes) but
- * whose pixels do not decode: 24-byte scanlines where the header's 4-bit RGB
- * asks for 12, so the decoder meets pixel bytes where filter bytes belong.
- * (Garbled zlib data would do too, but pngjs then reads uninitialised memory
- * and the outcome varies from run to run.)
+ * A PNG whose chunk list and header are whole (so the scan's container check
+ * passes) but whose pixels do not decode: 25-byte scanlines where the
+ * header's 8-bit RGB asks for 24, so the decoder meets a pixel byte (40)
+ * where the second row's filter byte belongs. (Garbled zlib data would do
+ * too, but pngjs then reads uninitialised memory and the outcome varies from
+ * run to run; a bit depth the colour type does not allow is refused at the
+ * scan.)
  */
 function undecodablePng(): Buffer {
-  const row = Buffer.from(Array.from({ length: 8 }, () => [200, 40, 40]).flat());
-  return rawPng(8, 8, 4, 2, Array.from({ length: 8 }, () => row));
+  const row = Buffer.from([...Array.from({ length: 8 }, () => [200, 40, 40]).flat(), 40]);
+  return rawPng(8, 8, 8, 2, Array.from({ length: 8 }, () => row));
 }
 
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));

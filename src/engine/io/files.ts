@@ -42,15 +42,20 @@ export interface ModelFiles {
   warnings: string[];
 }
 
-let displayRoot = process.cwd();
+let displayRoot_ = process.cwd();
 
 /** Paths in messages are shown relative to this folder (the workspace, or the CLI's cwd). */
 export function setDisplayRoot(dir: string): void {
-  displayRoot = dir;
+  displayRoot_ = dir;
+}
+
+/** The folder messages show paths relative to (the workspace, or the CLI's cwd). */
+export function displayRoot(): string {
+  return displayRoot_;
 }
 
 export function rel(p: string): string {
-  const r = path.relative(displayRoot, p);
+  const r = path.relative(displayRoot_, p);
   return r && !r.startsWith('..') && !path.isAbsolute(r) ? r : p;
 }
 

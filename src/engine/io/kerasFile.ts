@@ -8,6 +8,7 @@ import { unzipSync, type UnzipFileInfo } from 'fflate';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EngineError } from '../errors';
+import { readRegularFile, UnreadableFile } from './safeRead';
 import { clipText, parseJsonBounded } from './files';
 import { Hdf5File } from './hdf5';
 
@@ -71,7 +72,13 @@ export async function readBytes(abs: string, shown: string): Promise<{ bytes: Ui
       `${shown} is ${(st.size / 2 ** 30).toFixed(1)} GB; Layer Lens reads Keras files of up to 2 GB into memory. Convert it with "tensorflowjs_converter --input_format keras ${path.basename(abs)} out/" and open out/model.json.`,
     );
   }
-  return { bytes: new Uint8Array(await fs.promises.readFile(real)), folder: path.dirname(real) };
+  // As io/safeRead.ts reads: an ordinary file, the size stat gave, with a time limit.
+  try {
+    return { bytes: await readRegularFile(real, { shown, maxBytes: kerasLimits.maxFileBytes }), folder: path.dirname(real) };
+  } catch (e) {
+    if (e instanceof UnreadableFile) throw new EngineError('keras-file', e.message);
+    throw e;
+  }
 }
 
 export function startsWith(bytes: Uint8Array, sig: number[]): boolean {

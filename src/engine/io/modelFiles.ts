@@ -15,6 +15,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EngineError } from '../errors';
 import { clipText, lfsMessage, lfsPointerSize, limits, parseJsonBounded, rel, type ModelFiles, type ModelFormat } from './files';
+import { checkRegularFile, readRegularFile, UnreadableFile } from './safeRead';
 
 const weightDtypes = new Set(['float32', 'int32', 'bool']);
 const quantDtypes: Record<string, number> = { uint8: 1, uint16: 2, float16: 2 };
@@ -103,17 +104,67 @@ function validateEntry(e: unknown, where: string): tfTypes.io.WeightsManifestEnt
     if (!isObject(q) || typeof q['dtype'] !== 'string' || !Object.prototype.hasOwnProperty.call(quantDtypes, q['dtype'])) {
       throw new EngineError('bad-weights', `${where}: weight "${name}" has an unknown quantization (expected uint8, uint16 or float16).`);
     }
+    // tfjs computes value * scale + min with whatever it finds: a string or a missing field makes every value NaN.
+    if (q['dtype'] !== 'float16') {
+      for (const field of ['scale', 'min'] as const) {
+        if (typeof q[field] !== 'number') {
+          throw new EngineError('bad-weights', `${where}: weight "${name}" is ${q['dtype']}-quantized, but its ${field} is ${clip(JSON.stringify(q[field]) ?? 'missing', 40)}, not a number; the manifest is damaged. Re-export the model.`);
+        }
+      }
+    }
   }
   return e as unknown as tfTypes.io.WeightsManifestEntry;
 }
 
-async function fileSize(p: string): Promise<number | undefined> {
+/** A shard's size, or a refusal that says whether it is missing or is no ordinary file (a folder, FIFO or device is not "missing"). */
+async function shardSize(file: string, p: string, shown: string, count: number, g: number): Promise<number> {
   try {
-    const st = await fs.promises.stat(p);
-    return st.isFile() ? st.size : undefined;
-  } catch {
-    return undefined;
+    return (await checkRegularFile(file, `weights shard ${clip(p)}`)).stats.size;
+  } catch (e) {
+    if (e instanceof UnreadableFile && e.kind !== 'missing') throw new EngineError('missing-shard', `${e.message.replace(/\.$/, '')} (next to ${shown}); restore the shard or re-export the model.`);
+    throw new EngineError('missing-shard', `weights shard ${clip(p)} is missing next to ${shown} (the manifest lists ${count} shard${count === 1 ? '' : 's'} in group ${g + 1}).`);
   }
+}
+
+/** Every layer name in a layers topology (nested models' too), with how often it occurs. */
+function layerNames(topology: unknown, out = new Map<string, number>(), depth = 0): Map<string, number> {
+  if (depth > 200) return out;
+  if (Array.isArray(topology)) for (const t of topology) layerNames(t, out, depth + 1);
+  else if (isObject(topology)) {
+    const config = topology['config'];
+    if (typeof topology['class_name'] === 'string' && isObject(config) && typeof config['name'] === 'string') out.set(config['name'], (out.get(config['name']) ?? 0) + 1);
+    for (const v of Object.values(topology)) if (typeof v === 'object' && v !== null) layerNames(v, out, depth + 1);
+  }
+  return out;
+}
+
+/**
+ * tfjs gives a manifest weight to the variable of the same name, which is
+ * the layer's name, a "/" and the weight's ("conv1/kernel"; nested scopes and
+ * Keras cells add segments). An entry none of whose segments names a layer
+ * has no variable to go to, and tfjs would refuse it only after every shard
+ * was read: a 2 GB sparse shard of such a weight cost 56 s and 7.9 GB. So it
+ * is refused from the manifest, before reading.
+ */
+function refuseUnusedWeights(specs: tfTypes.io.WeightsManifestEntry[], topology: unknown, shown: string): void {
+  const names = layerNames(topology);
+  // Two layers of one name: the build names that, more usefully than "unused weights" would.
+  if ([...names.values()].some((n) => n > 1)) return;
+  const unused = specs.filter((s) => !s.name.split('/').slice(0, -1).some((seg) => names.has(seg)));
+  if (unused.length === 0) return;
+  const bytes = unused.reduce((n, s) => n + entryBytes(s, s.shape.reduce((a, b) => a * b, 1)), 0);
+  const list = unused.slice(0, 3).map((s) => `"${clip(s.name)}"`).join(', ') + (unused.length > 3 ? ` and ${unused.length - 3} more` : '');
+  throw new EngineError(
+    'bad-weights',
+    `${shown}: the weights manifest lists ${unused.length === 1 ? 'weight' : 'weights'} ${list} (${formatBytes(bytes)}) that no layer of the model has; the manifest does not match the topology. Refused before reading the shards; re-export the model.`,
+  );
+}
+
+function formatBytes(n: number): string {
+  if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(1)} GB`;
+  if (n >= 2 ** 20) return `${(n / 2 ** 20).toFixed(1)} MB`;
+  if (n >= 1024) return `${(n / 1024).toFixed(1)} KB`;
+  return `${n} bytes`;
 }
 
 /** Reads and checks model.json and its shards. Does not build the model. */
@@ -145,7 +196,13 @@ export async function readModelFiles(modelJsonPath: string): Promise<ModelFiles>
     );
   }
   const folder = path.dirname(realJson);
-  const text = await fs.promises.readFile(realJson, 'utf8');
+  let text: string;
+  try {
+    text = Buffer.from(await readRegularFile(realJson, { shown, maxBytes: limits.maxModelJsonBytes })).toString('utf8');
+  } catch (e) {
+    if (e instanceof UnreadableFile) throw new EngineError('not-a-model', e.message);
+    throw e;
+  }
   const lfs = lfsPointerSize(Buffer.from(text.slice(0, 1100), 'latin1'));
   if (lfs !== undefined) throw new EngineError('not-json', lfsMessage(shown, lfs));
   const json = parseJsonBounded(text, shown);
@@ -170,10 +227,11 @@ export async function readModelFiles(modelJsonPath: string): Promise<ModelFiles>
   if (!Array.isArray(manifest)) throw new EngineError('not-a-model', `${shown}: "weightsManifest" must be a list of weight groups.`);
   const name = path.basename(abs);
   const weightSpecs: tfTypes.io.WeightsManifestEntry[] = [];
-  const buffers: Uint8Array[] = [];
   let totalBytes = 0;
   const shardsSeen = new Set<string>();
   const weightNames = new Set<string>();
+  // Every group is checked (entries, sizes, shards) before any shard is read.
+  const reads: { shard: string; file: string; size: number; offset: number }[] = [];
   for (let g = 0; g < manifest.length; g++) {
     const group: unknown = manifest[g];
     if (!isObject(group) || !Array.isArray(group['paths']) || !Array.isArray(group['weights'])) {
@@ -212,13 +270,7 @@ export async function readModelFiles(modelJsonPath: string): Promise<ModelFiles>
       // Listing one shard many times would make a small file read as gigabytes.
       if (shardsSeen.has(file)) throw new EngineError('not-a-model', `${shown} lists weights shard ${clip(p)} more than once; the manifest is damaged. Re-export the model.`);
       shardsSeen.add(file);
-      const size = await fileSize(file);
-      if (size === undefined) {
-        throw new EngineError(
-          'missing-shard',
-          `weights shard ${clip(p)} is missing next to ${shown} (the manifest lists ${paths.length} shard${paths.length === 1 ? '' : 's'} in group ${g + 1}).`,
-        );
-      }
+      const size = await shardSize(file, p, shown, paths.length, g);
       files.push({ shard: p, file, size });
       actual += size;
     }
@@ -230,15 +282,22 @@ export async function readModelFiles(modelJsonPath: string): Promise<ModelFiles>
         `${which} ${actual} bytes but ${shown} describes ${expected} bytes of weights (${actual < expected ? 'truncated' : 'extra data'}); re-export the model or restore the shard.`,
       );
     }
-    for (const f of files) buffers.push(new Uint8Array(await fs.promises.readFile(f.file)));
-    totalBytes += expected;
+    for (const f of files) {
+      reads.push({ ...f, offset: totalBytes });
+      totalBytes += f.size;
+    }
     weightSpecs.push(...entries);
   }
+  if (format === 'layers') refuseUnusedWeights(weightSpecs, topology, shown);
+  // Read straight into the one buffer tfjs gets (no second copy; shards over 2 GiB too), each as io/safeRead.ts reads.
   const weightData = new Uint8Array(totalBytes);
-  let offset = 0;
-  for (const b of buffers) {
-    weightData.set(b, offset);
-    offset += b.byteLength;
+  for (const r of reads) {
+    try {
+      await readRegularFile(r.file, { shown: `weights shard ${clip(r.shard)}`, maxBytes: limits.maxWeightBytes, expectBytes: r.size, into: { buffer: weightData, offset: r.offset } });
+    } catch (e) {
+      if (e instanceof UnreadableFile) throw new EngineError('missing-shard', `${e.message.replace(/\.$/, '')} (next to ${shown}); restore the shard or re-export the model.`);
+      throw e;
+    }
   }
   const warnings = scanNonFinite(weightSpecs, weightData.buffer);
 
@@ -261,7 +320,7 @@ export async function readModelFiles(modelJsonPath: string): Promise<ModelFiles>
 async function refuseLfsPointers(files: { shard: string; file: string; size: number }[], expected: number): Promise<void> {
   for (const f of files) {
     if (f.size > 1024) continue;
-    const size = lfsPointerSize(new Uint8Array(await fs.promises.readFile(f.file)));
+    const size = lfsPointerSize(await readRegularFile(f.file, { shown: `weights shard ${clip(f.shard)}`, maxBytes: 1024 }));
     if (size !== undefined) {
       const others = files.length > 1 ? ` (${files.length} shards, ${expected} bytes in all)` : '';
       throw new EngineError('shard-size', `${lfsMessage(`weights shard ${clip(f.shard)}`, size)}${others}`);
@@ -269,23 +328,56 @@ async function refuseLfsPointers(files: { shard: string; file: string; size: num
   }
 }
 
-/** Names of float32 weights holding NaN or Inf, so a load can warn and say where. */
+/** NaN and infinite values among `elements` float32 values at `offset` (which may be unaligned after uint8 weights). */
+function countFloat32(data: ArrayBuffer, offset: number, elements: number): { nan: number; inf: number } {
+  const v = offset % 4 === 0 ? new Float32Array(data, offset, elements) : new Float32Array(data.slice(offset, offset + elements * 4));
+  let nan = 0;
+  let inf = 0;
+  for (let i = 0; i < v.length; i++) {
+    const x = v[i];
+    if (x !== x) nan++;
+    else if (x === Infinity || x === -Infinity) inf++;
+  }
+  return { nan, inf };
+}
+
+/**
+ * The same count for a quantized weight, over the values tfjs will make:
+ * uint8/uint16 as Math.fround(q * scale + min) (a huge or infinite scale or
+ * min gives infinities, as float32 weights would hold them), float16 by its
+ * exponent bits.
+ */
+function countQuantized(data: ArrayBuffer, offset: number, elements: number, q: NonNullable<tfTypes.io.WeightsManifestEntry['quantization']>): { nan: number; inf: number } {
+  let nan = 0;
+  let inf = 0;
+  const bytes = new Uint8Array(data, offset, elements * (quantDtypes[q.dtype] ?? 1));
+  if (q.dtype === 'float16') {
+    for (let i = 0; i < elements; i++) {
+      const h = bytes[2 * i] | (bytes[2 * i + 1] << 8);
+      if ((h & 0x7c00) === 0x7c00) (h & 0x03ff ? nan++ : inf++);
+    }
+    return { nan, inf };
+  }
+  const scale = q.scale ?? NaN;
+  const min = q.min ?? NaN;
+  const wide = q.dtype === 'uint16';
+  for (let i = 0; i < elements; i++) {
+    const v = Math.fround((wide ? bytes[2 * i] | (bytes[2 * i + 1] << 8) : bytes[i]) * scale + min);
+    if (v !== v) nan++;
+    else if (v === Infinity || v === -Infinity) inf++;
+  }
+  return { nan, inf };
+}
+
+/** Names of weights holding NaN or Inf (float32, or quantized ones once dequantized), so a load can warn and say where. */
 function scanNonFinite(specs: tfTypes.io.WeightsManifestEntry[], data: ArrayBuffer): string[] {
   const warnings: string[] = [];
   let offset = 0;
   for (const s of specs) {
     const elements = s.shape.reduce((a, b) => a * b, 1);
     const bytes = entryBytes(s, elements);
-    if (s.dtype === 'float32' && !s.quantization) {
-      // Entries after uint8-quantised ones may sit at unaligned offsets.
-      const v = offset % 4 === 0 ? new Float32Array(data, offset, elements) : new Float32Array(data.slice(offset, offset + bytes));
-      let nan = 0;
-      let inf = 0;
-      for (let i = 0; i < v.length; i++) {
-        const x = v[i];
-        if (x !== x) nan++;
-        else if (x === Infinity || x === -Infinity) inf++;
-      }
+    if (s.dtype === 'float32') {
+      const { nan, inf } = s.quantization ? countQuantized(data, offset, elements, s.quantization) : countFloat32(data, offset, elements);
       if (nan || inf) warnings.push(`weight "${s.name}" holds ${nan} NaN and ${inf} infinite values of ${elements}`);
     }
     offset += bytes;
