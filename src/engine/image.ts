@@ -564,8 +564,9 @@ export function encodePng(width: number, height: number, pixels: Uint8Array, cha
 }
 
 /** A PNG data URL of an image file, at most `size` pixels on its longer side (thumbnails in the inspector). */
-export async function imageThumbnail(file: string, size: number, name = file): Promise<string> {
-  const img = decodeImage(await fs.promises.readFile(file), name);
+export async function imageThumbnail(file: string, size: number, name = file, quote?: boolean): Promise<string> {
+  const read = await readImageBytes(file, name);
+  const img = decodeImage(read.bytes, name, { quote: quote ?? read.quote });
   const scale = Math.min(1, size / Math.max(img.width, img.height));
   const small = resizeImage(img, Math.max(1, Math.round(img.height * scale)), Math.max(1, Math.round(img.width * scale)));
   return `data:image/png;base64,${Buffer.from(encodePng(small.width, small.height, small.data, 3)).toString('base64')}`;

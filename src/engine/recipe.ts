@@ -17,6 +17,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EngineError } from './errors';
 import { cleanStaleTemps, writeFileAtomic } from './io/atomic';
+import { readRegularFile } from './io/safeRead';
 import { defaultRecipe, recipeFileName, recipeSchema, type Recipe } from '../protocol/recipe';
 import type { LayerRow } from '../protocol/model';
 import { JsonSyntaxError, lineColumn, parseJsonWithSpans, spanKey, type JsonPath, type ParsedJson } from './recipeJson';
@@ -28,6 +29,8 @@ export type RecipeSeverity = 'error' | 'warning' | 'info';
 
 export interface RecipeDiagnostic {
   message: string;
+  /** The problem alone, without what reading does instead ("Using the default … until it is fixed"), for callers that stop instead. */
+  problem?: string;
   /** JSON path of the value concerned (`[]` for the whole file), e.g. ["finetune", "epochs"]. */
   path: JsonPath;
   /** 1-based line and column (UTF-16 units) where the value, or the key of an unknown setting, starts. */
@@ -97,6 +100,7 @@ export function parseRecipe(text: string, context: RecipeContext = {}): ParsedRe
     const end = lineColumn(text, Math.min(e.offset + 1, text.length));
     diagnostics.push({
       message: `${recipeFileName} is not valid JSON: ${e.message}. Layer Lens uses the default recipe (nothing frozen) until it is fixed.`,
+      problem: `${recipeFileName} is not valid JSON: ${e.message}.`,
       path: [],
       line: at.line,
       column: at.column,
@@ -119,8 +123,8 @@ export function parseRecipe(text: string, context: RecipeContext = {}): ParsedRe
     const b = lineColumn(text, endOffset);
     return { line: a.line, column: a.column, endLine: b.line, endColumn: b.column };
   };
-  const report = (severity: RecipeSeverity, p: JsonPath, message: string, onKey = false) =>
-    diagnostics.push({ message, path: p, ...place(p, onKey), severity });
+  const report = (severity: RecipeSeverity, p: JsonPath, message: string, onKey = false, problem?: string) =>
+    diagnostics.push({ message, ...(problem !== undefined ? { problem } : {}), path: p, ...place(p, onKey), severity });
 
   for (const d of parsed.duplicates) report('warning', d, `${pathText(d)} appears twice in one object; the last one counts. Remove the other.`, true);
 
@@ -144,19 +148,16 @@ export function parseRecipe(text: string, context: RecipeContext = {}): ParsedRe
           const hint = didYouMean(key, known);
           const inside = p.length ? `in ${pathText(p)}` : 'at the top level';
           if (round === 0) {
-            report(
-              'error',
-              [...p, key],
-              `unknown setting "${key}" ${inside}${hint ? `; did you mean "${hint}"?` : `; known settings: ${known.join(', ')}.`} It is ignored.`,
-              true,
-            );
+            const problem = `unknown setting "${key}" ${inside}${hint ? `; did you mean "${hint}"?` : `; known settings: ${known.join(', ')}.`}`;
+            report('error', [...p, key], `${problem} It is ignored.`, true, problem);
           }
           drops.push([...p, key]);
         }
         continue;
       }
       const target = dropTarget(work, p);
-      if (round === 0) report('error', p, `${issueMessage({ ...issue, path: p } as Issue, work)}. ${fallbackText(target)}`);
+      const problem = `${issueMessage({ ...issue, path: p } as Issue, work)}.`;
+      if (round === 0) report('error', p, `${problem} ${fallbackText(target)}`, false, problem);
       drops.push(target);
     }
     if (drops.some((d) => d.length === 0)) {
@@ -167,7 +168,7 @@ export function parseRecipe(text: string, context: RecipeContext = {}): ParsedRe
     for (const d of unique) deleteAt(work, d);
   }
   if (!recipe) {
-    report('error', [], `${recipeFileName} could not be repaired; Layer Lens uses the default recipe until it is fixed.`);
+    report('error', [], `${recipeFileName} could not be repaired; Layer Lens uses the default recipe until it is fixed.`, false, `${recipeFileName} could not be repaired.`);
     recipe = defaultRecipe();
   }
 
@@ -277,9 +278,13 @@ export async function readRecipe(modelJsonPath: string, context: RecipeContext =
   const st = await fs.promises.stat(real);
   if (!st.isFile()) return none([{ message: `${recipeFileName} is not a regular file; remove it or replace it with the recipe.`, path: [], severity: 'error' }], true);
   if (st.size > maxRecipeBytes) {
-    return none([{ message: `${recipeFileName} is ${st.size} bytes, more than a recipe needs (limit ${maxRecipeBytes}); Layer Lens uses the default recipe. Is it the right file?`, path: [], severity: 'error' }], true);
+    return none(
+      [{ message: `${recipeFileName} is ${st.size} bytes, more than a recipe needs (limit ${maxRecipeBytes}); Layer Lens uses the default recipe. Is it the right file?`, problem: `${recipeFileName} is ${st.size} bytes, more than a recipe needs (limit ${maxRecipeBytes}); is it the right file?`, path: [], severity: 'error' }],
+      true,
+    );
   }
-  const text = await fs.promises.readFile(real, 'utf8');
+  // As io/safeRead.ts reads: the size stat gave, with a time limit (a recipe on a hung network drive).
+  const text = Buffer.from(await readRegularFile(real, { shown: file, maxBytes: maxRecipeBytes })).toString('utf8');
   return { file, exists: true, ...parseRecipe(text, { modelName: path.basename(modelJsonPath), ...context }) };
 }
 

@@ -57,6 +57,8 @@ export interface EmbeddingSummary extends EmbeddingKey {
   dropped: number;
   /** Images that could not be decoded, relative paths with the reason. */
   skipped: { file: string; detail: string }[];
+  /** What the folder scan decided that the user should know (class folders merged). */
+  warnings?: string[];
   seconds: number;
 }
 

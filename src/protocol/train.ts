@@ -14,8 +14,13 @@ export type FinetuneSettingsInput = z.input<typeof finetuneSchema>;
 
 export type MonitorName = 'val_loss' | 'val_acc' | 'loss' | 'acc';
 
-/** Why a dataset file takes no part in training. */
-export type SkipReason = 'not-an-image' | 'unreadable' | 'corrupt' | 'outside-class';
+/**
+ * Why a dataset file takes no part in training: not an image, unreadable,
+ * a damaged image, lying next to the class folders, a second link to a file
+ * or folder already read (each is read once), or a folder nested deeper than
+ * the scan reads.
+ */
+export type SkipReason = 'not-an-image' | 'unreadable' | 'corrupt' | 'outside-class' | 'duplicate' | 'too-deep';
 
 export interface SkippedFile {
   /** Path relative to the dataset folder. */
@@ -266,10 +271,14 @@ function skippedSummary(skipped: SkippedFile[]): string[] {
   const unreadable = by('unreadable');
   const other = by('not-an-image');
   const outside = by('outside-class');
+  const duplicate = by('duplicate');
+  const deep = by('too-deep');
   if (corrupt.length > 0) lines.push(`Skipped ${corrupt.length} corrupt image${corrupt.length > 1 ? 's' : ''}: ${nameList(corrupt.map((s) => `${s.file} ${s.detail}`), 10)}`);
   if (unreadable.length > 0) lines.push(`Skipped ${unreadable.length} unreadable file${unreadable.length > 1 ? 's' : ''}: ${nameList(unreadable.map((s) => `${s.file} ${s.detail}`), 10)}`);
   if (other.length > 0) lines.push(`Ignored ${other.length} file${other.length > 1 ? 's' : ''} that are not PNG or JPEG images: ${nameList(other.map((s) => s.file))}`);
   if (outside.length > 0) lines.push(`Ignored ${outside.length} file${outside.length > 1 ? 's' : ''} outside the class folders: ${nameList(outside.map((s) => s.file))}`);
+  if (duplicate.length > 0) lines.push(`Read once ${duplicate.length} linked cop${duplicate.length > 1 ? 'ies' : 'y'} of files or folders already read: ${nameList(duplicate.map((s) => `${s.file} ${s.detail}`), 6)}`);
+  if (deep.length > 0) lines.push(`Not read: ${deep.length} folder${deep.length > 1 ? 's' : ''} nested too deep: ${nameList(deep.map((s) => `${s.file} ${s.detail}`), 6)}`);
   return lines;
 }
 

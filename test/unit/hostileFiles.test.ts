@@ -316,7 +316,7 @@ describe('hostile datasets', () => {
         { file: 'a/dangling.png', reason: 'unreadable', detail: 'is a broken symbolic link' },
         { file: 'a/loop1.png', reason: 'unreadable', detail: 'cannot be read (a symbolic link loop)' },
         { file: 'a/loop2.png', reason: 'unreadable', detail: 'cannot be read (a symbolic link loop)' },
-        ...(made ? [{ file: 'b/pipe.png', reason: 'not-an-image', detail: 'is not a regular file' }] : []),
+        ...(made ? [{ file: 'b/pipe.png', reason: 'not-an-image', detail: 'is not a regular file (a FIFO)' }] : []),
       ],
     );
   });

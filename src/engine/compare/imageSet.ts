@@ -8,12 +8,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EngineError } from '../errors';
 import { rel } from '../io/files';
+import { TreeWalk } from '../io/walk';
 
-const IMAGE = /\.(png|jpe?g)$/i;
 /** Folder levels below the root that are searched. */
 const MAX_DEPTH = 4;
-/** Directory entries read at most (a huge folder is sampled from its first entries). */
-const MAX_ENTRIES = 200_000;
+/** Images listed at most (a huge folder is sampled from its first ones). */
+const MAX_FILES = 200_000;
 
 export interface ImageSet {
   folder: string;
@@ -23,36 +23,21 @@ export interface ImageSet {
   files: string[];
 }
 
-/** Up to `max` images from `folder`, evenly spread over its sorted list. */
+/** Up to `max` images from `folder` (io/walk.ts: each file once, loops not followed), evenly spread over its sorted list. */
 export async function listImageSet(folder: string, max: number): Promise<ImageSet> {
   const root = path.resolve(folder);
-  let st: fs.Stats;
+  let real: string;
+  let stats: fs.Stats;
   try {
-    st = await fs.promises.stat(root);
+    real = await fs.promises.realpath(root);
+    stats = await fs.promises.stat(real);
   } catch {
     throw new EngineError('not-found', `the image folder ${rel(root)} does not exist.`);
   }
-  if (!st.isDirectory()) throw new EngineError('bad-input', `${rel(root)} is not a folder; name a folder of PNG or JPEG images.`);
-  const found: string[] = [];
-  let entries = 0;
-  const walk = async (dir: string, depth: number): Promise<void> => {
-    let list: fs.Dirent[];
-    try {
-      list = await fs.promises.readdir(dir, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    list.sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
-    for (const e of list) {
-      if (++entries > MAX_ENTRIES) return;
-      if (e.name.startsWith('.')) continue;
-      const p = path.join(dir, e.name);
-      // Symbolic links are not followed: a link could lead out of the folder, or in a circle.
-      if (e.isFile() && IMAGE.test(e.name)) found.push(p);
-      else if (e.isDirectory() && depth < MAX_DEPTH) await walk(p, depth + 1);
-    }
-  };
-  await walk(root, 0);
+  if (!stats.isDirectory()) throw new EngineError('bad-input', `${rel(root)} is not a folder; name a folder of PNG or JPEG images.`);
+  const walk = new TreeWalk(real, { maxDepth: MAX_DEPTH, imagesOnly: true, maxFiles: MAX_FILES });
+  walk.enterDir(stats, '');
+  const found = (await walk.list(root, '', 0)).map((f) => f.abs);
   return { folder: root, found: found.length, files: pickEvenly(found, max) };
 }
 

@@ -14,17 +14,18 @@
  * not need the positions. The manifest records the pooling.
  */
 import * as tf from '@tensorflow/tfjs';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CancelledError, EngineError, isEngineError } from '../errors';
-import { decodeImage, toInputTensor } from '../image';
+import { decodeImage, imageLimits, toInputTensor } from '../image';
+import { fsCauseOrMessage } from '../io/fsErrors';
+import { readRegularFile } from '../io/safeRead';
 import { flatGraph, type FlatGraph } from '../inspect/flatGraph';
 import type { LoadedModel } from '../model';
 import { findFeatureCut } from '../train/head';
 import type { EmbedProgress, EmbeddingKey, EmbeddingSummary } from '../../protocol/embed';
 import type { Normalization, Shape } from '../../protocol/model';
 import { scanImageFolder, type ImageEntry } from './images';
-import { cacheDirFor, fileStamp, modelHash, readStore, StoredIndex, writeStore, type ManifestFile } from './store';
+import { cacheSlot, fileStamp, modelHash, readCache, StoredIndex, writeCache, type ManifestFile } from './store';
 import { batchShape, inputGeometry } from '../inputGeometry';
 
 /** Largest embedding stored whole; larger feature maps are averaged over space. */
@@ -175,8 +176,10 @@ export async function computeEmbeddings(o: ComputeOptions): Promise<EmbeddingSet
   check();
   o.onProgress?.({ type: 'scan', files: folder.images.length });
   const hash = await modelHash(loaded.files);
-  const cacheDir = cacheDirFor(loaded.files.modelJsonPath, folder.dir, key);
-  const stored = await readStore(cacheDir, { modelHash: hash, key });
+  const slot = cacheSlot(loaded.files, folder.dir, key);
+  const { stored, dir: readFrom } = await readCache(slot, { modelHash: hash, key });
+  let cacheDir = readFrom;
+  const warnings = [...folder.warnings];
   const index = new StoredIndex(stored && stored.manifest.dim === dim ? stored : undefined);
 
   const n = folder.images.length;
@@ -211,14 +214,14 @@ export async function computeEmbeddings(o: ComputeOptions): Promise<EmbeddingSet
   const decode = async (i: number): Promise<Decoded | undefined> => {
     const im = folder.images[i];
     try {
-      const bytes = await fs.promises.readFile(im.file);
-      const img = decodeImage(bytes, im.rel);
+      const bytes = await readRegularFile(im.file, { shown: im.rel, maxBytes: imageLimits.maxFileBytes });
+      const img = decodeImage(bytes, im.rel, { quote: !im.outside });
       const t = toInputTensor(img, geometry.height, geometry.width, normalization, geometry.channels);
       const data = t.dataSync() as Float32Array;
       t.dispose();
       return { index: i, data };
     } catch (e) {
-      skipped.push({ file: im.rel, detail: isEngineError(e) ? e.message.replace(im.rel, '').replace(/^[:\s]+/, '') : `cannot be read (${(e as Error).message})` });
+      skipped.push({ file: im.rel, detail: isEngineError(e) ? e.message.replace(im.rel, '').replace(/^[:\s]+/, '') : `cannot be read (${fsCauseOrMessage(e)})` });
       return undefined;
     }
   };
@@ -256,7 +259,7 @@ export async function computeEmbeddings(o: ComputeOptions): Promise<EmbeddingSet
   });
   if ((o.write ?? true) && (computed > 0 || dropped > 0 || !stored || files.length !== index.size)) {
     check();
-    await writeStore(cacheDir, {
+    const written = await writeCache(slot, {
       ...key,
       modelHash: hash,
       model: path.basename(loaded.files.modelJsonPath),
@@ -266,6 +269,8 @@ export async function computeEmbeddings(o: ComputeOptions): Promise<EmbeddingSet
       classes: folder.classes,
       files,
     }, vectors);
+    cacheDir = written.dir;
+    if (written.warning) warnings.push(written.warning);
   }
   const counts = folder.classes ? folder.classes.map((_, c) => images.filter((im) => im.label === c).length) : [images.length];
   return {
@@ -283,6 +288,7 @@ export async function computeEmbeddings(o: ComputeOptions): Promise<EmbeddingSet
       reused,
       dropped,
       skipped,
+      ...(warnings.length > 0 ? { warnings } : {}),
       seconds: (performance.now() - started) / 1000,
     },
     vectors,

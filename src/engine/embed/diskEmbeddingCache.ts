@@ -16,12 +16,12 @@ import type { ModelFiles } from '../io/files';
 import { messageOf } from '../errors';
 import type { MemoryEmbeddingCache } from '../train/memoryEmbeddingCache';
 import { poolingFor } from './compute';
-import { cacheDirFor, fileStamp, modelHash, readStore, StoredIndex, writeStore, type ManifestFile } from './store';
+import { cacheSlot, fileStamp, modelHash, readCache, StoredIndex, writeCache, type ManifestFile } from './store';
 
 export interface DiskEmbeddings {
   /** Rows read from disk into the cache. */
   loaded: number;
-  /** Writes rows the run computed; returns a warning instead of throwing (a read-only model folder must not fail a finished run). */
+  /** Writes rows the run computed (in the fallback folder when the model's cannot be written); returns a warning instead of throwing (a finished run must not fail on its cache). */
   save(): Promise<string | undefined>;
 }
 
@@ -43,8 +43,8 @@ export async function openDiskEmbeddings(o: DiskEmbeddingsOptions): Promise<Disk
   const key: EmbeddingKey = { layer: o.layer, normalization: o.normalization, imageSize: o.imageSize, pooling: 'none' };
   const dim = o.featureShape.reduce((a, b) => a * b, 1);
   const hash = await modelHash(o.files);
-  const dir = cacheDirFor(o.files.modelJsonPath, o.datasetDir, key);
-  const stored = await readStore(dir, { modelHash: hash, key });
+  const slot = cacheSlot(o.files, o.datasetDir, key);
+  const { stored } = await readCache(slot, { modelHash: hash, key });
   const index = new StoredIndex(stored && stored.manifest.dim === dim ? stored : undefined);
   const stamps = await Promise.all(o.images.map((im) => fileStamp(im.file)));
   const fromDisk = new Set<string>();
@@ -74,8 +74,8 @@ export async function openDiskEmbeddings(o: DiskEmbeddingsOptions): Promise<Disk
       kept.forEach((x, r) => vectors.set(x.row!, r * dim));
       const files: ManifestFile[] = kept.map((x) => ({ path: x.im.rel, size: x.st!.size, mtimeMs: x.st!.mtimeMs, label: x.im.label }));
       try {
-        await writeStore(dir, { ...key, modelHash: hash, model: path.basename(o.files.modelJsonPath), datasetDir: path.resolve(o.datasetDir), featureShape: o.featureShape, dim, classes: o.classes, files }, vectors);
-        return undefined;
+        const written = await writeCache(slot, { ...key, modelHash: hash, model: path.basename(o.files.modelJsonPath), datasetDir: path.resolve(o.datasetDir), featureShape: o.featureShape, dim, classes: o.classes, files }, vectors);
+        return written.warning;
       } catch (e) {
         return `The backbone's outputs could not be saved to the embedding cache (${messageOf(e)}); the next run computes them again.`;
       }

@@ -7,11 +7,13 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { CancelledError, EngineError } from '../errors';
+import { EngineError } from '../errors';
 import { rel } from '../io/files';
+import { entryKind, isHidden, isImageName, TreeWalk, walkRoot } from '../io/walk';
 import { scanDataset } from '../train/dataset';
+import type { SkippedFile } from '../../protocol/train';
 
-const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.jpe', '.jfif']);
+/** Folder levels below the folder that are read. */
 const MAX_DEPTH = 8;
 /** More images than this in one folder is a mistake (a whole disk picked). */
 export const MAX_IMAGES = 200_000;
@@ -23,6 +25,8 @@ export interface ImageEntry {
   rel: string;
   /** Class index, or -1 for a flat folder. */
   label: number;
+  /** Reached through a link to outside the folder: messages never quote its bytes. */
+  outside?: boolean;
 }
 
 export interface ImageFolder {
@@ -32,49 +36,33 @@ export interface ImageFolder {
   images: ImageEntry[];
   /** Files left out at the scan, with why. */
   skipped: { file: string; detail: string }[];
+  /** What the scan decided that the user should know (class folders merged). */
+  warnings: string[];
 }
 
-function isHidden(name: string): boolean {
-  return name.startsWith('.') || name === 'Thumbs.db' || name === 'desktop.ini' || name === '__MACOSX';
-}
+export { isImageName };
 
-export const isImageName = (name: string) => IMAGE_EXTENSIONS.has(path.extname(name).toLowerCase());
-
-/** Image files under `dir`, recursively, hidden ones left out, sorted by path. */
-export async function listImagesRecursive(dir: string, signal?: AbortSignal): Promise<ImageEntry[]> {
+/**
+ * Image files under `dir`, recursively (io/walk.ts: each file once, loops not
+ * followed, folders past 8 levels named), hidden ones left out, sorted by path.
+ */
+export async function listImagesRecursive(dir: string, signal?: AbortSignal): Promise<{ images: ImageEntry[]; skipped: SkippedFile[] }> {
   const root = path.resolve(dir);
-  const out: ImageEntry[] = [];
-  const walk = async (abs: string, relDir: string, depth: number): Promise<void> => {
-    if (signal?.aborted) throw new CancelledError('Listing images');
-    let entries: fs.Dirent[];
-    try {
-      entries = await fs.promises.readdir(abs, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    for (const e of entries) {
-      if (isHidden(e.name)) continue;
-      const p = path.join(abs, e.name);
-      const r = relDir ? `${relDir}/${e.name}` : e.name;
-      let isDir = e.isDirectory();
-      let isFile = e.isFile();
-      if (e.isSymbolicLink()) {
-        const st = await fs.promises.stat(p).catch(() => undefined);
-        isDir = st?.isDirectory() ?? false;
-        isFile = st?.isFile() ?? false;
-      }
-      if (isDir && depth < MAX_DEPTH) await walk(p, r, depth + 1);
-      else if (isFile && isImageName(e.name)) {
-        out.push({ file: p, rel: r, label: -1 });
-        if (out.length > MAX_IMAGES) {
-          throw new EngineError('bad-dataset', `${rel(root)} holds more than ${MAX_IMAGES} images; pick a smaller folder.`);
-        }
-      }
-    }
+  const { real, stats } = await walkRoot(root, rel(root), 'image folder');
+  const walk = new TreeWalk(real, {
+    maxDepth: MAX_DEPTH,
+    imagesOnly: true,
+    maxFiles: MAX_IMAGES,
+    tooMany: () => new EngineError('bad-dataset', `${rel(root)} holds more than ${MAX_IMAGES} images; pick a smaller folder.`),
+    signal,
+    doing: 'Listing images',
+  });
+  walk.enterDir(stats, '');
+  const files = await walk.list(root, '', 0);
+  return {
+    images: files.map((f) => ({ file: f.abs, rel: f.rel, label: -1, ...(f.outside ? { outside: true } : {}) })),
+    skipped: walk.skipped,
   };
-  await walk(root, '', 0);
-  return out;
 }
 
 /**
@@ -84,30 +72,31 @@ export async function listImagesRecursive(dir: string, signal?: AbortSignal): Pr
  */
 export async function scanImageFolder(dir: string, signal?: AbortSignal): Promise<ImageFolder> {
   const root = path.resolve(dir);
-  let entries: fs.Dirent[];
+  let names: string[];
   try {
     const st = await fs.promises.stat(root);
     if (!st.isDirectory()) throw new EngineError('bad-dataset', `${rel(root)} is a file, not a folder; choose a folder of images.`);
-    entries = await fs.promises.readdir(root, { withFileTypes: true });
+    names = (await fs.promises.readdir(root)).filter((n) => !isHidden(n));
   } catch (e) {
     if (e instanceof EngineError) throw e;
     throw new EngineError('not-found', `image folder ${rel(root)} does not exist or cannot be read.`);
   }
-  const visible = entries.filter((e) => !isHidden(e.name));
-  const looseImages = visible.some((e) => e.isFile() && isImageName(e.name));
-  const subdirs = visible.filter((e) => e.isDirectory() || e.isSymbolicLink());
-  if (!looseImages && subdirs.length >= 2) {
+  const kinds = await Promise.all(names.map((n) => entryKind(path.join(root, n), n)));
+  const looseImages = kinds.some((k, i) => k.kind === 'file' && isImageName(names[i]));
+  const subdirs = kinds.filter((k) => k.kind === 'dir').length;
+  if (!looseImages && subdirs >= 2) {
     const scan = await scanDataset(root, { signal });
     return {
       dir: scan.dir,
       classes: scan.classes,
-      images: scan.images.map((im) => ({ file: im.file, rel: im.rel, label: im.label })),
+      images: scan.images.map((im) => ({ file: im.file, rel: im.rel, label: im.label, ...(im.outside ? { outside: true } : {}) })),
       skipped: scan.skipped.map((s) => ({ file: s.file, detail: s.detail })),
+      warnings: scan.warnings,
     };
   }
-  const images = await listImagesRecursive(root, signal);
+  const { images, skipped } = await listImagesRecursive(root, signal);
   if (images.length === 0) {
     throw new EngineError('bad-dataset', `${rel(root)} holds no PNG or JPEG images (hidden folders are not read); choose a folder of images, or one with a sub-folder of images per class.`);
   }
-  return { dir: root, classes: null, images, skipped: [] };
+  return { dir: root, classes: null, images, skipped, warnings: [] };
 }

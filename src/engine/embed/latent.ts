@@ -5,7 +5,6 @@
  * Projector export; and builds the advisor's report.
  */
 import { randomBytes } from 'node:crypto';
-import * as fs from 'node:fs';
 import { EngineError } from '../errors';
 import { imageThumbnail } from '../image';
 import type { LoadedModel } from '../model';
@@ -91,7 +90,7 @@ function checkIndex(set: HeldSet, index: number): void {
 export async function thumbnail(set: HeldSet, index: number, size: number): Promise<Thumbnail> {
   checkIndex(set, index);
   const im = set.images[index];
-  return { index, path: im.rel, absPath: im.file, dataUrl: await imageThumbnail(im.file, size, im.rel) };
+  return { index, path: im.rel, absPath: im.file, dataUrl: await imageThumbnail(im.file, size, im.rel, !im.outside) };
 }
 
 export function neighbors(set: HeldSet, index: number, k: number): Neighbor[] {
@@ -100,9 +99,8 @@ export function neighbors(set: HeldSet, index: number, k: number): Neighbor[] {
   return set.index.neighbors(index, Math.max(1, Math.min(k, 100))).map((s) => ({ index: s.index, path: set.images[s.index].rel, label: set.labels[s.index], similarity: s.similarity }));
 }
 
-export async function exportProjector(set: HeldSet, dir: string): Promise<TsvExport> {
-  await fs.promises.mkdir(dir, { recursive: true });
-  return writeProjectorFiles(dir, { vectors: set.vectors, dim: set.dim, paths: set.images.map((im) => im.rel), labels: set.labels, classes: set.classes });
+export async function exportProjector(set: HeldSet, dir: string, o: { force?: boolean } = {}): Promise<TsvExport> {
+  return writeProjectorFiles(dir, { vectors: set.vectors, dim: set.dim, paths: set.images.map((im) => im.rel), labels: set.labels, classes: set.classes }, o);
 }
 
 /** Freeze-early's stopping point: the middle one of the layers with weights before the cut. */

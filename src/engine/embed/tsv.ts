@@ -6,9 +6,8 @@
  * column). Values are written in the shortest form that reads back to the
  * same float32, so an export round-trips exactly.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { writeFileAtomic } from '../io/atomic';
+import { OutputFolder } from '../io/output';
 import { EngineError } from '../errors';
 
 /** The shortest decimal that parses back to the same float32. */
@@ -57,15 +56,22 @@ export function parseMetadataTsv(text: string): { header: string[] | null; rows:
   return twoColumns ? { header: ['label', 'path'], rows: lines.slice(1).map((l) => l.split('\t')) } : { header: null, rows: lines.map((l) => [l]) };
 }
 
-/** Writes vectors.tsv and metadata.tsv into `dir` (atomically each); returns their paths. */
+/** The two files a projector export writes. */
+export const projectorFiles = ['vectors.tsv', 'metadata.tsv'];
+
+/**
+ * Writes vectors.tsv and metadata.tsv into `dir` (io/output.ts: files that
+ * exist are replaced only with `force`); returns their paths.
+ */
 export async function writeProjectorFiles(
   dir: string,
   set: { vectors: Float32Array; dim: number; paths: readonly string[]; labels: ArrayLike<number>; classes: readonly string[] | null },
+  o: { force?: boolean } = {},
 ): Promise<{ vectors: string; metadata: string; rows: number }> {
-  await fs.promises.mkdir(dir, { recursive: true });
-  const vectors = path.join(dir, 'vectors.tsv');
-  const metadata = path.join(dir, 'metadata.tsv');
-  await writeFileAtomic(vectors, vectorsTsv(set.vectors, set.dim));
-  await writeFileAtomic(metadata, metadataTsv(set.paths, set.labels, set.classes));
-  return { vectors, metadata, rows: set.paths.length };
+  const folder = await OutputFolder.prepare(dir, { files: projectorFiles, force: o.force, flag: 'the export folder' });
+  await folder.write([
+    { file: 'vectors.tsv', data: vectorsTsv(set.vectors, set.dim) },
+    { file: 'metadata.tsv', data: metadataTsv(set.paths, set.labels, set.classes) },
+  ]);
+  return { vectors: path.join(folder.dir, 'vectors.tsv'), metadata: path.join(folder.dir, 'metadata.tsv'), rows: set.paths.length };
 }

@@ -177,10 +177,11 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
     const { normalization, from: normalizationFrom } = trainingNormalization(settings.normalization, loaded, () =>
       warnings.push(`${modelName} does not say how its inputs are scaled; training with pixels in [0, 1]. If it expects [-1, 1] or ImageNet mean/std, set "normalization" under "finetune" in layerlens.json.`),
     );
-    const outputPath = await outputFolder({ loaded, outDir: o.outDir, suffix: 'finetuned', now: o.now, names });
+    const output = await outputFolder({ loaded, outDir: o.outDir, suffix: 'finetuned', now: o.now, names });
 
     const scan = await scanDataset(o.datasetDir, { signal });
     checkCancel(signal);
+    warnings.push(...scan.warnings);
 
     plan = planHead(source, { classes: scan.classes, modelLabels: loaded.summary.labels, cutLayer: settings.cutLayer, seed: settings.seed, modelName });
     warnings.push(...plan.warnings);
@@ -377,11 +378,13 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
 
     const skipped = [...scan.skipped, ...trainSrc.badImages, ...valSrc.badImages];
     const evaluation = validationEvaluation(loop, labels, (i) => valImages[i].file);
-    const metadata = {
+    const head = { replaced: plan.replaced, cutLayer: plan.cutLayer, reason: plan.reason };
+    // Paths in the files are relative to the folder the model is finally saved in (named at save time).
+    const metadata = (outputPath: string) => ({
       ...jobMetadata({ outputPath, loaded, labels, normalization, imageSize: [geometry.height, geometry.width] }),
       dataset: relativeTo(outputPath, scan.dir),
       backend: backendName(),
-      head: { replaced: plan.replaced, cutLayer: plan.cutLayer, reason: plan.reason },
+      head,
       frozen: frozenList,
       settings,
       training: {
@@ -398,21 +401,22 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
       },
       // The seeded split's validation images (Compare measures drift on them; layer-lens evaluate repeats the split).
       validationImages: valImages.map((im) => relativeTo(outputPath, im.file)),
-    };
-    const metricsJson = {
+    });
+    const metricsJson = (outputPath: string) => ({
       monitor: loop.monitor, bestEpoch: loop.bestEpoch, bestValue: loop.bestValue, lastValue: loop.lastValue, restored: loop.restored, stoppedEarly: loop.stoppedEarly, epochs: metrics,
       ...(evaluation ? { evaluation: { ...evaluation, images: evaluation.images.map((im) => ({ ...im, path: relativeTo(outputPath, im.path) })) } } : {}),
-    };
-    await saveModelFolder(
-      outputPath,
+    });
+    const outputPath = await saveModelFolder(
+      output,
       model,
-      {
-        'metadata.json': JSON.stringify(metadata, null, 2) + '\n',
-        'metrics.json': JSON.stringify(metricsJson, null, 2) + '\n',
+      (folder) => ({
+        'metadata.json': JSON.stringify(metadata(folder), null, 2) + '\n',
+        'metrics.json': JSON.stringify(metricsJson(folder), null, 2) + '\n',
         'metrics.csv': metricsCsv(metrics),
-      },
+      }),
       signal,
       names,
+      (message) => onProgress({ type: 'warning', message }),
     );
     const cacheWarning = await disk?.save();
     if (cacheWarning) onProgress({ type: 'warning', message: cacheWarning });

@@ -15,8 +15,11 @@ import { evaluationOf, type EpochMetrics, type Evaluation, type TrainProgress } 
 import { currentBackend } from '../backend';
 import { CancelledError, EngineError } from '../errors';
 import { writeFolderAtomic } from '../io/atomic';
+import { fallbackRoot } from '../io/fallbackDir';
 import { rel } from '../io/files';
-import { modelArtifacts, writeArtifacts } from '../io/save';
+import { errnoOf, fsCauseOrMessage, fsError, isUnwritable } from '../io/fsErrors';
+import { freeBytes, mb, prepareResultFolder } from '../io/output';
+import { modelArtifacts, weightBytes, writeArtifacts } from '../io/save';
 import { loadModel, type LoadedModel } from '../model';
 import { createOptimizer, progressCallbacks, trainLoop, type LoopOptions, type LoopResult, type OptimizerName, type Trainable, type TrainData } from './loop';
 
@@ -78,29 +81,25 @@ export function siblingOutputPath(modelJsonPath: string, prefix: string, now: Da
   return candidate;
 }
 
+/** Where a job saves: the folder it plans, and whether the user named it (--out) or Layer Lens did. */
+export interface OutputPlan {
+  path: string;
+  explicit: boolean;
+}
+
 /**
  * Where the job saves: `outDir` when given, else `<name>-<suffix>-<stamp>`
- * next to the model. Refuses a folder that exists (never written over) and
- * a parent that does not exist or cannot be written, before any training.
+ * next to the model. Everything about the place is checked before any
+ * training (io/output.ts prepareResultFolder): a folder that exists (never
+ * written over), a parent that does not exist, is a file, cannot be written,
+ * a name too long, a disk without room for the model's weights.
  */
-export async function outputFolder(o: { loaded: LoadedModel; outDir?: string; suffix: string; now?: () => Date; names: JobNames }): Promise<string> {
+export async function outputFolder(o: { loaded: LoadedModel; outDir?: string; suffix: string; now?: () => Date; names: JobNames }): Promise<OutputPlan> {
   const target = o.outDir ? path.resolve(o.outDir) : siblingOutputPath(o.loaded.files.modelJsonPath, `${o.loaded.summary.name}-${o.suffix}`, o.now?.() ?? new Date());
-  if (fs.existsSync(target)) {
-    throw new EngineError('bad-input', `${rel(target)} already exists; Layer Lens never writes over a folder. Choose another output folder.`);
-  }
-  const parent = path.dirname(target);
-  try {
-    await fs.promises.access(parent, fs.constants.W_OK);
-  } catch (e) {
-    const missing = (e as NodeJS.ErrnoException).code === 'ENOENT';
-    throw new EngineError(
-      'bad-input',
-      missing
-        ? `the folder ${rel(parent)}, where the ${o.names.made} model would go, does not exist; create it or choose another output folder.`
-        : `cannot write into ${rel(parent)}, where the ${o.names.made} model would go (permission denied); choose another output folder.`,
-    );
-  }
-  return target;
+  const data = o.loaded.files.artifacts.weightData;
+  const bytes = (Array.isArray(data) ? data.reduce((n, b) => n + b.byteLength, 0) : (data?.byteLength ?? 0)) + 1024 * 1024;
+  await prepareResultFolder(target, { made: `the ${o.names.made} model`, bytes });
+  return { path: target, explicit: o.outDir !== undefined };
 }
 
 export interface TrainOptions extends Omit<LoopOptions, 'optimizer' | 'callbacks'> {
@@ -149,19 +148,52 @@ export function backendName(): string {
 }
 
 /**
- * Saves the trained model and `files` as a new folder, atomically: built
- * under a temporary name and renamed into place, so that a cancel, an error
- * or a kill leaves nothing. The last cancel check comes right before the
- * rename that commits it.
+ * Saves the trained model and `files(folder)` as a new folder, atomically:
+ * built under a temporary name and moved into place without replacing
+ * anything (io/atomic.ts placeFolder), so that a cancel, an error or a kill
+ * leaves nothing. The name is taken at this moment: if another run took the
+ * planned one meanwhile, "-2", "-3"… is added (a finished run never fails on
+ * its name). If the planned place cannot be written any more (the disk
+ * filled up, it became read-only), the model goes to Layer Lens's fallback
+ * folder and `warn` says where. The last cancel check comes right before the
+ * move that commits it. Returns the folder written.
  */
-export async function saveModelFolder(outputPath: string, model: tf.LayersModel, files: Record<string, string>, signal: AbortSignal | undefined, names: JobNames): Promise<void> {
+export async function saveModelFolder(
+  plan: OutputPlan,
+  model: tf.LayersModel,
+  files: (folder: string) => Record<string, string>,
+  signal: AbortSignal | undefined,
+  names: JobNames,
+  warn: (message: string) => void,
+): Promise<string> {
   checkCancel(signal, names);
   const artifacts = await modelArtifacts(model);
-  await writeFolderAtomic(outputPath, async (tmp) => {
+  const fill = (folder: string) => async (tmp: string) => {
     checkCancel(signal, names);
-    await writeArtifacts(tmp, artifacts, { extraFiles: files });
+    await writeArtifacts(tmp, artifacts, { extraFiles: files(folder) });
     checkCancel(signal, names);
-  });
+  };
+  let saved: string;
+  try {
+    saved = await writeFolderAtomic(plan.path, fill(plan.path), { suffix: true });
+  } catch (e) {
+    if (e instanceof CancelledError || !isUnwritable(e)) throw fsError(e, `Saving the ${names.made} model in ${rel(path.dirname(plan.path))}`);
+    const need = weightBytes(artifacts).byteLength + 1024 * 1024;
+    const free = await freeBytes(path.dirname(plan.path));
+    const why = `${fsCauseOrMessage(e)}${errnoOf(e) === 'ENOSPC' || errnoOf(e) === 'EDQUOT' ? ` (it needs about ${mb(need)}; ${free === undefined ? 'the free space is unknown' : `${mb(free)} are free`})` : ''}`;
+    const fallback = path.join(fallbackRoot(), 'results', path.basename(plan.path));
+    try {
+      await fs.promises.mkdir(path.dirname(fallback), { recursive: true });
+      saved = await writeFolderAtomic(fallback, fill(fallback), { suffix: true });
+    } catch (e2) {
+      if (e2 instanceof CancelledError) throw e2;
+      throw new EngineError('io', `Saving the ${names.made} model in ${rel(path.dirname(plan.path))} failed: ${why}; saving it in ${path.dirname(fallback)} instead failed too (${fsCauseOrMessage(e2)}). Free some space and run again.`);
+    }
+    warn(`The ${names.made} model could not be saved in ${rel(path.dirname(plan.path))}: ${why}. It was saved in ${saved} instead, so the run is not lost; move it where you want it.`);
+    return saved;
+  }
+  if (saved !== plan.path && plan.explicit) warn(`${rel(plan.path)} appeared while training ran; the ${names.made} model was saved as ${rel(saved)} instead, and nothing was replaced.`);
+  return saved;
 }
 
 /** The 'end' progress message of a finished run. */

@@ -100,11 +100,11 @@ export async function pretrainRotation(o: PretextOptions): Promise<PretextResult
     const { height: h, width: w, channels, rank } = inputGeometry(modelName, source.inputs[0].shape, { purpose: 'pretext' });
     const warnings: string[] = [];
     const { normalization, from: normalizationFrom } = trainingNormalization(undefined, loaded, () => warnings.push(`${modelName} does not say how its inputs are scaled; pretraining with pixels in [0, 1].`));
-    const outputPath = await outputFolder({ loaded, outDir: o.outDir, suffix: 'rotation-pretrained', now: o.now, names });
+    const output = await outputFolder({ loaded, outDir: o.outDir, suffix: 'rotation-pretrained', now: o.now, names });
 
-    const listed = await listImagesRecursive(o.imagesDir, signal);
+    const { images: listed, skipped: walkSkips } = await listImagesRecursive(o.imagesDir, signal);
     if (listed.length < 4) throw new EngineError('bad-dataset', `${rel(path.resolve(o.imagesDir))} holds ${listed.length} image${listed.length === 1 ? '' : 's'}; the rotation task needs at least 4 (hundreds help).`);
-    const all: DatasetImage[] = listed.map((im) => ({ file: im.file, rel: im.rel, label: 0 }));
+    const all: DatasetImage[] = listed.map((im) => ({ file: im.file, rel: im.rel, label: 0, ...(im.outside ? { outside: true } : {}) }));
     const shuffled = new Rng(deriveSeed(settings.seed, 'pretext-split')).shuffle(all.map((_, i) => i));
     const nVal = all.length >= 20 ? Math.round(settings.validationFraction * all.length) : 0;
     const valIdx = shuffled.slice(0, nVal).sort((a, b) => a - b);
@@ -153,7 +153,7 @@ export async function pretrainRotation(o: PretextOptions): Promise<PretextResult
       imageSize: [h, w],
       normalization,
       ...(normalizationFrom ? { normalizationFrom } : {}),
-      skipped: [],
+      skipped: walkSkips,
       frozen: { paths: [], params: 0 },
       trainableParams: model.trainableWeights.reduce((n, v) => n + v.shape.reduce((a: number, b) => a * (b ?? 1), 1), 0),
       totalParams: model.countParams(),
@@ -195,7 +195,7 @@ export async function pretrainRotation(o: PretextOptions): Promise<PretextResult
       (opt) => (optimizer = opt),
     );
     const last = metrics[metrics.length - 1];
-    const metadata = {
+    const metadata = (outputPath: string) => ({
       ...jobMetadata({ outputPath, loaded, labels: rotationLabels, normalization, imageSize: [h, w] }),
       backend: backendName(),
       pretext: {
@@ -211,8 +211,10 @@ export async function pretrainRotation(o: PretextOptions): Promise<PretextResult
         val_acc: last?.val_acc,
         skippedFiles: skippedNow.length,
       },
-    };
-    await saveModelFolder(outputPath, model, { 'metadata.json': JSON.stringify(metadata, null, 2) + '\n' }, signal, names);
+    });
+    const outputPath = await saveModelFolder(output, model, (folder) => ({ 'metadata.json': JSON.stringify(metadata(folder), null, 2) + '\n' }), signal, names, (message) =>
+      onProgress({ type: 'warning', message }),
+    );
     const end = endProgress(loop, outputPath, started);
     onProgress(end);
     const seconds = end.seconds;
