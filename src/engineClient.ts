@@ -17,6 +17,8 @@ export interface EngineClientOptions {
   backend: () => BackendPreference;
   /** Folder that paths in error messages are shown relative to. */
   displayRoot?: () => string | undefined;
+  /** The extension's own storage folder: caches go there when a model's folder cannot be written. */
+  storageDir?: string;
   log: { info(m: string): void; warn(m: string): void; error(m: string): void };
   onBackend?: (report: BackendReport) => void;
   onBusy?: (busy: boolean) => void;
@@ -71,7 +73,7 @@ export class EngineClient {
       if (!this.disposed) this.options.log.warn(`The compute worker ${why}; a fresh one starts with the next request.`);
       rpc.failAll(new RemoteError('worker-exit', `The compute worker ${why}. Try again; a fresh worker will start.`));
     });
-    const ready = rpc.call('init', { prefer: this.options.backend(), wasmDir: this.options.distDir, displayRoot: this.options.displayRoot?.() }).then((report) => {
+    const ready = rpc.call('init', { prefer: this.options.backend(), wasmDir: this.options.distDir, displayRoot: this.options.displayRoot?.(), storageDir: this.options.storageDir }).then((report) => {
       this.options.onBackend?.(report);
       for (const l of this.backendListeners) l(report);
       return report;

@@ -37,6 +37,7 @@ export function activate(context: vscode.ExtensionContext): void {
     distDir: vscode.Uri.joinPath(context.extensionUri, 'dist').fsPath,
     backend: () => vscode.workspace.getConfiguration('layerLens').get<BackendPreference>('backend', 'auto'),
     displayRoot: () => vscode.workspace.workspaceFolders?.[0]?.uri.fsPath,
+    storageDir: context.globalStorageUri.fsPath,
     log: logger,
     onBackend: (b) => {
       logger.info(`Compute backend: ${backendLabel(b.name)} (${b.initMs} ms)${b.notes.length ? `; ${b.notes.join('; ')}` : ''}`);

@@ -13,22 +13,20 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
-import { initBackend } from '../engine/backend';
 import { Comparer } from '../engine/compare/comparer';
 import { listImageSet, type ImageSet } from '../engine/compare/imageSet';
-import { EngineError } from '../engine/errors';
 import { encodePng } from '../engine/image';
-import { writeFileAtomic, writeFolderAtomic } from '../engine/io/atomic';
+import { OutputFolder } from '../engine/io/output';
 import { disposeModel, loadModel } from '../engine/model';
 import { channelGrid, colormaps, isColormap, type Colormap, type GridImage } from '../protocol/colormap';
 import { driftSuggestions, type CompareMaps, type LayerDrift, type SimilarityResult } from '../protocol/compare';
 import { formatShape, isNormalization, normalizations, type Normalization, type Shape } from '../protocol/model';
+import { numberArg, parseCommand } from './args';
 import type { CliContext } from './context';
 
 export const compareUsage =
   '  compare <a/model.json> <b/model.json> --image <file> --out <dir> [--images <folder>]\n' +
-  '          [--max-images 32] [--normalization zeroOne|minusOneOne|imagenet|raw] [--colormap viridis|magma|gray]\n' +
+  '          [--max-images 32] [--normalization zeroOne|minusOneOne|imagenet|raw] [--colormap viridis|magma|gray] [--force]\n' +
   '                                  Compare two models with the same input (A = the reference, e.g. the\n' +
   '                                  original; B = e.g. its fine-tuned copy): per-layer weight drift and\n' +
   '                                  activation similarity (CKA over --images); writes drift.json and\n' +
@@ -85,18 +83,15 @@ export function formatCompareText(layers: readonly LayerDrift[], sim: Similarity
 }
 
 export async function compareCommand(args: string[], ctx: CliContext): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      image: { type: 'string' },
-      images: { type: 'string' },
-      out: { type: 'string' },
-      'max-images': { type: 'string' },
-      normalization: { type: 'string' },
-      colormap: { type: 'string' },
-      backend: { type: 'string' },
-    },
+  const { values, positionals } = parseCommand(args, {
+    image: { type: 'string' },
+    images: { type: 'string' },
+    out: { type: 'string' },
+    'max-images': { type: 'string' },
+    normalization: { type: 'string' },
+    colormap: { type: 'string' },
+    force: { type: 'boolean' },
+    backend: { type: 'string' },
   });
   if (positionals.length !== 2) throw ctx.usageError('compare takes two model.json paths: A (the reference) and B.');
   if (!values.image) throw ctx.usageError('compare needs --image <file>.');
@@ -106,12 +101,11 @@ export async function compareCommand(args: string[], ctx: CliContext): Promise<v
   }
   const colormapArg = values.colormap ?? 'viridis';
   if (!isColormap(colormapArg)) throw ctx.usageError(`--colormap must be ${colormaps.join(', ')} (got "${values.colormap}").`);
-  const maxImages = values['max-images'] === undefined ? 32 : Number(values['max-images']);
-  if (!Number.isInteger(maxImages) || maxImages < 2 || maxImages > 1024) throw ctx.usageError(`--max-images must be a whole number from 2 to 1024 (got "${values['max-images']}").`);
-  const backend = await initBackend({ prefer: ctx.backendOption(values.backend) });
+  const maxImages = numberArg('--max-images', values['max-images'], { integer: true, min: 2, max: 1024 }, ctx.usageError) ?? 32;
+  const backend = await ctx.startBackend(values.backend);
 
-  const out = path.resolve(values.out);
-  if (fs.existsSync(out) && !fs.statSync(out).isDirectory()) throw new EngineError('bad-input', `--out ${values.out} exists and is not a folder; name a folder (it is created if absent).`);
+  // Before any work: the folder, what it already holds, whether it can be written.
+  const outFolder = await OutputFolder.prepare(values.out, { files: ['drift.json'], folders: ['maps'], force: values.force, flag: '--out' });
 
   const [aPath, bPath] = positionals;
   const a = await loadModel(aPath);
@@ -181,17 +175,7 @@ export async function compareCommand(args: string[], ctx: CliContext): Promise<v
       suggestions: { unchanged: suggestions.unchanged, barelyMoved: suggestions.barelyMoved, movedMost: suggestions.movedMost, leastSimilar: suggestions.leastSimilar, text: suggestions.lines },
       notes: [...r.notes, ...sim.notes],
     };
-    const write = async (dir: string, atomic: boolean) => {
-      await fs.promises.mkdir(path.join(dir, 'maps'), { recursive: true });
-      const put = (file: string, data: string | Uint8Array) => (atomic ? writeFileAtomic(path.join(dir, file), data) : fs.promises.writeFile(path.join(dir, file), data));
-      for (const g of grids) await put(g.file, g.png);
-      await put('drift.json', JSON.stringify(drift, null, 2) + '\n');
-    };
-    if (fs.existsSync(out)) await write(out, true);
-    else {
-      await fs.promises.mkdir(path.dirname(out), { recursive: true });
-      await writeFolderAtomic(out, (tmp) => write(tmp, false));
-    }
+    await outFolder.write([...grids.map((g) => ({ file: g.file, data: g.png })), { file: 'drift.json', data: JSON.stringify(drift, null, 2) + '\n' }]);
     ctx.out(`A: ${r.a.name} (${a.summary.modelPath})\nB: ${r.b.name} (${b.summary.modelPath})\nCKA over ${sim.images} image${sim.images === 1 ? '' : 's'}${sim.folder ? ` from ${sim.folder}` : ''}\n`);
     ctx.out(formatCompareText(r.layers, sim, suggestions.lines));
     for (const u of r.onlyA) ctx.out(`Only in A: ${u.path} (${u.className}): ${u.reason}`);

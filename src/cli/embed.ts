@@ -6,25 +6,27 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
-import { initBackend } from '../engine/backend';
 import { computeEmbeddings } from '../engine/embed/compute';
 import { adviseOn, EmbeddingSets, exportProjector, projectSet } from '../engine/embed/latent';
-import { writeFileAtomic } from '../engine/io/atomic';
+import { projectorFiles } from '../engine/embed/tsv';
+import { OutputFolder, prepareOutputFile, writeOutputFile } from '../engine/io/output';
 import { disposeModel, loadModel } from '../engine/model';
 import { readRecipe } from '../engine/recipe';
 import { formatAdvisorReport } from '../protocol/advise';
 import type { EmbedProgress, ProjectionMethod } from '../protocol/embed';
 import { isNormalization, normalizations, type Normalization } from '../protocol/model';
+import { numberArg, parseCommand } from './args';
 import type { CliContext } from './context';
+import { interruptible } from './interrupt';
 
 export const embedUsage =
   '  embed <model.json> <images> [--layer <path>] [--normalization zeroOne|minusOneOne|imagenet|raw]\n' +
-  '        [--tsv <dir>] [--map pca|umap [--out map.json]] [--json]\n' +
+  '        [--tsv <dir>] [--map pca|umap [--out map.json]] [--json] [--force]\n' +
   '                                  Embeddings of a folder (one sub-folder per class, or flat) at a layer\n' +
   '                                  (default: the last feature layer), cached in .layerlens/embeddings/\n' +
   '                                  next to the model; --tsv writes vectors.tsv + metadata.tsv for the\n' +
-  '                                  TensorBoard Projector; --map projects to 2-D.\n' +
+  '                                  TensorBoard Projector; --map projects to 2-D. Existing files are\n' +
+  '                                  not replaced without --force.\n' +
   '  advise <model.json> <dataset> [--seed N] [--json]\n' +
   '                                  Freeze or fine-tune? Images per class, a linear probe on the cached\n' +
   '                                  embeddings, class separation, and the recommended freeze plan.\n';
@@ -48,21 +50,16 @@ function clearLine(): void {
   if (process.stderr.isTTY) process.stderr.write('\r\x1b[2K');
 }
 
-function cancellable(): { signal: AbortSignal; dispose: () => void } {
-  const controller = new AbortController();
-  const onSigint = () => {
-    if (controller.signal.aborted) process.exit(130);
-    controller.abort();
-  };
-  process.on('SIGINT', onSigint);
-  return { signal: controller.signal, dispose: () => process.off('SIGINT', onSigint) };
-}
-
 export async function embedCommand(args: string[], ctx: CliContext): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: { layer: { type: 'string' }, normalization: { type: 'string' }, tsv: { type: 'string' }, map: { type: 'string' }, out: { type: 'string' }, json: { type: 'boolean' }, backend: { type: 'string' } },
+  const { values, positionals } = parseCommand(args, {
+    layer: { type: 'string' },
+    normalization: { type: 'string' },
+    tsv: { type: 'string' },
+    map: { type: 'string' },
+    out: { type: 'string' },
+    json: { type: 'boolean' },
+    force: { type: 'boolean' },
+    backend: { type: 'string' },
   });
   if (positionals.length !== 2) throw ctx.usageError('embed takes a model.json path and an image folder.');
   const norm = values.normalization;
@@ -70,10 +67,20 @@ export async function embedCommand(args: string[], ctx: CliContext): Promise<num
   const method = values.map;
   if (method !== undefined && method !== 'pca' && method !== 'umap') throw ctx.usageError('--map must be pca or umap.');
   if (values.out !== undefined && method === undefined) throw ctx.usageError('--out goes with --map.');
-  await initBackend({ prefer: ctx.backendOption(values.backend) });
+  const force = values.force;
+  await ctx.startBackend(values.backend);
   const [modelJsonPath, dir] = positionals.map((p) => path.resolve(p));
   const loaded = await loadModel(modelJsonPath);
-  const cancel = cancellable();
+  const cancel = interruptible();
+  // Every output place is checked before the embeddings are computed.
+  try {
+    if (values.tsv !== undefined) await OutputFolder.prepare(values.tsv, { files: projectorFiles, force, flag: '--tsv' });
+    if (values.out !== undefined) await prepareOutputFile(values.out, { force, flag: '--out' });
+  } catch (e) {
+    cancel.dispose();
+    disposeModel(loaded);
+    throw e;
+  }
   try {
     // Default preprocessing as Fine-Tune's: the recipe's, else the model's metadata (so both share the cache).
     const recipeNorm = await readRecipe(modelJsonPath, { rows: loaded.summary.layers }).then((r) => r.recipe.finetune.normalization, () => undefined);
@@ -81,6 +88,7 @@ export async function embedCommand(args: string[], ctx: CliContext): Promise<num
     clearLine();
     const s = set.summary;
     for (const k of s.skipped) process.stderr.write(`layer-lens: warning: skipped ${k.file}: ${k.detail}\n`);
+    for (const w of s.warnings ?? []) process.stderr.write(`layer-lens: warning: ${w}\n`);
     const held = new EmbeddingSets().add(set);
     const lines = [
       `Embeddings of ${shown(s.datasetDir)} at ${s.layer}: ${s.count} images, ${s.dim} values each${s.pooling === 'mean' ? ' (feature map averaged over space)' : ''}, ${s.normalization}, ${s.imageSize[0]}x${s.imageSize[1]}`,
@@ -89,7 +97,7 @@ export async function embedCommand(args: string[], ctx: CliContext): Promise<num
     ];
     let mapInfo: Record<string, unknown> | undefined;
     if (values.tsv !== undefined) {
-      const t = await exportProjector(held, path.resolve(values.tsv));
+      const t = await exportProjector(held, path.resolve(values.tsv), { force });
       lines.push(`Projector files: ${shown(t.vectors)}, ${shown(t.metadata)}`);
     }
     if (method !== undefined) {
@@ -99,7 +107,7 @@ export async function embedCommand(args: string[], ctx: CliContext): Promise<num
       mapInfo = { method, projectionMs: map.projectionMs, explained: map.explained };
       if (values.out !== undefined) {
         const json = { method, classes: s.classes, points: map.paths.map((p, i) => ({ path: p, label: map.labels[i], x: map.xy[2 * i], y: map.xy[2 * i + 1] })) };
-        await writeFileAtomic(path.resolve(values.out), JSON.stringify(json) + '\n');
+        await writeOutputFile(values.out, JSON.stringify(json) + '\n', { force, flag: '--out' });
         lines.push(`Map: ${shown(path.resolve(values.out))}`);
       }
     }
@@ -114,17 +122,13 @@ export async function embedCommand(args: string[], ctx: CliContext): Promise<num
 }
 
 export async function adviseCommand(args: string[], ctx: CliContext): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { seed: { type: 'string' }, json: { type: 'boolean' }, backend: { type: 'string' } } });
+  const { values, positionals } = parseCommand(args, { seed: { type: 'string' }, json: { type: 'boolean' }, backend: { type: 'string' } });
   if (positionals.length !== 2) throw ctx.usageError('advise takes a model.json path and a dataset folder (one sub-folder per class).');
-  let seed: number | undefined;
-  if (values.seed !== undefined) {
-    seed = Number(values.seed);
-    if (!Number.isInteger(seed) || seed < 0) throw ctx.usageError(`--seed ${values.seed}: must be a whole number of at least 0.`);
-  }
-  await initBackend({ prefer: ctx.backendOption(values.backend) });
+  const seed = numberArg('--seed', values.seed, { integer: true, min: 0 }, ctx.usageError);
+  await ctx.startBackend(values.backend);
   const [modelJsonPath, dir] = positionals.map((p) => path.resolve(p));
   const loaded = await loadModel(modelJsonPath);
-  const cancel = cancellable();
+  const cancel = interruptible();
   try {
     const recipe = fs.existsSync(modelJsonPath) ? (await readRecipe(modelJsonPath, { rows: loaded.summary.layers })).recipe : undefined;
     const set = await computeEmbeddings({ loaded, datasetDir: dir, normalization: recipe?.finetune.normalization, signal: cancel.signal, onProgress: progressPrinter() });

@@ -5,9 +5,8 @@
  * A text table, or JSON with --json.
  */
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
-import { initBackend } from '../engine/backend';
 import { evaluateModel, formatEvaluationTable } from '../engine/train/evaluate';
+import { numberArg, parseCommand } from './args';
 import type { CliContext } from './context';
 
 export const evaluateUsage =
@@ -17,26 +16,14 @@ export const evaluateUsage =
   '                                  or on every image; class folders matched to the labels by name.\n';
 
 export async function evaluateCommand(args: string[], ctx: CliContext): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: { split: { type: 'string' }, val: { type: 'string' }, seed: { type: 'string' }, json: { type: 'boolean' }, backend: { type: 'string' } },
-  });
+  const { values, positionals } = parseCommand(args, { split: { type: 'string' }, val: { type: 'string' }, seed: { type: 'string' }, json: { type: 'boolean' }, backend: { type: 'string' } });
   const ue = ctx.usageError;
   if (positionals.length !== 2) throw ue('evaluate takes a model path and a dataset folder.');
   const split = values.split;
   if (split !== undefined && split !== 'validation' && split !== 'all') throw ue(`--split ${split}: must be validation or all.`);
-  let validationFraction: number | undefined;
-  if (values.val !== undefined) {
-    validationFraction = Number(values.val);
-    if (!Number.isFinite(validationFraction) || validationFraction <= 0 || validationFraction > 0.9) throw ue(`--val ${values.val}: must be a fraction above 0, at most 0.9.`);
-  }
-  let seed: number | undefined;
-  if (values.seed !== undefined) {
-    seed = Number(values.seed);
-    if (!Number.isInteger(seed) || seed < 0) throw ue(`--seed ${values.seed}: must be a whole number of at least 0.`);
-  }
-  await initBackend({ prefer: ctx.backendOption(values.backend) });
+  const validationFraction = numberArg('--val', values.val, { min: 0, minExclusive: true, max: 0.9 }, ue);
+  const seed = numberArg('--seed', values.seed, { integer: true, min: 0 }, ue);
+  await ctx.startBackend(values.backend);
   const [modelJsonPath, datasetDir] = positionals.map((p) => path.resolve(p));
   const r = await evaluateModel({ modelJsonPath, datasetDir, ...(split ? { split } : {}), ...(validationFraction !== undefined ? { validationFraction } : {}), ...(seed !== undefined ? { seed } : {}) });
   if (values.json) {

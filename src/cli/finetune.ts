@@ -7,8 +7,6 @@
  * second Ctrl-C quits at once. src/cli/main.ts routes here.
  */
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
-import { initBackend } from '../engine/backend';
 import { CancelledError, EngineError } from '../engine/errors';
 import { disposeModel, loadModel } from '../engine/model';
 import { formatDiagnostic, readRecipe } from '../engine/recipe';
@@ -16,7 +14,9 @@ import { finetune } from '../engine/train/finetune';
 import { freezeUpTo } from '../protocol/freezePlan';
 import { augmentSchema, finetuneSchema, type AugmentSettings } from '../protocol/recipe';
 import { formatBatchLine, formatProgress, type FinetuneSettingsInput, type TrainProgress } from '../protocol/train';
+import { numberArg, parseCommand, schemaNumberArg } from './args';
 import type { CliContext } from './context';
+import { interruptible } from './interrupt';
 
 export const finetuneUsage =
   '  finetune <model.json> <dataset> [--epochs N] [--batch-size N] [--lr X] [--seed N]\n' +
@@ -79,28 +79,6 @@ export function parseAugmentFlag(value: string, base: AugmentSettings, usageErro
   return out;
 }
 
-function numberFlag(flag: string, raw: string | undefined, field: NumberField, usageError: (m: string) => Error): number | undefined {
-  if (raw === undefined) return undefined;
-  const v = Number(raw);
-  const checked = finetuneSchema.shape[field].safeParse(v);
-  if (raw.trim() === '' || !Number.isFinite(v) || !checked.success) {
-    // In words, not zod's ("Invalid input: expected number, received NaN", "Too small: expected number to be >=1").
-    const issue = checked.success ? undefined : (checked.error.issues[0] as { code?: string; expected?: string; minimum?: unknown; maximum?: unknown; inclusive?: boolean } | undefined);
-    const why =
-      raw.trim() === '' || !Number.isFinite(v)
-        ? 'not a number'
-        : issue?.code === 'too_small'
-          ? `must be ${issue.inclusive === false ? 'more than' : 'at least'} ${String(issue.minimum)}`
-          : issue?.code === 'too_big'
-            ? `must be ${issue.inclusive === false ? 'less than' : 'at most'} ${String(issue.maximum)}`
-            : issue?.code === 'invalid_type' && issue.expected === 'int'
-              ? 'must be a whole number'
-              : 'out of range';
-    throw usageError(`${flag} ${raw}: ${why}.`);
-  }
-  return v;
-}
-
 const MAX_BAR = 30;
 
 /** Writes progress: lines on stdout, a bar on stderr while it is a terminal. */
@@ -147,10 +125,7 @@ class ProgressPrinter {
 
 /** Runs `layer-lens finetune`; returns the exit code (130 when cancelled with Ctrl-C). */
 export async function finetuneCommand(args: string[], ctx: CliContext): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
+  const { values, positionals } = parseCommand(args, {
       epochs: { type: 'string' },
       'batch-size': { type: 'string' },
       lr: { type: 'string' },
@@ -164,33 +139,25 @@ export async function finetuneCommand(args: string[], ctx: CliContext): Promise<
       threads: { type: 'string' },
       out: { type: 'string' },
       backend: { type: 'string' },
-    },
   });
   if (positionals.length !== 2) throw ctx.usageError('finetune takes a model.json path and a dataset folder.');
   const [modelJsonPath, datasetDir] = positionals.map((p) => path.resolve(p));
   const ue = ctx.usageError;
+  const field = (flag: string, raw: string | undefined, name: NumberField) => schemaNumberArg(flag, raw, finetuneSchema.shape[name], ue);
   const flags: Partial<Record<NumberField, number>> = {
-    epochs: numberFlag('--epochs', values.epochs, 'epochs', ue),
-    batchSize: numberFlag('--batch-size', values['batch-size'], 'batchSize', ue),
-    learningRate: numberFlag('--lr', values.lr, 'learningRate', ue),
-    seed: numberFlag('--seed', values.seed, 'seed', ue),
-    validationFraction: numberFlag('--val', values.val, 'validationFraction', ue),
-    threads: numberFlag('--threads', values.threads, 'threads', ue),
+    epochs: field('--epochs', values.epochs, 'epochs'),
+    batchSize: field('--batch-size', values['batch-size'], 'batchSize'),
+    learningRate: field('--lr', values.lr, 'learningRate'),
+    seed: field('--seed', values.seed, 'seed'),
+    validationFraction: field('--val', values.val, 'validationFraction'),
+    threads: field('--threads', values.threads, 'threads'),
   };
-  let patience: number | undefined;
-  if (values.patience !== undefined) {
-    patience = Number(values.patience);
-    if (!Number.isInteger(patience) || patience < 1) throw ue(`--patience ${values.patience}: must be a whole number of at least 1.`);
-  }
+  const patience = schemaNumberArg('--patience', values.patience, finetuneSchema.shape.earlyStopping.unwrap().shape.patience.unwrap(), ue);
   const mode = values.freeze;
   if (mode !== undefined && mode !== 'none' && mode !== 'backbone') throw ue(`--freeze ${mode}: must be none (train every layer) or backbone (train only the head).`);
   if (mode !== undefined && values['freeze-up-to'] !== undefined) throw ue('--freeze and --freeze-up-to choose the frozen layers two ways; give one.');
-  let memoryLimitMB: number | undefined;
-  if (values['memory-limit'] !== undefined) {
-    memoryLimitMB = Number(values['memory-limit']);
-    if (!Number.isFinite(memoryLimitMB) || memoryLimitMB < 64 || memoryLimitMB > 4096) throw ue(`--memory-limit ${values['memory-limit']}: must be a number of MB from 64 to 4096.`);
-  }
-  await initBackend({ prefer: ctx.backendOption(values.backend) });
+  const memoryLimitMB = numberArg('--memory-limit', values['memory-limit'], { min: 64, max: 4096 }, ue);
+  await ctx.startBackend(values.backend);
 
   // The layer table checks the recipe's freeze paths and resolves --freeze-up-to.
   const loaded = await loadModel(modelJsonPath);
@@ -199,7 +166,8 @@ export async function finetuneCommand(args: string[], ctx: CliContext): Promise<
   const recipeFile = await readRecipe(modelJsonPath, { rows, modelName: path.basename(modelJsonPath) });
   const shownRecipe = path.relative(process.cwd(), recipeFile.file) || recipeFile.file;
   for (const d of recipeFile.diagnostics) {
-    if (d.severity === 'error') throw new EngineError('bad-recipe', `${formatDiagnostic(shownRecipe, d)} (fix the file, or move it away to use the defaults)`);
+    // The editor uses the default until the file is fixed; a run must not: it stops, and says only that.
+    if (d.severity === 'error') throw new EngineError('bad-recipe', `${formatDiagnostic(shownRecipe, { ...d, message: d.problem ?? d.message })} Fix the file, or move it away to use the defaults.`);
     if (d.severity === 'warning') process.stderr.write(`layer-lens: ${formatDiagnostic(shownRecipe, d)}\n`);
   }
   const recipe = recipeFile.recipe;
@@ -216,13 +184,7 @@ export async function finetuneCommand(args: string[], ctx: CliContext): Promise<
   if (values.augment !== undefined) settings.augment = parseAugmentFlag(values.augment, recipe.finetune.augment, ue);
   if (patience !== undefined) settings.earlyStopping = { monitor: recipe.finetune.earlyStopping?.monitor ?? 'val_loss', restoreBestWeights: true, ...recipe.finetune.earlyStopping, patience };
 
-  const controller = new AbortController();
-  const onSigint = () => {
-    if (controller.signal.aborted) process.exit(130);
-    controller.abort();
-    process.stderr.write('\r\x1b[2Klayer-lens: stopping after this batch (Ctrl-C again to quit at once)…\n');
-  };
-  process.on('SIGINT', onSigint);
+  const interrupt = interruptible('stopping after this batch');
   const printer = new ProgressPrinter(ctx.out, process.stderr.isTTY === true);
   try {
     await finetune({
@@ -233,7 +195,7 @@ export async function finetuneCommand(args: string[], ctx: CliContext): Promise<
       ...(mode ? { freeze: mode } : {}),
       ...(memoryLimitMB ? { memoryLimitMB } : {}),
       outDir: values.out,
-      signal: controller.signal,
+      signal: interrupt.signal,
       onProgress: (p) => printer.handle(p),
     });
     return 0;
@@ -246,6 +208,6 @@ export async function finetuneCommand(args: string[], ctx: CliContext): Promise<
     throw e;
   } finally {
     printer.done();
-    process.off('SIGINT', onSigint);
+    interrupt.dispose();
   }
 }

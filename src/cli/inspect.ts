@@ -6,29 +6,29 @@
  * usage-error and output helpers, so this module does not import main.ts.
  *
  * --out is created if absent (built under a temporary name and renamed, so a
- * kill leaves no half-written folder); if it exists, each file is replaced
- * atomically and other files in it are left alone.
+ * kill leaves no half-written folder). If it exists and already holds a
+ * summary.json or a non-empty maps/ (an earlier run's, or the user's own),
+ * nothing is computed or written unless --force (io/output.ts); other files
+ * in it are left alone, and a model's own files are never replaced.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
-import { initBackend } from '../engine/backend';
-import { EngineError } from '../engine/errors';
 import { encodePng } from '../engine/image';
 import { channelGrid, colormaps, isColormap, type Colormap } from '../protocol/colormap';
 import { Inspector } from '../engine/inspect/inspector';
-import { writeFileAtomic, writeFolderAtomic } from '../engine/io/atomic';
+import { OutputFolder } from '../engine/io/output';
 import { loadModel } from '../engine/model';
 import type { ChannelStats, InspectResult, LayerInfo } from '../protocol/inspect';
 import { formatShape, isNormalization, normalizations, type ModelSummary, type Normalization } from '../protocol/model';
+import { numberArg, parseCommand } from './args';
 import type { CliContext } from './context';
 
 export const inspectUsage =
   '  inspect <model.json> --image <file> --out <dir> [--normalization zeroOne|minusOneOne|imagenet|raw]\n' +
-  '          [--colormap viridis|magma|gray] [--top-k 5] [--output N]\n' +
+  '          [--colormap viridis|magma|gray] [--top-k 5] [--output N] [--force]\n' +
   '                                  Feature maps (one PNG grid per layer), per-layer statistics and\n' +
   '                                  top-k predictions (output N of several; values for a regression,\n' +
-  '                                  output.png for an image output) for one image; writes summary.json and maps/.\n';
+  '                                  output.png for an image output) for one image; writes summary.json and maps/\n' +
+  '                                  (--force replaces those of an earlier run).\n';
 
 
 interface LayerEntry {
@@ -104,18 +104,15 @@ export function formatInspectText(s: ModelSummary, r: InspectResult, entries: La
 }
 
 export async function inspectCommand(args: string[], ctx: CliContext): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      image: { type: 'string' },
-      out: { type: 'string' },
-      normalization: { type: 'string' },
-      colormap: { type: 'string' },
-      'top-k': { type: 'string' },
-      output: { type: 'string' },
-      backend: { type: 'string' },
-    },
+  const { values, positionals } = parseCommand(args, {
+    image: { type: 'string' },
+    out: { type: 'string' },
+    normalization: { type: 'string' },
+    colormap: { type: 'string' },
+    'top-k': { type: 'string' },
+    output: { type: 'string' },
+    force: { type: 'boolean' },
+    backend: { type: 'string' },
   });
   if (positionals.length !== 1) throw ctx.usageError('inspect takes exactly one model.json path.');
   if (!values.image) throw ctx.usageError('inspect needs --image <file>.');
@@ -126,14 +123,12 @@ export async function inspectCommand(args: string[], ctx: CliContext): Promise<v
   const colormapArg = values.colormap ?? 'viridis';
   if (!isColormap(colormapArg)) throw ctx.usageError(`--colormap must be ${colormaps.join(', ')} (got "${values.colormap}").`);
   const colormap: Colormap = colormapArg;
-  const topK = values['top-k'] === undefined ? 5 : Number(values['top-k']);
-  if (!Number.isInteger(topK) || topK < 1) throw ctx.usageError(`--top-k must be a whole number of at least 1 (got "${values['top-k']}").`);
-  const outputArg = values.output === undefined ? 1 : Number(values.output);
-  if (!Number.isInteger(outputArg) || outputArg < 1) throw ctx.usageError(`--output must be a whole number of at least 1 (got "${values.output}").`);
-  const backend = await initBackend({ prefer: ctx.backendOption(values.backend) });
+  const topK = numberArg('--top-k', values['top-k'], { integer: true, min: 1 }, ctx.usageError) ?? 5;
+  const outputArg = numberArg('--output', values.output, { integer: true, min: 1 }, ctx.usageError) ?? 1;
+  const backend = await ctx.startBackend(values.backend);
 
-  const out = path.resolve(values.out);
-  if (fs.existsSync(out) && !fs.statSync(out).isDirectory()) throw new EngineError('bad-input', `--out ${values.out} exists and is not a folder; name a folder (it is created if absent).`);
+  // Before any work: the folder, what it already holds, whether it can be written.
+  const outFolder = await OutputFolder.prepare(values.out, { files: ['summary.json', 'output.png', 'output-diff.png'], folders: ['maps'], force: values.force, flag: '--out' });
 
   const loaded = await loadModel(positionals[0]);
   const s = loaded.summary;
@@ -192,21 +187,12 @@ export async function inspectCommand(args: string[], ctx: CliContext): Promise<v
       notes: r.notes ?? [],
       ms: r.ms,
     };
-    const write = async (dir: string, atomic: boolean) => {
-      await fs.promises.mkdir(path.join(dir, 'maps'), { recursive: true });
-      const put = (file: string, data: string | Uint8Array) => (atomic ? writeFileAtomic(path.join(dir, file), data) : fs.promises.writeFile(path.join(dir, file), data));
-      for (const g of grids) await put(g.file, g.png);
-      if (r.image) {
-        await put('output.png', encodePng(r.image.width, r.image.height, r.image.rgb, 3));
-        if (r.image.diff) await put('output-diff.png', encodePng(r.image.width, r.image.height, new Uint8Array(r.image.diff.length * 3).map((_, i) => r.image!.diff![Math.floor(i / 3)]), 3));
-      }
-      await put('summary.json', JSON.stringify(summaryJson, null, 2) + '\n');
-    };
-    if (fs.existsSync(out)) await write(out, true);
-    else {
-      await fs.promises.mkdir(path.dirname(out), { recursive: true });
-      await writeFolderAtomic(out, (tmp) => write(tmp, false));
+    const files = [...grids.map((g) => ({ file: g.file, data: g.png as string | Uint8Array })), { file: 'summary.json', data: JSON.stringify(summaryJson, null, 2) + '\n' }];
+    if (r.image) {
+      files.push({ file: 'output.png', data: encodePng(r.image.width, r.image.height, r.image.rgb, 3) });
+      if (r.image.diff) files.push({ file: 'output-diff.png', data: encodePng(r.image.width, r.image.height, new Uint8Array(r.image.diff.length * 3).map((_, i) => r.image!.diff![Math.floor(i / 3)]), 3) });
     }
+    await outFolder.write(files);
     ctx.out(formatInspectText(s, r, entries, normalizationSource, topK));
     ctx.out(`\nWrote ${path.join(values.out, 'summary.json')}${grids.length ? ` and ${grids.length} feature-map grid${grids.length > 1 ? 's' : ''} in ${path.join(values.out, 'maps')}` : ''}.`);
   } finally {

@@ -3,9 +3,12 @@
  * extension. Runs the engine in-process (a terminal has no UI thread to
  * protect). Every failure ends in one clear line on stderr and a non-zero exit.
  */
-import { parseArgs } from 'node:util';
-import { initBackend, type BackendPreference } from '../engine/backend';
-import { isEngineError, messageOf } from '../engine/errors';
+import { initBackend, type BackendInfo, type BackendPreference } from '../engine/backend';
+import { CancelledError, isEngineError, messageOf } from '../engine/errors';
+import { fsCause } from '../engine/io/fsErrors';
+import { parseCommand } from './args';
+import type { CliContext } from './context';
+import { finish } from './interrupt';
 import { explainTrap } from '../engine/wasmTrap';
 import { loadModel } from '../engine/model';
 import { inspectCommand, inspectUsage } from './inspect';
@@ -58,13 +61,9 @@ export function formatSummaryTable(s: ModelSummary): string {
 }
 
 async function summary(args: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: { json: { type: 'boolean' }, backend: { type: 'string' } },
-  });
+  const { values, positionals } = parseCommand(args, { json: { type: 'boolean' }, backend: { type: 'string' } });
   if (positionals.length !== 1) throw new UsageError('summary takes exactly one model.json path.');
-  await initBackend({ prefer: backendOption(values.backend) });
+  await startBackend(values.backend);
   const model = await loadModel(positionals[0]);
   out(values.json ? JSON.stringify(model.summary, null, 2) : formatSummaryTable(model.summary));
 }
@@ -75,6 +74,20 @@ function backendOption(v: string | undefined): BackendPreference {
   throw new UsageError(`--backend must be auto, tensorflow, wasm or cpu (got "${v}").`);
 }
 
+const backendNames: Record<BackendPreference, string> = { auto: 'auto', tensorflow: 'tfjs-node (tensorflow)', wasm: 'wasm', cpu: 'cpu' };
+
+/** Starts the backend --backend names; a backend other than the one asked for is said, with why, not silently used. */
+async function startBackend(v: string | undefined): Promise<BackendInfo> {
+  const prefer = backendOption(v);
+  const info = await initBackend({ prefer });
+  if (prefer !== 'auto' && info.name !== prefer) {
+    process.stderr.write(`layer-lens: warning: --backend ${v} is not available (${info.notes.join('; ') || 'it did not start'}); using ${backendNames[info.name]} instead.\n`);
+  }
+  return info;
+}
+
+const ctx: CliContext = { usageError: (m) => new UsageError(m), backendOption, startBackend, out };
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
@@ -83,20 +96,20 @@ export async function main(argv: string[]): Promise<number> {
         await summary(rest);
         return 0;
       case 'inspect':
-        await inspectCommand(rest, { usageError: (m) => new UsageError(m), backendOption, out });
+        await inspectCommand(rest, ctx);
         return 0;
       case 'finetune':
-        return await finetuneCommand(rest, { usageError: (m) => new UsageError(m), backendOption, out });
+        return await finetuneCommand(rest, ctx);
       case 'evaluate':
-        return await evaluateCommand(rest, { usageError: (m) => new UsageError(m), backendOption, out });
+        return await evaluateCommand(rest, ctx);
       case 'embed':
-        return await embedCommand(rest, { usageError: (m) => new UsageError(m), backendOption, out });
+        return await embedCommand(rest, ctx);
       case 'advise':
-        return await adviseCommand(rest, { usageError: (m) => new UsageError(m), backendOption, out });
+        return await adviseCommand(rest, ctx);
       case 'pretext':
-        return await pretextCommand(rest, { usageError: (m) => new UsageError(m), backendOption, out });
+        return await pretextCommand(rest, ctx);
       case 'compare':
-        await compareCommand(rest, { usageError: (m) => new UsageError(m), backendOption, out });
+        await compareCommand(rest, ctx);
         return 0;
       case undefined:
       case '--help':
@@ -112,14 +125,20 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`layer-lens: ${e.message}\n\n${usage}`);
       return 2;
     }
+    if (e instanceof CancelledError) {
+      process.stderr.write(`layer-lens: ${e.message.replace(/\.$/, '')}; nothing was written.\n`);
+      return 130;
+    }
     e = explainTrap(e);
-    process.stderr.write(`layer-lens: ${isEngineError(e) ? e.message : `unexpected error: ${messageOf(e)}`}\n`);
+    // A file-system failure the engine did not word itself still gets its cause in words, never "unexpected error: EIO".
+    const cause = isEngineError(e) ? undefined : fsCause(e);
+    const path = (e as { path?: unknown }).path;
+    const text = isEngineError(e) ? e.message : cause ? `${typeof path === 'string' ? `${path}: ` : ''}${cause}.` : `unexpected error: ${messageOf(e)}`;
+    process.stderr.write(`layer-lens: ${text}\n`);
     return 1;
   }
 }
 
 if (require.main === module) {
-  void main(process.argv.slice(2)).then((code) => {
-    process.exitCode = code;
-  });
+  void main(process.argv.slice(2)).then(finish);
 }

@@ -4,13 +4,13 @@
  * stdout; Ctrl-C stops between batches and writes nothing (exit 130).
  */
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
-import { initBackend } from '../engine/backend';
 import { CancelledError } from '../engine/errors';
 import { pretrainRotation } from '../engine/train/pretext';
 import type { PretextSettings } from '../protocol/pretext';
 import { formatProgress } from '../protocol/train';
+import { numberArg, parseCommand } from './args';
 import type { CliContext } from './context';
+import { interruptible } from './interrupt';
 
 export const pretextUsage =
   '  pretext <model.json> <images> [--epochs N] [--seed N] [--batch-size N] [--lr X] [--out <dir>]\n' +
@@ -18,41 +18,22 @@ export const pretextUsage =
   '                                  unlabelled image (read recursively) is turned (0/90/180/270 degrees).\n' +
   '                                  Writes <name>-rotation-pretrained-<date>/ next to the model (or --out).\n';
 
-function positive(flag: string, raw: string | undefined, usageError: (m: string) => Error, integer: boolean): number | undefined {
-  if (raw === undefined) return undefined;
-  const v = Number(raw);
-  if (raw.trim() === '' || !Number.isFinite(v) || v < 0 || (integer && !Number.isInteger(v)) || (flag !== '--seed' && v === 0)) {
-    throw usageError(`${flag} ${raw}: must be a ${integer ? 'whole ' : ''}number${flag === '--seed' ? ' of at least 0' : ' above 0'}.`);
-  }
-  return v;
-}
-
 export async function pretextCommand(args: string[], ctx: CliContext): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: { epochs: { type: 'string' }, seed: { type: 'string' }, 'batch-size': { type: 'string' }, lr: { type: 'string' }, out: { type: 'string' }, backend: { type: 'string' } },
-  });
+  const { values, positionals } = parseCommand(args, { epochs: { type: 'string' }, seed: { type: 'string' }, 'batch-size': { type: 'string' }, lr: { type: 'string' }, out: { type: 'string' }, backend: { type: 'string' } });
   if (positionals.length !== 2) throw ctx.usageError('pretext takes a model.json path and a folder of images.');
   const ue = ctx.usageError;
   const settings: Partial<PretextSettings> = {};
-  const epochs = positive('--epochs', values.epochs, ue, true);
-  const seed = positive('--seed', values.seed, ue, true);
-  const batchSize = positive('--batch-size', values['batch-size'], ue, true);
-  const lr = positive('--lr', values.lr, ue, false);
+  const epochs = numberArg('--epochs', values.epochs, { integer: true, min: 1, max: 10000 }, ue);
+  const seed = numberArg('--seed', values.seed, { integer: true, min: 0 }, ue);
+  const batchSize = numberArg('--batch-size', values['batch-size'], { integer: true, min: 1, max: 4096 }, ue);
+  const lr = numberArg('--lr', values.lr, { min: 0, minExclusive: true, max: 10 }, ue);
   if (epochs !== undefined) settings.epochs = epochs;
   if (seed !== undefined) settings.seed = seed;
   if (batchSize !== undefined) settings.batchSize = batchSize;
   if (lr !== undefined) settings.learningRate = lr;
-  await initBackend({ prefer: ctx.backendOption(values.backend) });
+  await ctx.startBackend(values.backend);
   const [modelJsonPath, imagesDir] = positionals.map((p) => path.resolve(p));
-  const controller = new AbortController();
-  const onSigint = () => {
-    if (controller.signal.aborted) process.exit(130);
-    controller.abort();
-    process.stderr.write('layer-lens: stopping after this batch (Ctrl-C again to quit at once)…\n');
-  };
-  process.on('SIGINT', onSigint);
+  const interrupt = interruptible('stopping after this batch');
   const showPath = (abs: string) => {
     const r = path.relative(process.cwd(), abs);
     return r && !r.startsWith('..') && !path.isAbsolute(r) ? r : abs;
@@ -63,7 +44,7 @@ export async function pretextCommand(args: string[], ctx: CliContext): Promise<n
       imagesDir,
       settings,
       outDir: values.out,
-      signal: controller.signal,
+      signal: interrupt.signal,
       onProgress: (p) => {
         for (const line of formatProgress(p, showPath)) {
           if (p.type === 'warning') process.stderr.write(`layer-lens: warning: ${line}\n`);
@@ -80,6 +61,6 @@ export async function pretextCommand(args: string[], ctx: CliContext): Promise<n
     }
     throw e;
   } finally {
-    process.off('SIGINT', onSigint);
+    interrupt.dispose();
   }
 }

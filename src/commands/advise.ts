@@ -3,7 +3,6 @@
  * and a dataset (computed in the worker from cached embeddings), shown as a
  * Markdown preview, with "Apply" to set the freeze plan it recommends.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { formatAdvisorReport, recommendationLabel } from '../protocol/advise';
@@ -42,9 +41,11 @@ async function advise(deps: CommandDeps, arg?: unknown, folderArgument?: unknown
   const md = formatAdvisorReport(report, rel);
   for (const line of md.split('\n').filter((l) => l.startsWith('**') || l.startsWith('- '))) log.info(`Advisor: ${line.replace(/\*\*/g, '')}`);
   // A file, not an untitled editor: no "save changes?" prompt when it closes.
-  const file = path.join(path.dirname(model.fsPath), '.layerlens', `advice-${path.basename(folder.fsPath).replace(/[^\w.-]+/g, '_')}.md`);
+  let file = path.join(path.dirname(model.fsPath), '.layerlens', `advice-${path.basename(folder.fsPath).replace(/[^\w.-]+/g, '_')}.md`);
   try {
-    await fs.promises.mkdir(path.dirname(file), { recursive: true });
+    // In the model's own .layerlens folder, never through a link (io/ownDir.ts).
+    const { ownDir } = await import('../engine/io/ownDir');
+    file = path.join((await ownDir(path.dirname(model.fsPath), ['.layerlens'], { create: true }))!, path.basename(file));
     const { writeFileAtomic } = await import('../engine/io/atomic');
     await writeFileAtomic(file, md);
     await vscode.commands.executeCommand('markdown.showPreview', vscode.Uri.file(file));

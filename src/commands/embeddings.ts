@@ -76,6 +76,7 @@ async function computeEmbeddings(deps: CommandDeps, arg?: unknown, folderArgumen
   const s = outcome.value;
   log.info(embeddingSummaryLine(s, rel));
   for (const k of s.skipped.slice(0, 10)) log.warn(`Skipped ${k.file}: ${k.detail}`);
+  for (const w of s.warnings ?? []) log.warn(w);
   latent.handOut(s.datasetDir);
   const show = () => {
     // Opens the inspector on its Latent tab with this folder's map.

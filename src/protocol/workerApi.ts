@@ -25,7 +25,8 @@ export function backendLabel(name: BackendReport['name']): string {
 }
 
 export interface WorkerApi {
-  init: { params: { prefer: BackendPreference; wasmDir?: string; displayRoot?: string }; result: BackendReport; progress: never };
+  /** `storageDir`: the extension's own storage, where caches go when a model's folder cannot be written. */
+  init: { params: { prefer: BackendPreference; wasmDir?: string; displayRoot?: string; storageDir?: string }; result: BackendReport; progress: never };
   loadModel: { params: { path: string }; result: ModelSummary; progress: never };
   unloadModel: { params: { path: string }; result: void; progress: never };
   inspect: { params: { modelPath: string; imagePath: string; normalization: Normalization; output?: number }; result: InspectResult; progress: never };
@@ -69,7 +70,8 @@ export interface WorkerApi {
   latentThumbnail: { params: { setId: string; index: number; size: number }; result: Thumbnail; progress: never };
   /** A PNG data URL of an image file, at most `size` px on its longer side. */
   imageThumbnail: { params: { path: string; size: number }; result: string; progress: never };
-  exportProjector: { params: { setId: string; dir: string }; result: TsvExport; progress: never };
+  /** `force`: replace vectors.tsv/metadata.tsv that exist (the user said so); without it, refused with code 'output-exists'. */
+  exportProjector: { params: { setId: string; dir: string; force?: boolean }; result: TsvExport; progress: never };
   advise: { params: { modelPath: string; datasetDir: string; learningRate: number; seed: number; normalization?: Normalization }; result: AdvisorReport; progress: EmbedProgress };
   pretrainRotation: { params: { modelPath: string; imagesDir: string; settings?: Partial<PretextSettings>; outDir?: string; memoryLimitMB?: number }; result: PretextResult; progress: TrainProgress };
   memory: { params: Record<string, never>; result: { numTensors: number; numBytes: number }; progress: never };

@@ -3,6 +3,7 @@ import * as vscode from 'vscode';
 import type { EngineClient } from '../engineClient';
 import type { Logger } from '../logger';
 import type { EmbeddingSummary } from '../protocol/embed';
+import { RemoteError } from '../protocol/rpc';
 
 const rel = (p: string) => vscode.workspace.asRelativePath(p);
 
@@ -15,7 +16,17 @@ export async function exportProjector(engine: EngineClient, log: Logger, setId: 
     title: 'Export for the TensorBoard Embedding Projector',
   });
   if (!target?.[0]) return null;
-  const out = await engine.call('exportProjector', { setId, dir: target[0].fsPath });
+  const dir = target[0].fsPath;
+  let out;
+  try {
+    out = await engine.call('exportProjector', { setId, dir });
+  } catch (e) {
+    // The folder already holds vectors.tsv or metadata.tsv: replace them only when the user says so.
+    if (!(e instanceof RemoteError) || e.code !== 'output-exists') throw e;
+    const replace = 'Replace';
+    if ((await vscode.window.showWarningMessage(`${rel(dir)} already holds vectors.tsv or metadata.tsv. Replace them?`, { modal: true }, replace)) !== replace) return null;
+    out = await engine.call('exportProjector', { setId, dir, force: true });
+  }
   log.info(`Exported ${out.rows} embeddings for the Projector: ${rel(out.vectors)}, ${rel(out.metadata)} (load both at projector.tensorflow.org)`);
   return out.vectors;
 }

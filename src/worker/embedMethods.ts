@@ -27,7 +27,7 @@ export function embedHandlers(session: EngineSession, sets = new EmbeddingSets()
     },
     latentNeighbors: ({ setId, index, k }) => neighbors(sets.get(setId), index, k),
     latentThumbnail: ({ setId, index, size }) => thumbnail(sets.get(setId), index, size),
-    exportProjector: ({ setId, dir }) => exportProjector(sets.get(setId), dir),
+    exportProjector: ({ setId, dir, force }) => exportProjector(sets.get(setId), dir, { force }),
     advise: async ({ modelPath, datasetDir, learningRate, seed, normalization }, ctx) => {
       const loaded = await session.model(modelPath);
       // The recipe's preprocessing, as the fine-tune uses it: the same embeddings, the same cache.

@@ -9,6 +9,7 @@ import { initBackend } from '../engine/backend';
 import { EngineError, messageOf } from '../engine/errors';
 import { explainTrap, wasmTrapped } from '../engine/wasmTrap';
 import { setDisplayRoot } from '../engine/io/files';
+import { setFallbackRoot } from '../engine/io/fallbackDir';
 import { Comparer } from '../engine/compare/comparer';
 import { listImageSet } from '../engine/compare/imageSet';
 import { LiveMapsProbe } from '../engine/compare/probe';
@@ -34,8 +35,9 @@ const inspector = new Inspector();
 const comparer = new Comparer();
 
 const handlers: Handlers<WorkerApi> = {
-  init: async ({ prefer, wasmDir, displayRoot }) => {
+  init: async ({ prefer, wasmDir, displayRoot, storageDir }) => {
     if (displayRoot) setDisplayRoot(displayRoot);
+    if (storageDir) setFallbackRoot(storageDir);
     return initBackend({ prefer, wasmDir: wasmDir ?? __dirname });
   },
   loadModel: async ({ path }) => {

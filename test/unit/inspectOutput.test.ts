@@ -130,8 +130,13 @@ describe('layer-lens inspect (CLI)', () => {
     assert.deepEqual([png.width, png.height], [2 * 8 + 1, 2 * 8 + 1], '4 channels of 8x8 in a 2x2 grid with 1 px gaps');
     assert.deepEqual(fs.readdirSync(path.join(out, 'maps')).length, 5);
     assert.deepEqual(fs.readdirSync(path.dirname(out)), ['result'], 'no temporary folder left behind');
-    // Again into the same (now existing) folder: files are replaced.
-    const again = cli('inspect', fixture('nested', 'model.json'), '--image', img('rgb.png'), '--out', out, '--normalization', 'zeroOne');
+    // Again into the same (now existing) folder: an earlier run's files are not replaced without --force (issue 15).
+    const before = fs.readFileSync(path.join(out, 'summary.json'), 'utf8');
+    const refused = cli('inspect', fixture('nested', 'model.json'), '--image', img('rgb.png'), '--out', out, '--normalization', 'zeroOne');
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /already holds summary\.json, maps\/ .*Pass --force to replace them/);
+    assert.equal(fs.readFileSync(path.join(out, 'summary.json'), 'utf8'), before);
+    const again = cli('inspect', fixture('nested', 'model.json'), '--image', img('rgb.png'), '--out', out, '--normalization', 'zeroOne', '--force');
     assert.equal(again.code, 0, again.stderr);
     assert.equal((JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8')) as { normalization: string }).normalization, 'zeroOne');
   });

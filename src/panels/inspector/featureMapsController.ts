@@ -44,8 +44,9 @@ export class FeatureMapsController {
           title: 'Export feature-map grid',
         });
         if (!target) return null;
-        const { writeFileAtomic } = await import('../../engine/io/atomic');
-        await writeFileAtomic(target.fsPath, png);
+        // The save dialog asked before replacing a file; a model's own file is never replaced (io/output.ts).
+        const { writeOutputFile } = await import('../../engine/io/output');
+        await writeOutputFile(target.fsPath, png, { force: true });
         log.info(`Exported ${vscode.workspace.asRelativePath(target)}`);
         return target.fsPath;
       },
