@@ -9,7 +9,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { before, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { z } from 'zod';
 import { loadModel } from '../../src/engine/model';
 import { parseRecipe, readRecipe, recipePathFor, serializeRecipe, writeRecipe, type RecipeDiagnostic } from '../../src/engine/recipe';
@@ -23,8 +23,12 @@ const schemaFile = path.resolve(__dirname, '../../media/layerlens.schema.json');
 type Json = Record<string, unknown>;
 const jsonSchema = JSON.parse(fs.readFileSync(schemaFile, 'utf8')) as Json;
 
+// One folder for the whole file, removed at the end: tests clean up after themselves.
+const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'layerlens-recipe-'));
+after(() => fs.rmSync(tmpRoot, { recursive: true, force: true }));
+
 function tmpDir(): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), 'layerlens-recipe-'));
+  return fs.mkdtempSync(path.join(tmpRoot, 'case-'));
 }
 
 const ft = (finetune: Json): Json => ({ finetune });
