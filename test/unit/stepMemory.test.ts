@@ -13,7 +13,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { before, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { EngineError } from '../../src/engine/errors';
 import { computeActivations } from '../../src/engine/inspect/activations';
@@ -29,6 +29,7 @@ import { setup } from './helpers';
 
 const root = path.resolve(__dirname, '../..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'layerlens-memory-'));
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 /** A small residual CNN at 48x48: big enough that activations dominate. */
 function cnn(): tf.LayersModel {
