@@ -8,6 +8,7 @@
  */
 import * as path from 'node:path';
 import { CancelledError, EngineError } from '../engine/errors';
+import { rel } from '../engine/io/files';
 import { disposeModel, loadModel } from '../engine/model';
 import { formatDiagnostic, readRecipe } from '../engine/recipe';
 import { finetune } from '../engine/train/finetune';
@@ -164,7 +165,7 @@ export async function finetuneCommand(args: string[], ctx: CliContext): Promise<
   const rows = loaded.summary.layers;
   disposeModel(loaded);
   const recipeFile = await readRecipe(modelJsonPath, { rows, modelName: path.basename(modelJsonPath) });
-  const shownRecipe = path.relative(process.cwd(), recipeFile.file) || recipeFile.file;
+  const shownRecipe = rel(recipeFile.file);
   for (const d of recipeFile.diagnostics) {
     // The editor uses the default until the file is fixed; a run must not: it stops, and says only that.
     if (d.severity === 'error') throw new EngineError('bad-recipe', `${formatDiagnostic(shownRecipe, { ...d, message: d.problem ?? d.message })} Fix the file, or move it away to use the defaults.`);

@@ -10,7 +10,6 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import * as assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { before, describe, it } from 'node:test';
@@ -18,10 +17,10 @@ import { Inspector } from '../../src/engine/inspect/inspector';
 import { clipText } from '../../src/engine/io/files';
 import { disposeModel, loadModel } from '../../src/engine/model';
 import { currentBundles } from '../fixtures/bundles';
-import { repoRoot, hostileModelNames, makeHostileModels, type HostileModelName, type HostileModels } from '../fixtures/hostile';
+import { hostileModelNames, makeHostileModels, type HostileModelName, type HostileModels } from '../fixtures/hostile';
 import { fixture, makeStripesDataset } from '../fixtures/models';
 import { setup } from './helpers';
-import { root, refuses, jsonError, memory, assertNoJump, moved } from './hostileHelpers';
+import { root, refuses, jsonError, memory, assertNoJump, moved, runCli, type CliRun } from './hostileHelpers';
 
 const refusals: { name: HostileModelName; code: string; message: (at: (name: HostileModelName) => string, h: HostileModels) => string }[] = [
   {
@@ -268,32 +267,6 @@ describe('hostile model files', () => {
 });
 
 // ---------------------------------------------------------------------------
-
-/** Hostile Keras files, each found by the fuzzer's h5 and keras kinds, with the code and exact message. */
-interface CliRun {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
-
-/** Runs the bundled CLI, killed after `timeoutMs`. */
-function runCli(cli: string, args: string[], timeoutMs = 30_000): Promise<CliRun> {
-  return new Promise((resolve) => {
-    const start = performance.now();
-    const child = spawn(process.execPath, [cli, ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr, ms: performance.now() - start });
-    });
-  });
-}
 
 /** `fn` over `items`, `limit` at a time. */
 async function pool<T, R>(items: T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {

@@ -1,11 +1,13 @@
 /** What the hostile-input tests share: a temporary folder, refusal checks with the exact message, and a memory check. */
 import * as tf from '@tensorflow/tfjs';
 import * as assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after } from 'node:test';
 import { EngineError } from '../../src/engine/errors';
+import { repoRoot } from '../fixtures/hostile';
 
 export const root = fs.mkdtempSync(path.join(os.tmpdir(), 'layerlens-hostile-'));
 after(() => fs.rmSync(root, { recursive: true, force: true }));
@@ -57,3 +59,47 @@ export function assertNoJump(before: ReturnType<typeof memory>, what: string): v
 export const moved = "weight files must sit in the model's folder. Move the shard next to model.json and list it by file name.";
 
 /** Every hostile model.json that must be refused, with the code and exact message. */
+
+export interface CliRun {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+/** Runs the bundled CLI (in the repository, or `cwd`), killed after `timeoutMs` (a safety net, never a measurement); `started` gets the child. */
+export function runCli(cli: string, args: string[], timeoutMs = 30_000, o: { cwd?: string; env?: NodeJS.ProcessEnv; started?: (child: ChildProcess) => void } = {}): Promise<CliRun> {
+  return new Promise((resolve) => {
+    const start = performance.now();
+    const child = spawn(process.execPath, [cli, ...args], { cwd: o.cwd ?? repoRoot, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...o.env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    o.started?.(child);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr, ms: performance.now() - start });
+    });
+  });
+}
+
+/** sha256 of every file under `dir` (relative path -> hash), links not followed. */
+export function hashTree(dir: string): Record<string, string> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { createHash } = require('node:crypto') as typeof import('node:crypto');
+  const out: Record<string, string> = {};
+  const walk = (d: string, rel: string) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      const r = rel ? `${rel}/${e.name}` : e.name;
+      if (e.isDirectory()) walk(p, r);
+      else if (e.isSymbolicLink()) out[r] = `-> ${fs.readlinkSync(p)}`;
+      else out[r] = createHash('sha256').update(fs.readFileSync(p)).digest('hex');
+    }
+  };
+  walk(dir, '');
+  return out;
+}

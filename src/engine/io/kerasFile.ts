@@ -8,6 +8,7 @@ import { unzipSync, type UnzipFileInfo } from 'fflate';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EngineError } from '../errors';
+import { protectModelFiles } from './output';
 import { readRegularFile, UnreadableFile } from './safeRead';
 import { clipText, parseJsonBounded } from './files';
 import { Hdf5File } from './hdf5';
@@ -74,7 +75,9 @@ export async function readBytes(abs: string, shown: string): Promise<{ bytes: Ui
   }
   // As io/safeRead.ts reads: an ordinary file, the size stat gave, with a time limit.
   try {
-    return { bytes: await readRegularFile(real, { shown, maxBytes: kerasLimits.maxFileBytes }), folder: path.dirname(real) };
+    const bytes = await readRegularFile(real, { shown, maxBytes: kerasLimits.maxFileBytes });
+    protectModelFiles([real]);
+    return { bytes, folder: path.dirname(real) };
   } catch (e) {
     if (e instanceof UnreadableFile) throw new EngineError('keras-file', e.message);
     throw e;

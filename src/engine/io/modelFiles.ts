@@ -15,6 +15,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EngineError } from '../errors';
 import { clipText, lfsMessage, lfsPointerSize, limits, parseJsonBounded, rel, type ModelFiles, type ModelFormat } from './files';
+import { protectModelFiles } from './output';
 import { checkRegularFile, readRegularFile, UnreadableFile } from './safeRead';
 
 const weightDtypes = new Set(['float32', 'int32', 'bool']);
@@ -289,6 +290,8 @@ export async function readModelFiles(modelJsonPath: string): Promise<ModelFiles>
     weightSpecs.push(...entries);
   }
   if (format === 'layers') refuseUnusedWeights(weightSpecs, topology, shown);
+  // No output of this process may ever replace these (io/output.ts).
+  protectModelFiles([realJson, ...reads.map((r) => r.file)]);
   // Read straight into the one buffer tfjs gets (no second copy; shards over 2 GiB too), each as io/safeRead.ts reads.
   const weightData = new Uint8Array(totalBytes);
   for (const r of reads) {

@@ -157,7 +157,6 @@ function withTimeout<T>(p: Promise<T>, shown: string): Promise<T> {
       const s = Math.round(readLimits.chunkTimeoutMs / 1000);
       reject(new UnreadableFile('timeout', shown, `did not answer within ${s} s (a hung network drive, or a device that is no file); it was left unread`));
     }, readLimits.chunkTimeoutMs);
-    timer.unref?.();
   });
   return Promise.race([p, limit]).finally(() => clearTimeout(timer));
 }
