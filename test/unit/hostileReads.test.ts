@@ -46,6 +46,16 @@ describe('no hang (issue 15)', () => {
     assert.deepEqual(scan.skipped, [{ file: 'a/kmsg.png', reason: 'unreadable', detail: 'is a file of the kernel (/proc/kmsg), not an image on a disk' }]);
   });
 
+  it('a class folder that links into /proc, and /proc itself as the dataset: never walked', { skip: kmsg, timeout: 30_000 }, async () => {
+    const dir = twoClassDataset(at('proc-class'));
+    fs.symlinkSync('/proc/self', path.join(dir, 'c'));
+    fs.symlinkSync('/proc/self', path.join(dir, 'a', 'inner'));
+    const scan = await scanDataset(dir);
+    assert.deepEqual(scan.classes, ['a', 'b']);
+    assert.deepEqual(scan.skipped, [{ file: 'a/inner', reason: 'unreadable', detail: `is a file of the kernel (${fs.realpathSync('/proc/self')}), not an image on a disk` }]);
+    await refuses(scanDataset('/proc'), 'bad-dataset', 'dataset folder /proc is a folder of the kernel (/proc), not a folder of images.');
+  });
+
   it('--image a link to /proc/kmsg, or a FIFO: refused before opening (the CLI ends at once)', { skip: kmsg, timeout: 60_000 }, async () => {
     const link = at('kmsg.png');
     fs.symlinkSync('/proc/kmsg', link);

@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EngineError } from '../errors';
 import { rel } from '../io/files';
-import { TreeWalk } from '../io/walk';
+import { isKernelPath, TreeWalk } from '../io/walk';
 
 /** Folder levels below the root that are searched. */
 const MAX_DEPTH = 4;
@@ -35,6 +35,7 @@ export async function listImageSet(folder: string, max: number): Promise<ImageSe
     throw new EngineError('not-found', `the image folder ${rel(root)} does not exist.`);
   }
   if (!stats.isDirectory()) throw new EngineError('bad-input', `${rel(root)} is not a folder; name a folder of PNG or JPEG images.`);
+  if (isKernelPath(real)) throw new EngineError('bad-input', `${rel(root)} is a folder of the kernel (${real}), not a folder of images.`);
   const walk = new TreeWalk(real, { maxDepth: MAX_DEPTH, imagesOnly: true, maxFiles: MAX_FILES });
   walk.enterDir(stats, '');
   const found = (await walk.list(root, '', 0)).map((f) => f.abs);

@@ -69,6 +69,11 @@ export type EntryKind =
 
 const kernelPrefixes = ['/proc/', '/sys/', '/dev/'];
 
+/** A real path on the kernel's pseudo file systems (/proc, /sys, /dev): never walked or read as images. */
+export function isKernelPath(real: string): boolean {
+  return process.platform !== 'win32' && kernelPrefixes.some((p) => (real + '/').startsWith(p));
+}
+
 /** Stats an entry through its links and says what it is (never opening it). */
 export async function entryKind(abs: string, name: string): Promise<EntryKind> {
   let real: string;
@@ -88,9 +93,7 @@ export async function entryKind(abs: string, name: string): Promise<EntryKind> {
     if (code === 'ELOOP') return { kind: 'skip', reason: 'unreadable', detail: 'cannot be read (a symbolic link loop)' };
     return { kind: 'skip', reason: 'unreadable', detail: `cannot be read (${fsCauseOrMessage(e)})` };
   }
-  if (process.platform !== 'win32' && kernelPrefixes.some((p) => real.startsWith(p))) {
-    return { kind: 'skip', reason: 'unreadable', detail: `is a file of the kernel (${real}), not an image on a disk` };
-  }
+  if (isKernelPath(real)) return { kind: 'skip', reason: 'unreadable', detail: `is a file of the kernel (${real}), not an image on a disk` };
   if (stats.isDirectory()) return { kind: 'dir', real, stats };
   if (stats.isFile()) return { kind: 'file', real, stats };
   return { kind: 'skip', reason: 'not-an-image', detail: `is not a regular file (${kindOf(stats)})` };
@@ -208,8 +211,6 @@ export async function walkRoot(dir: string, shown: string, what: string): Promis
     throw new EngineError('bad-dataset', `${what} ${shown} cannot be read (${fsCauseOrMessage(e)}).`);
   }
   if (!stats.isDirectory()) throw new EngineError('bad-dataset', `${shown} is ${stats.isFile() ? 'a file' : kindOf(stats)}, not a folder.`);
-  if (process.platform !== 'win32' && kernelPrefixes.some((p) => (real + '/').startsWith(p))) {
-    throw new EngineError('bad-dataset', `${shown} is a folder of the kernel (${real}), not a folder of images.`);
-  }
+  if (isKernelPath(real)) throw new EngineError('bad-dataset', `${shown} is a folder of the kernel (${real}), not a folder of images.`);
   return { real, stats };
 }

@@ -23,7 +23,7 @@ import { imageLimits, probeImage, sniffImageFormat } from '../image';
 import { rel } from '../io/files';
 import { fsCauseOrMessage } from '../io/fsErrors';
 import { readRegularFile, UnreadableFile } from '../io/safeRead';
-import { entryKind, isHidden, isImageName, TreeWalk, type WalkedFile } from '../io/walk';
+import { entryKind, isHidden, isImageName, isKernelPath, TreeWalk, type WalkedFile } from '../io/walk';
 import type { SkippedFile } from '../../protocol/train';
 
 /** Class folders may hold sub-folders (as Keras allows); deeper than this is a mistake or a link loop. */
@@ -149,6 +149,7 @@ export async function scanDataset(dir: string, options: { signal?: AbortSignal }
   if (!st.isDirectory()) {
     throw new EngineError('bad-dataset', `${shown} is a file, not a folder; choose a folder with one sub-folder of images per class.`);
   }
+  if (isKernelPath(real)) throw new EngineError('bad-dataset', `dataset folder ${shown} is a folder of the kernel (${real}), not a folder of images.`);
   let names: string[];
   try {
     names = (await fs.promises.readdir(real)).filter((n) => !isHidden(n)).sort(byCodePoint);
