@@ -17,6 +17,7 @@ import { Comparer } from '../engine/compare/comparer';
 import { listImageSet, type ImageSet } from '../engine/compare/imageSet';
 import { encodePng } from '../engine/image';
 import { OutputFolder } from '../engine/io/output';
+import { readSmallFileSync } from '../engine/io/safeRead';
 import { disposeModel, loadModel } from '../engine/model';
 import { channelGrid, colormaps, isColormap, type Colormap, type GridImage } from '../protocol/colormap';
 import { driftSuggestions, type CompareMaps, type LayerDrift, type SimilarityResult } from '../protocol/compare';
@@ -58,7 +59,7 @@ export function comparePng(maps: CompareMaps, colormap: Colormap): Uint8Array {
 export function metadataDataset(modelJsonPath: string): string | undefined {
   try {
     const folder = path.dirname(path.resolve(modelJsonPath));
-    const meta = JSON.parse(fs.readFileSync(path.join(folder, 'metadata.json'), 'utf8')) as { dataset?: unknown };
+    const meta = JSON.parse(readSmallFileSync(path.join(folder, 'metadata.json'), 1024 * 1024) ?? 'null') as { dataset?: unknown };
     if (typeof meta.dataset !== 'string' || meta.dataset.length === 0) return undefined;
     const dir = path.resolve(folder, meta.dataset);
     return fs.statSync(dir).isDirectory() ? dir : undefined;

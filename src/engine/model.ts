@@ -5,7 +5,6 @@
  * tfjs's deserialisation error.
  */
 import * as tf from '@tensorflow/tfjs';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EngineError } from './errors';
 import { findUnresolvableCall, libraryReason } from './io/graphCheck';
@@ -17,6 +16,7 @@ import { normalizeFusedOps } from './io/graphFusion';
 import { graphOutputs, graphParams, graphRows, graphShape } from './graphSummary';
 import { detectInputPreprocessing } from './inputPreprocessing';
 import { checkLayerConfigs, checkOutputShapes } from './io/geometry';
+import { readRegularFile } from './io/safeRead';
 import './io/normalizationLayer';
 
 export interface LoadedModel {
@@ -146,9 +146,8 @@ async function buildLayersModel<T>(files: ModelFiles, shown: string, describe: (
 export async function readSmallFile(folder: string, file: string): Promise<string | undefined> {
   try {
     const p = await resolveInside(folder, file, 'model folder');
-    const st = await fs.promises.stat(p);
-    if (!st.isFile() || st.size > 1024 * 1024) return undefined;
-    return await fs.promises.readFile(p, 'utf8');
+    // As io/safeRead.ts reads: an ordinary file, its size, a time limit (never a FIFO or a device).
+    return Buffer.from(await readRegularFile(p, { shown: file, maxBytes: 1024 * 1024 })).toString('utf8');
   } catch {
     return undefined;
   }

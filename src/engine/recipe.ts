@@ -17,7 +17,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EngineError } from './errors';
 import { cleanStaleTemps, writeFileAtomic } from './io/atomic';
-import { readRegularFile } from './io/safeRead';
+import { readRegularFile, UnreadableFile } from './io/safeRead';
 import { defaultRecipe, recipeFileName, recipeSchema, type Recipe } from '../protocol/recipe';
 import type { LayerRow } from '../protocol/model';
 import { JsonSyntaxError, lineColumn, parseJsonWithSpans, spanKey, type JsonPath, type ParsedJson } from './recipeJson';
@@ -387,9 +387,12 @@ export async function writeRecipe(modelJsonPath: string, recipe: Recipe): Promis
   const file = recipePathFor(modelJsonPath);
   let previous: string | undefined;
   try {
-    previous = await fs.promises.readFile(file, 'utf8');
+    // As io/safeRead.ts reads: a layerlens.json that is a FIFO or a device must not hang the save.
+    previous = Buffer.from(await readRegularFile(file, { shown: file, maxBytes: maxRecipeBytes })).toString('utf8');
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new EngineError('bad-recipe', `${file} cannot be read before saving (${(e as Error).message}); check its permissions.`);
+    if (!(e instanceof UnreadableFile && e.kind === 'missing' && !(await fs.promises.lstat(file).then(() => true, () => false)))) {
+      throw new EngineError('bad-recipe', `${file} cannot be read before saving (${e instanceof UnreadableFile ? e.detail : (e as Error).message}); check it, or remove it and Layer Lens will save the freeze plan there.`);
+    }
   }
   if (previous !== undefined) {
     try {

@@ -15,7 +15,10 @@ import * as path from 'node:path';
 import { before, describe, it } from 'node:test';
 import { pca } from '../../src/engine/embed/pca';
 import { decodeImage, readImageFile } from '../../src/engine/image';
-import { readLimits, readRegularFile, stuckReads, UnreadableFile } from '../../src/engine/io/safeRead';
+import { readLimits, readRegularFile, readSmallFileSync, stuckReads, UnreadableFile } from '../../src/engine/io/safeRead';
+import { writeRecipe } from '../../src/engine/recipe';
+import { metadataDataset } from '../../src/cli/compare';
+import { defaultRecipe } from '../../src/protocol/recipe';
 import { disposeModel, loadModel } from '../../src/engine/model';
 import { Rng } from '../../src/engine/random';
 import { scanDataset, splitDataset } from '../../src/engine/train/dataset';
@@ -80,6 +83,24 @@ describe('no hang (issue 15)', () => {
       else fs.mkdirSync(path.join(m, 'weights.bin'));
       await refuses(loadModel(path.join(m, 'model.json')), 'missing-shard', `weights shard weights.bin is not a regular file (a ${kind}) (next to ${path.join(m, 'model.json')}); restore the shard or re-export the model.`);
     }
+  });
+
+  it('a metadata.json, labels.txt or layerlens.json that is a FIFO or a link to /proc/kmsg: never read (in the editor it would stop the extension host)', { timeout: 60_000 }, async () => {
+    const dir = at('fifo-sidecars');
+    fs.cpSync(fixture('tiny-cnn'), dir, { recursive: true });
+    fs.rmSync(path.join(dir, 'metadata.json'));
+    if (!mkfifo(path.join(dir, 'metadata.json')) || !mkfifo(path.join(dir, 'layerlens.json'))) return;
+    if (!kmsg) fs.symlinkSync('/proc/kmsg', path.join(dir, 'labels.txt'));
+    assert.equal(readSmallFileSync(path.join(dir, 'metadata.json'), 1 << 20), undefined);
+    assert.equal(metadataDataset(path.join(dir, 'model.json')), undefined);
+    const loaded = await loadModel(path.join(dir, 'model.json'));
+    assert.equal(loaded.summary.labels, undefined);
+    disposeModel(loaded);
+    await refuses(
+      writeRecipe(path.join(dir, 'model.json'), defaultRecipe()),
+      'bad-recipe',
+      `${path.join(dir, 'layerlens.json')} cannot be read before saving (is not a regular file (a FIFO)); check it, or remove it and Layer Lens will save the freeze plan there.`,
+    );
   });
 
   it('the second Ctrl-C ends the CLI even while a read is blocked in the kernel (process.exit would wait for it)', { timeout: 60_000 }, async () => {

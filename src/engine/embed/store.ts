@@ -81,7 +81,7 @@ export async function modelHash(files: ModelFiles): Promise<string> {
   const known = hashMemo.get(files);
   if (known) return known;
   const h = createHash('sha256');
-  h.update(await fs.promises.readFile(files.modelJsonPath));
+  h.update(await readRegularFile(files.modelJsonPath, { shown: rel(files.modelJsonPath), maxBytes: 2 ** 31 - 1 }));
   const data = files.artifacts.weightData;
   const parts = data === undefined ? [] : Array.isArray(data) ? data : [data];
   for (const p of parts) h.update(new Uint8Array(p));

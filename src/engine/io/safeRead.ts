@@ -208,6 +208,36 @@ export async function readRegularFile(file: string, o: ReadOptions): Promise<Uin
   }
 }
 
+/**
+ * A small ordinary file's text, synchronously (for the extension host, which
+ * must never block: a metadata.json that is a FIFO or a link to /proc/kmsg
+ * would stop the editor). Undefined when it is missing, not an ordinary
+ * file on a disk, empty, or larger than `maxBytes`.
+ */
+export function readSmallFileSync(file: string, maxBytes: number): string | undefined {
+  try {
+    const real = fs.realpathSync(file);
+    const st = fs.statSync(real);
+    if (!st.isFile() || st.size === 0 || st.size > maxBytes) return undefined;
+    if (process.platform !== 'win32' && kernelPrefixes.some((p) => real.startsWith(p))) return undefined;
+    const fd = fs.openSync(real, fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0));
+    try {
+      const buf = Buffer.alloc(st.size);
+      let done = 0;
+      while (done < st.size) {
+        const n = fs.readSync(fd, buf, done, st.size - done, done);
+        if (n === 0) break;
+        done += n;
+      }
+      return buf.subarray(0, done).toString('utf8');
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return undefined;
+  }
+}
+
 /** True when `real` is `root` or inside it (both real paths). */
 export function isInside(real: string, root: string): boolean {
   const r = path.relative(root, real);

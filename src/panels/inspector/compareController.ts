@@ -12,6 +12,7 @@ import * as vscode from 'vscode';
 import type { Handlers } from '../../protocol/rpc';
 import type { CompareState, CompareTarget, ProbeState, WebviewApi } from '../../protocol/webviewApi';
 import type { ModelRegistry } from '../../services/modelRegistry';
+import { readSmallFileSync } from '../../engine/io/safeRead';
 import { badInput, type PanelContext } from './context';
 
 type CompareMethods = 'compareState' | 'pickReference' | 'pickImageSet' | 'compare' | 'compareMaps' | 'compareSimilarity' | 'setProbe';
@@ -23,9 +24,10 @@ export function modelName(p: string): string {
 
 function readMetadata(modelJsonPath: string): Record<string, unknown> | undefined {
   try {
-    const file = path.join(path.dirname(modelJsonPath), 'metadata.json');
-    if (fs.statSync(file).size > 1024 * 1024) return undefined;
-    const m = JSON.parse(fs.readFileSync(file, 'utf8')) as unknown;
+    // Never a blocking read in the extension host: an ordinary file of at most 1 MB, or nothing (io/safeRead.ts).
+    const text = readSmallFileSync(path.join(path.dirname(modelJsonPath), 'metadata.json'), 1024 * 1024);
+    if (text === undefined) return undefined;
+    const m = JSON.parse(text) as unknown;
     return typeof m === 'object' && m !== null ? (m as Record<string, unknown>) : undefined;
   } catch {
     return undefined;
