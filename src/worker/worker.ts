@@ -95,7 +95,7 @@ const handlers: Handlers<WorkerApi> = {
   },
   imageThumbnail: ({ path: file, size }) => imageThumbnail(file, size),
   augmentPreview: async ({ imagePath, settings, n, seed, height, width }, ctx) => {
-    const img = resizeImage(await readImageFile(imagePath), height, width);
+    const img = resizeImage(await readImageFile(imagePath, () => ({ height, width })), height, width);
     const images = previewAugmentations(img, settings, n, seed).map((a) => a.data);
     ctx.transfer(images.map((a) => a.buffer as ArrayBuffer));
     return { width, height, images };

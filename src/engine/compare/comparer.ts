@@ -76,7 +76,7 @@ function checkSameInput(a: LoadedModel, b: LoadedModel): void {
 }
 
 /** The model's input for `image`, and the image as the model sees it. */
-function prepareInput(summary: LoadedModel['summary'], image: DecodedImage, normalization: Normalization, geo = inputGeometry(summary.name, summary.inputShape, { purpose: 'inspect', image })): { input: tf.Tensor; seen: DecodedImage } {
+function prepareInput(summary: LoadedModel['summary'], image: DecodedImage, normalization: Normalization, geo = inputGeometry(summary.name, summary.inputShape, { purpose: 'inspect', image: image.original ?? image })): { input: tf.Tensor; seen: DecodedImage } {
   const pixels = resizeToTensor(image, geo.height, geo.width);
   try {
     const seen = image.width === geo.width && image.height === geo.height ? image : { width: geo.width, height: geo.height, data: pixelsToBytes(pixels.dataSync()) };
@@ -194,7 +194,9 @@ export class Comparer {
    * layer's weight drift, and runs both on the image at `imagePath`.
    */
   compare(a: LoadedModel, b: LoadedModel, imagePath: string, normalization: Normalization, options: CompareOptions = {}): Promise<CompareResult> {
-    return this.serial(async () => this.run(a, b, await readImageFile(imagePath), imagePath, normalization, options));
+    // Decoded reduced to about the size the models take (see DecodeOptions.fit).
+    const fit = (size: { width: number; height: number }) => inputGeometry(a.summary.name, a.summary.inputShape, { purpose: 'inspect', image: size });
+    return this.serial(async () => this.run(a, b, await readImageFile(imagePath, fit), imagePath, normalization, options));
   }
 
   private async run(a: LoadedModel, b: LoadedModel, image: DecodedImage, imagePath: string, normalization: Normalization, options: CompareOptions): Promise<CompareResult> {
@@ -355,11 +357,15 @@ async function similarity(a: LoadedModel, b: LoadedModel, imagePaths: readonly s
   // Decode the images first: the readable ones fix n, and the first fixes the input size.
   const images: DecodedImage[] = [];
   const bad: string[] = [];
+  // Each decoded reduced to about the input size, which the first image fixes for a model that takes any size.
+  let first: { width: number; height: number } | undefined;
+  const fit = (size: { width: number; height: number }) => inputGeometry(a.summary.name, a.summary.inputShape, { purpose: 'inspect', image: (first ??= size) });
   for (const p of imagePaths) {
     checkCancel();
     try {
-      images.push(await readImageFile(p));
+      images.push(await readImageFile(p, fit));
     } catch (e) {
+      if (images.length === 0) first = undefined;
       bad.push(`${path.basename(p)} (${e instanceof Error ? e.message : String(e)})`);
     }
   }
@@ -369,7 +375,7 @@ async function similarity(a: LoadedModel, b: LoadedModel, imagePaths: readonly s
 
   let result: LayerSimilarity[] = [];
   if (n >= 1) {
-    const geo = inputGeometry(a.summary.name, a.summary.inputShape, { purpose: 'inspect', image: images[0] });
+    const geo = inputGeometry(a.summary.name, a.summary.inputShape, { purpose: 'inspect', image: images[0].original ?? images[0] });
     // Shapes from a first pass: they decide how many features each layer keeps.
     type Plan = { path: string; pathB: string; total: number; indices?: Int32Array; idx?: tf.Tensor; kept: number; xa: Float32Array; xb: Float32Array };
     let plans: Plan[] = [];

@@ -116,7 +116,7 @@ export class LiveMapsProbe implements EpochProbe {
         return { type: 'warning', message: `Live maps: the probe layer ${this.request.layerPath} is not part of the model being trained (it belonged to the replaced head?); pick another layer to watch.` };
       }
       if (!this.input) {
-        const image = await readImageFile(this.request.imagePath);
+        const image = await readImageFile(this.request.imagePath, () => ({ height: ctx.height, width: ctx.width }));
         this.input = tf.tidy(() => {
           const x = toInputTensor(image, ctx.height, ctx.width, ctx.normalization, ctx.channels);
           return tf.reshape(x, batchShape(ctx, 1));

@@ -215,7 +215,7 @@ export async function computeEmbeddings(o: ComputeOptions): Promise<EmbeddingSet
     const im = folder.images[i];
     try {
       const bytes = await readRegularFile(im.file, { shown: im.rel, maxBytes: imageLimits.maxFileBytes });
-      const img = decodeImage(bytes, im.rel, { quote: !im.outside });
+      const img = decodeImage(bytes, im.rel, { quote: !im.outside, fit: () => geometry });
       const t = toInputTensor(img, geometry.height, geometry.width, normalization, geometry.channels);
       const data = t.dataSync() as Float32Array;
       t.dispose();

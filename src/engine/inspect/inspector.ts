@@ -90,7 +90,9 @@ export class Inspector {
 
   /** Reads `imagePath` and inspects `loaded` with it. */
   inspect(loaded: LoadedModel, imagePath: string, normalization: Normalization, options: InspectOptions = {}): Promise<InspectResult> {
-    return this.serial(async () => this.run(loaded, await readImageFile(imagePath), imagePath, normalization, options));
+    // Decoded reduced to about the size the model takes (the geometry as run() will find it from the file's size).
+    const fit = (size: { width: number; height: number }) => inputGeometry(loaded.summary.name, loaded.summary.inputShape, { purpose: 'inspect', image: size });
+    return this.serial(async () => this.run(loaded, await readImageFile(imagePath, fit), imagePath, normalization, options));
   }
 
   /** Inspects with an already decoded image (`imagePath` is only reported). */
@@ -102,7 +104,7 @@ export class Inspector {
     const key = path.resolve(loaded.summary.modelPath);
     const inputs = loaded.layers?.inputs.length ?? loaded.graph?.inputs.length ?? 1;
     if (inputs !== 1) throw new EngineError('bad-input', `${loaded.summary.name} takes ${inputs} inputs; inspecting with an image needs a model with one image input.`);
-    const geo = inputGeometry(loaded.summary.name, loaded.summary.inputShape, { purpose: 'inspect', image });
+    const geo = inputGeometry(loaded.summary.name, loaded.summary.inputShape, { purpose: 'inspect', image: image.original ?? image });
     // The new image replaces the old one now, before the forward pass: its
     // memory is then reused instead of a second set of activations being
     // allocated next to it (measurably slower on wasm's heap).

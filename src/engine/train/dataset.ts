@@ -192,7 +192,8 @@ export class ImageSource {
     }
     let t: tf.Tensor3D | undefined;
     try {
-      const img = decodeImage(bytes, im.rel, { quote: !im.outside });
+      // Decoded once, reduced to about the input size as it is decoded (a large PNG never whole in memory).
+      const img = decodeImage(bytes, im.rel, { quote: !im.outside, fit: () => ({ height: this.options.height, width: this.options.width }) });
       t = toInputTensor(img, this.options.height, this.options.width, this.options.normalization, this.options.channels);
       const data = t.dataSync() as Float32Array;
       this.options.cache?.put(im.file, data);
