@@ -314,8 +314,8 @@ describe('hostile datasets', () => {
       scan.skipped,
       [
         { file: 'a/dangling.png', reason: 'unreadable', detail: 'is a broken symbolic link' },
-        { file: 'a/loop1.png', reason: 'unreadable', detail: 'cannot be read (a symbolic link loop)' },
-        { file: 'a/loop2.png', reason: 'unreadable', detail: 'cannot be read (a symbolic link loop)' },
+        { file: 'a/loop1.png', reason: 'unreadable', detail: 'is inside a symbolic link loop' },
+        { file: 'a/loop2.png', reason: 'unreadable', detail: 'is inside a symbolic link loop' },
         ...(made ? [{ file: 'b/pipe.png', reason: 'not-an-image', detail: 'is not a regular file (a FIFO)' }] : []),
       ],
     );

@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EngineError } from '../errors';
 import { rel } from '../io/files';
+import { resolveStat } from '../io/safeRead';
 import { isKernelPath, TreeWalk } from '../io/walk';
 
 /** Folder levels below the root that are searched. */
@@ -29,8 +30,7 @@ export async function listImageSet(folder: string, max: number): Promise<ImageSe
   let real: string;
   let stats: fs.Stats;
   try {
-    real = await fs.promises.realpath(root);
-    stats = await fs.promises.stat(real);
+    ({ real, stats } = await resolveStat(root));
   } catch {
     throw new EngineError('not-found', `the image folder ${rel(root)} does not exist.`);
   }

@@ -137,3 +137,15 @@ export function lfsMessage(shown: string, size: number | undefined): string {
   const real = size ? ` (the real file is ${size.toLocaleString('en-US')} bytes)` : '';
   return `${shown} is a Git LFS pointer, not the file itself${real}: the repository was cloned without fetching its LFS files. Run \`git lfs pull\` in the repository (install Git LFS first if needed), then open the model again.`;
 }
+
+/** NaN and infinite values among `values` (the load warns about weights holding them). */
+export function countNonFinite(values: ArrayLike<number>): { nan: number; inf: number } {
+  let nan = 0;
+  let inf = 0;
+  for (let i = 0; i < values.length; i++) {
+    const x = values[i];
+    if (x !== x) nan++;
+    else if (x === Infinity || x === -Infinity) inf++;
+  }
+  return { nan, inf };
+}

@@ -18,7 +18,7 @@ import * as tf from '@tensorflow/tfjs';
 import { EngineError } from '../errors';
 import { Hdf5File, Hdf5ReadError, type Hdf5Dataset, type Hdf5Node } from './hdf5';
 import { findUnresolvableCall, libraryReason } from './graphCheck';
-import { lfsMessage, lfsPointerSize, rel, type ModelFiles } from './files';
+import { countNonFinite, lfsMessage, lfsPointerSize, rel, type ModelFiles } from './files';
 import { modelArtifacts } from './save';
 import { buildGuarded, registeredClasses, type BuildHooks } from './buildGuard';
 import { convertConfig, type Conversion } from './kerasConfig';
@@ -164,13 +164,7 @@ function checkAndRead(h5: Hdf5File, shown: string, layer: string, w: tf.LayerVar
     const why = e instanceof Hdf5ReadError ? e.reason : e instanceof Error ? e.message.split('\n')[0] : String(e);
     throw new EngineError('bad-weights', `${shown}: the values of weight "${shortName(w)}" of layer "${clip(layer)}" cannot be read (${clip(why, 200)}); the file is damaged. ${convertHint(shown)}`);
   }
-  let nan = 0;
-  let inf = 0;
-  for (let i = 0; i < values.length; i++) {
-    const x = values[i];
-    if (x !== x) nan++;
-    else if (x === Infinity || x === -Infinity) inf++;
-  }
+  const { nan, inf } = countNonFinite(values);
   if (nan || inf) warnings.push(`weight "${w.originalName}" holds ${nan} NaN and ${inf} infinite values of ${values.length}`);
   return values;
 }

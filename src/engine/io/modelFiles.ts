@@ -14,7 +14,7 @@ import type * as tfTypes from '@tensorflow/tfjs';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EngineError } from '../errors';
-import { clipText, lfsMessage, lfsPointerSize, limits, parseJsonBounded, rel, type ModelFiles, type ModelFormat } from './files';
+import { clipText, countNonFinite, lfsMessage, lfsPointerSize, limits, parseJsonBounded, rel, type ModelFiles, type ModelFormat } from './files';
 import { protectModelFiles } from './output';
 import { checkRegularFile, readRegularFile, UnreadableFile } from './safeRead';
 
@@ -333,15 +333,7 @@ async function refuseLfsPointers(files: { shard: string; file: string; size: num
 
 /** NaN and infinite values among `elements` float32 values at `offset` (which may be unaligned after uint8 weights). */
 function countFloat32(data: ArrayBuffer, offset: number, elements: number): { nan: number; inf: number } {
-  const v = offset % 4 === 0 ? new Float32Array(data, offset, elements) : new Float32Array(data.slice(offset, offset + elements * 4));
-  let nan = 0;
-  let inf = 0;
-  for (let i = 0; i < v.length; i++) {
-    const x = v[i];
-    if (x !== x) nan++;
-    else if (x === Infinity || x === -Infinity) inf++;
-  }
-  return { nan, inf };
+  return countNonFinite(offset % 4 === 0 ? new Float32Array(data, offset, elements) : new Float32Array(data.slice(offset, offset + elements * 4)));
 }
 
 /**

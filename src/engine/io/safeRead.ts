@@ -80,8 +80,19 @@ const pseudoByDevice = new Map<number, boolean>();
 
 const kernelPrefixes = ['/proc/', '/sys/', '/dev/'];
 
+/** A real path on the kernel's pseudo file systems (/proc, /sys, /dev): never walked or read. */
+export function isKernelPath(real: string): boolean {
+  return process.platform !== 'win32' && kernelPrefixes.some((p) => (real + '/').startsWith(p));
+}
+
+/** `p` with every link resolved, and its stats (the errno error of realpath or stat as thrown). */
+export async function resolveStat(p: string): Promise<{ real: string; stats: fs.Stats }> {
+  const real = await fs.promises.realpath(p);
+  return { real, stats: await fs.promises.stat(real) };
+}
+
 async function onPseudoFs(real: string, st: fs.Stats): Promise<boolean> {
-  if (process.platform !== 'win32' && kernelPrefixes.some((p) => real.startsWith(p))) return true;
+  if (isKernelPath(real)) return true;
   const known = pseudoByDevice.get(st.dev);
   if (known !== undefined) return known;
   let pseudo = false;
@@ -109,6 +120,17 @@ export interface RegularFile {
   stats: fs.Stats;
 }
 
+/** Why `p` could not be resolved and stat'ed (`e`, from resolveStat), in words that follow its name. */
+export async function unresolvable(e: unknown, p: string): Promise<{ kind: UnreadableKind; detail: string; errno?: string }> {
+  const errno = errnoOf(e);
+  if (errno === 'ENOENT') {
+    const link = await fs.promises.lstat(p).then((s) => s.isSymbolicLink(), () => false);
+    return { kind: 'missing', detail: link ? 'is a broken symbolic link' : 'does not exist', errno };
+  }
+  if (errno === 'ELOOP') return { kind: 'loop', detail: 'is inside a symbolic link loop', errno };
+  return { kind: 'io', detail: `cannot be read (${fsCauseOrMessage(e)})`, errno };
+}
+
 /**
  * Resolves `file` and checks that it is an ordinary file on a disk, opening
  * nothing. Throws UnreadableFile (named `shown`) otherwise.
@@ -117,16 +139,10 @@ export async function checkRegularFile(file: string, shown: string): Promise<Reg
   let real: string;
   let stats: fs.Stats;
   try {
-    real = await fs.promises.realpath(file);
-    stats = await fs.promises.stat(real);
+    ({ real, stats } = await resolveStat(file));
   } catch (e) {
-    const code = errnoOf(e);
-    if (code === 'ENOENT') {
-      const dangling = await fs.promises.lstat(file).then((s) => s.isSymbolicLink(), () => false);
-      throw new UnreadableFile('missing', shown, dangling ? 'is a broken symbolic link' : 'does not exist');
-    }
-    if (code === 'ELOOP') throw new UnreadableFile('loop', shown, 'is inside a symbolic link loop', code);
-    throw new UnreadableFile('io', shown, `cannot be read (${fsCauseOrMessage(e)})`, code);
+    const why = await unresolvable(e, file);
+    throw new UnreadableFile(why.kind, shown, why.detail, why.errno);
   }
   if (!stats.isFile()) throw new UnreadableFile('special', shown, `is not a regular file (${kindOf(stats)})`);
   if (await onPseudoFs(real, stats)) {
@@ -218,8 +234,7 @@ export function readSmallFileSync(file: string, maxBytes: number): string | unde
   try {
     const real = fs.realpathSync(file);
     const st = fs.statSync(real);
-    if (!st.isFile() || st.size === 0 || st.size > maxBytes) return undefined;
-    if (process.platform !== 'win32' && kernelPrefixes.some((p) => real.startsWith(p))) return undefined;
+    if (!st.isFile() || st.size === 0 || st.size > maxBytes || isKernelPath(real)) return undefined;
     const fd = fs.openSync(real, fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0));
     try {
       const buf = Buffer.alloc(st.size);

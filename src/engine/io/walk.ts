@@ -25,7 +25,9 @@ import * as path from 'node:path';
 import { CancelledError, EngineError } from '../errors';
 import type { SkippedFile } from '../../protocol/train';
 import { fsCauseOrMessage, errnoOf } from './fsErrors';
-import { isInside, kindOf } from './safeRead';
+import { isInside, isKernelPath, kindOf, resolveStat, unresolvable } from './safeRead';
+
+export { isKernelPath };
 
 export const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.jpe', '.jfif']);
 export const isImageName = (name: string) => IMAGE_EXTENSIONS.has(path.extname(name).toLowerCase());
@@ -67,31 +69,18 @@ export type EntryKind =
   | { kind: 'file'; real: string; stats: fs.Stats }
   | { kind: 'skip'; reason: SkippedFile['reason']; detail: string };
 
-const kernelPrefixes = ['/proc/', '/sys/', '/dev/'];
-
-/** A real path on the kernel's pseudo file systems (/proc, /sys, /dev): never walked or read as images. */
-export function isKernelPath(real: string): boolean {
-  return process.platform !== 'win32' && kernelPrefixes.some((p) => (real + '/').startsWith(p));
-}
-
 /** Stats an entry through its links and says what it is (never opening it). */
 export async function entryKind(abs: string, name: string): Promise<EntryKind> {
   let real: string;
   let stats: fs.Stats;
   try {
-    real = await fs.promises.realpath(abs);
-    stats = await fs.promises.stat(real);
+    ({ real, stats } = await resolveStat(abs));
   } catch (e) {
-    const code = errnoOf(e);
-    if (code === 'ENOENT') {
-      if (name.includes('\uFFFD') && !(await fs.promises.lstat(abs).then(() => true, () => false))) {
-        return { kind: 'skip', reason: 'unreadable', detail: 'has a name that is not valid UTF-8 (shown with �), which Layer Lens cannot open; rename it' };
-      }
-      const link = await fs.promises.lstat(abs).then((s) => s.isSymbolicLink(), () => false);
-      return { kind: 'skip', reason: 'unreadable', detail: link ? 'is a broken symbolic link' : 'disappeared while the folder was read' };
+    if (errnoOf(e) === 'ENOENT' && name.includes('\uFFFD') && !(await fs.promises.lstat(abs).then(() => true, () => false))) {
+      return { kind: 'skip', reason: 'unreadable', detail: 'has a name that is not valid UTF-8 (shown with �), which Layer Lens cannot open; rename it' };
     }
-    if (code === 'ELOOP') return { kind: 'skip', reason: 'unreadable', detail: 'cannot be read (a symbolic link loop)' };
-    return { kind: 'skip', reason: 'unreadable', detail: `cannot be read (${fsCauseOrMessage(e)})` };
+    const why = await unresolvable(e, abs);
+    return { kind: 'skip', reason: 'unreadable', detail: why.detail === 'does not exist' ? 'disappeared while the folder was read' : why.detail };
   }
   if (isKernelPath(real)) return { kind: 'skip', reason: 'unreadable', detail: `is a file of the kernel (${real}), not an image on a disk` };
   if (stats.isDirectory()) return { kind: 'dir', real, stats };
@@ -204,8 +193,7 @@ export async function walkRoot(dir: string, shown: string, what: string): Promis
   let real: string;
   let stats: fs.Stats;
   try {
-    real = await fs.promises.realpath(dir);
-    stats = await fs.promises.stat(real);
+    ({ real, stats } = await resolveStat(dir));
   } catch (e) {
     if (errnoOf(e) === 'ENOENT') throw new EngineError('not-found', `${what} ${shown} does not exist.`);
     throw new EngineError('bad-dataset', `${what} ${shown} cannot be read (${fsCauseOrMessage(e)}).`);

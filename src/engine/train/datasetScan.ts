@@ -22,7 +22,7 @@ import { CancelledError, EngineError, isEngineError } from '../errors';
 import { imageLimits, probeImage, sniffImageFormat } from '../image';
 import { rel } from '../io/files';
 import { fsCauseOrMessage } from '../io/fsErrors';
-import { readRegularFile, UnreadableFile } from '../io/safeRead';
+import { readRegularFile, resolveStat, UnreadableFile } from '../io/safeRead';
 import { entryKind, isHidden, isImageName, isKernelPath, TreeWalk, type WalkedFile } from '../io/walk';
 import type { SkippedFile } from '../../protocol/train';
 
@@ -138,8 +138,7 @@ export async function scanDataset(dir: string, options: { signal?: AbortSignal }
   let real: string;
   let st: fs.Stats;
   try {
-    real = await fs.promises.realpath(root);
-    st = await fs.promises.stat(real);
+    ({ real, stats: st } = await resolveStat(root));
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new EngineError('not-found', `dataset folder ${shown} does not exist; choose a folder with one sub-folder of images per class.`);
