@@ -108,8 +108,11 @@ export function decodePngReduced(bytes: Uint8Array, name: string, end: number, f
   const bpp = Math.max(1, (ch * depth) >> 3);
   let buf: Uint8Array;
   try {
-    // One inflate of all the image data: the scanlines, h x (1 + rowBytes) bytes.
-    buf = zlib.inflateSync(Buffer.concat(idat), { maxOutputLength: height * (rowBytes + 1) + 1024 });
+    // One inflate of all the image data: the scanlines, h x (1 + rowBytes) bytes. As pngjs reads it: the
+    // zlib stream's 2-byte header skipped and its Adler-32 not checked (the chunks' CRCs were), the end not required.
+    const z = Buffer.concat(idat);
+    if (z.length < 2 || (z[0] & 15) !== 8 || ((z[0] << 8) | z[1]) % 31 !== 0 || z[1] & 32) throw new Error('its zlib header is damaged');
+    buf = zlib.inflateRawSync(z.subarray(2), { maxOutputLength: height * (rowBytes + 1) + 1024, finishFlush: zlib.constants.Z_SYNC_FLUSH });
   } catch (e) {
     throw undecodable(name, (e instanceof Error ? e.message : String(e)).split('\n')[0].slice(0, 200));
   }
