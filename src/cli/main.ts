@@ -5,7 +5,7 @@
  */
 import { initBackend, type BackendInfo, type BackendPreference } from '../engine/backend';
 import { CancelledError, isEngineError, messageOf } from '../engine/errors';
-import { fsCause } from '../engine/io/fsErrors';
+import { fsErrorLine } from '../engine/io/fsErrors';
 import { parseCommand } from './args';
 import type { CliContext } from './context';
 import { finish } from './interrupt';
@@ -131,9 +131,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     e = explainTrap(e);
     // A file-system failure the engine did not word itself still gets its cause in words, never "unexpected error: EIO".
-    const cause = isEngineError(e) ? undefined : fsCause(e);
-    const path = (e as { path?: unknown }).path;
-    const text = isEngineError(e) ? e.message : cause ? `${typeof path === 'string' ? `${path}: ` : ''}${cause}.` : `unexpected error: ${messageOf(e)}`;
+    const text = isEngineError(e) ? e.message : (fsErrorLine(e) ?? `unexpected error: ${messageOf(e)}`);
     process.stderr.write(`layer-lens: ${text}\n`);
     return 1;
   }

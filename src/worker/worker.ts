@@ -10,6 +10,7 @@ import { EngineError, messageOf } from '../engine/errors';
 import { explainTrap, wasmTrapped } from '../engine/wasmTrap';
 import { setDisplayRoot } from '../engine/io/files';
 import { setFallbackRoot } from '../engine/io/fallbackDir';
+import { fsErrorLine } from '../engine/io/fsErrors';
 import { Comparer } from '../engine/compare/comparer';
 import { listImageSet } from '../engine/compare/imageSet';
 import { LiveMapsProbe } from '../engine/compare/probe';
@@ -114,6 +115,9 @@ function toError(e: unknown): RpcError {
   // A trapped wasm module is in no known state: answer, then end this worker (the next request starts a fresh one).
   if (wasmTrapped()) setTimeout(() => process.exit(1), 50);
   if (e instanceof EngineError) return { code: e.code, message: e.message };
+  // A file-system failure no engine code worded still says its cause (never "Internal error: EIO: i/o error").
+  const io = fsErrorLine(e);
+  if (io) return { code: 'io', message: io };
   return { code: 'internal', message: `Internal error in the compute worker: ${messageOf(e)}` };
 }
 

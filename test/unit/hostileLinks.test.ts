@@ -91,3 +91,22 @@ describe('links where Layer Lens reads (issue 15, beyond the round)', () => {
     assert.deepEqual(scan.skipped, [{ file: 'b/also-1.png', reason: 'duplicate', detail: 'is the same file as a/1.png (a link); used once' }]);
   });
 });
+
+describe('bounded walks and worded errors (issue 15, beyond the round)', () => {
+  it('a folder far larger than any dataset (a whole disk picked): the walk stops at its bound with a clear error, having listed no more', async () => {
+    const dir = twoClassDataset(at('huge'), 20);
+    const { TreeWalk } = await import('../../src/engine/io/walk');
+    const real = fs.realpathSync(dir);
+    const walk = new TreeWalk(real, { maxDepth: 8, maxFiles: 10, tooMany: () => new Error('too many') });
+    walk.enterDir(fs.statSync(real), '');
+    await assert.rejects(walk.list(dir, '', 0), /too many/);
+  });
+
+  it('a file-system error no engine code worded is said in words, by the CLI and the worker alike', async () => {
+    const { fsErrorLine } = await import('../../src/engine/io/fsErrors');
+    const eio = Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO', path: '/data/x.png' });
+    assert.equal(fsErrorLine(eio), '/data/x.png: the disk reported an input/output error (a failing disk, or a network or USB drive that went away).');
+    assert.equal(fsErrorLine(Object.assign(new Error('x'), { code: 'ENOSPC' })), 'no space is left on the disk.');
+    assert.equal(fsErrorLine(new Error('not a file-system error')), undefined);
+  });
+});

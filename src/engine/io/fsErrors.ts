@@ -69,3 +69,11 @@ export function fsError(e: unknown, doing: string, fix?: string): Error {
   if (cause === undefined) return e instanceof Error ? e : new Error(String(e));
   return new EngineError('io', `${doing} failed: ${cause}.${fix ? ` ${fix}` : ''}`);
 }
+
+/** A file-system error no engine code worded, as one line: "<path>: <cause>." (undefined when it is no such error). */
+export function fsErrorLine(e: unknown): string | undefined {
+  const cause = fsCause(e);
+  if (cause === undefined) return undefined;
+  const p = (e as { path?: unknown }).path;
+  return `${typeof p === 'string' ? `${p}: ` : ''}${cause}.`;
+}

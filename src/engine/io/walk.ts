@@ -55,7 +55,7 @@ export interface WalkOptions {
   maxDepth: number;
   /** List only files with an image extension (others are ignored silently). */
   imagesOnly?: boolean;
-  /** More files than this: `tooMany` is thrown, or, without it, the walk stops there. */
+  /** More files (or more than 10x as many entries of any kind) than this: `tooMany` is thrown, or, without it, the walk stops there. */
   maxFiles?: number;
   tooMany?: () => Error;
   signal?: AbortSignal;
@@ -100,6 +100,7 @@ export class TreeWalk {
   private readonly files = new Map<string, string>();
   readonly skipped: SkippedFile[] = [];
   private count = 0;
+  private entries = 0;
 
   constructor(
     /** Real path of the walked folder. */
@@ -154,6 +155,12 @@ export class TreeWalk {
       return out;
     }
     names = names.filter((n) => !isHidden(n)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    // A whole disk picked by mistake: bounded by what is listed, not only by the files kept.
+    this.entries += names.length;
+    if (this.o.maxFiles !== undefined && this.entries > 10 * this.o.maxFiles) {
+      if (this.o.tooMany) throw this.o.tooMany();
+      return out;
+    }
     const kinds = await mapChunks(names, 64, (n) => entryKind(path.join(dir, n), n));
     for (let i = 0; i < names.length; i++) {
       const name = names[i];

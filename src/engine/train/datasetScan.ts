@@ -28,6 +28,8 @@ import type { SkippedFile } from '../../protocol/train';
 
 /** Class folders may hold sub-folders (as Keras allows); deeper than this is a mistake or a link loop. */
 export const MAX_DEPTH = 8;
+/** Files a dataset may hold (what any image dataset a fine-tune can use fits in). */
+export const MAX_FILES = 1_000_000;
 
 export interface DatasetImage {
   /** Absolute path. */
@@ -155,7 +157,13 @@ export async function scanDataset(dir: string, options: { signal?: AbortSignal }
   } catch (e) {
     throw new EngineError('bad-dataset', `dataset folder ${shown} cannot be listed (${fsCauseOrMessage(e)}).`);
   }
-  const walk = new TreeWalk(real, { maxDepth: MAX_DEPTH, signal: options.signal, doing: 'Fine-tuning' });
+  const walk = new TreeWalk(real, {
+    maxDepth: MAX_DEPTH,
+    maxFiles: MAX_FILES,
+    tooMany: () => new EngineError('bad-dataset', `dataset folder ${shown} holds more than ${MAX_FILES.toLocaleString('en-US')} files; pick the folder that holds the class folders (a whole disk or home folder was picked?).`),
+    signal: options.signal,
+    doing: 'Fine-tuning',
+  });
   walk.enterDir(st, '');
   const skipped: SkippedFile[] = [];
   // Class folders by their NFC name: two spellings of one name are one class.
