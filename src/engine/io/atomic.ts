@@ -28,8 +28,13 @@ const staleAfterMs = 24 * 3600 * 1000;
 /** Bytes the temporary suffix adds to a name (what a name-length check must leave room for). */
 export const tmpSuffixBytes = Buffer.byteLength(`${tmpTag}${2 ** 22}-00000000`);
 
-/** Temporary files and folders of this process that exist now. */
-const live = new Set<string>();
+/**
+ * Temporary files and folders of this process that exist now ('tree': ours
+ * whole, removed with what is in it), and placeholders of final names taken
+ * by placeFolder ('placeholder': removed only while still empty, so that a
+ * folder already renamed onto it is never lost).
+ */
+const live = new Map<string, 'tree' | 'placeholder'>();
 let exitHooked = false;
 
 function hookExit(): void {
@@ -47,7 +52,7 @@ export function tmpSiblingName(name: string): string {
 export function tmpSibling(target: string): string {
   hookExit();
   const tmp = path.join(path.dirname(target), tmpSiblingName(path.basename(target)));
-  live.add(tmp);
+  live.set(tmp, 'tree');
   return tmp;
 }
 
@@ -67,9 +72,10 @@ export async function removeTmp(tmp: string): Promise<void> {
  * the paths that end the process at once (a second Ctrl-C) and for exit.
  */
 export function removeLiveTempsSync(): void {
-  for (const tmp of live) {
+  for (const [tmp, kind] of live) {
     try {
-      fs.rmSync(tmp, { recursive: true, force: true });
+      if (kind === 'tree') fs.rmSync(tmp, { recursive: true, force: true });
+      else fs.rmdirSync(tmp);
     } catch {
       // Best effort: what is left is swept by the next write into the folder.
     }
@@ -179,12 +185,16 @@ export async function placeFolder(tmp: string, target: string, o: { suffix: bool
       }
       throw e;
     }
+    // Until the rename, an exit removes the empty placeholder (never a folder renamed onto it).
+    live.set(name, 'placeholder');
     try {
       await fs.promises.rename(tmp, name);
+      live.delete(name);
       releaseTmp(tmp);
       return name;
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
+      live.delete(name);
       // Only our own placeholder, and only while empty (rmdir refuses otherwise).
       await fs.promises.rmdir(name).catch(() => undefined);
       if (code === 'EPERM' || code === 'EACCES') {

@@ -172,10 +172,9 @@ export async function prepareOutputFile(target: string, o: OutputOptions = {}): 
  * Writes `target` atomically (temporary sibling, flushed, then put in place).
  * Without `force` the file must not exist at that moment: it is hard-linked
  * into place, which fails if the name was taken meanwhile (then nothing is
- * replaced and the run says so). `createdByRun` files may be replaced. A
- * model's own file is never replaced.
+ * replaced and the run says so). A model's own file is never replaced.
  */
-export async function writeOutputFile(target: string, data: string | Uint8Array, o: OutputOptions & { createdByRun?: boolean } = {}): Promise<void> {
+export async function writeOutputFile(target: string, data: string | Uint8Array, o: OutputOptions = {}): Promise<void> {
   const abs = path.resolve(target);
   const own = await modelOwn(abs);
   if (own) throw refuse(`${place(o, abs)}: ${own}, which Layer Lens never replaces.`);
@@ -183,7 +182,7 @@ export async function writeOutputFile(target: string, data: string | Uint8Array,
   await sweepStaleTemps(path.dirname(abs), path.basename(abs));
   const tmp = await writeTmpFile(abs, data);
   try {
-    if (o.force || o.createdByRun) {
+    if (o.force) {
       await fs.promises.rename(tmp, abs);
       releaseTmp(tmp);
       return;
