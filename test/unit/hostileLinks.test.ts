@@ -110,3 +110,20 @@ describe('bounded walks and worded errors (issue 15, beyond the round)', () => {
     assert.equal(fsErrorLine(new Error('not a file-system error')), undefined);
   });
 });
+
+describe('kernel paths as outputs and pipes as inputs (issue 15, beyond the round)', () => {
+  const linux = process.platform === 'linux' && fs.existsSync('/proc/self') ? false : 'needs Linux /proc';
+  it('an output under /proc: refused as a kernel folder before the work, not "does not exist"', { skip: linux }, async () => {
+    const { prepareResultFolder } = await import('../../src/engine/io/output');
+    await refuses(prepareResultFolder('/proc/layerlens-out', { made: 'the fine-tuned model' }), 'io', '/proc, where the fine-tuned model would go, is a folder of the kernel (/proc), not a folder on a disk; choose another place.');
+  });
+
+  it('--image /dev/stdin fed by a pipe: "a pipe, not a file", never read', { skip: linux }, async () => {
+    const { spawnSync } = await import('node:child_process');
+    const { repoRoot } = await import('../fixtures/hostile');
+    const script = `require(${JSON.stringify(path.join(repoRoot, 'node_modules/tsx/dist/cjs/index.cjs'))});
+require(${JSON.stringify(path.join(repoRoot, 'src/engine/image.ts'))}).readImageFile('/dev/stdin').then(() => console.log('read'), (e) => console.log(e.message));`;
+    const r = spawnSync(process.execPath, ['-e', script], { input: 'not an image', encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.stdout.trim(), '/dev/stdin is a pipe, socket or terminal, not a file; pick a PNG or JPEG image.');
+  });
+});

@@ -27,6 +27,7 @@ import { EngineError } from '../errors';
 import { releaseTmp, removeTmp, sweepStaleTemps, tmpSiblingName, tmpSuffixBytes, writeFolderAtomic, writeTmpFile } from './atomic';
 import { rel } from './files';
 import { errnoOf, fsCause, fsCauseOrMessage } from './fsErrors';
+import { isKernelPath } from './safeRead';
 
 /** Longest file name (bytes) on the file systems Layer Lens meets (ext4, APFS, NTFS: 255). */
 export const NAME_MAX = 255;
@@ -99,6 +100,8 @@ async function existingAncestor(dir: string): Promise<{ dir: string; stats: fs.S
 
 /** Proves `dir` can be written by making and removing an entry as long as the longest name that will be written there. */
 async function probeWritable(dir: string, longest: string, what: string): Promise<void> {
+  const real = await fs.promises.realpath(dir).catch(() => dir);
+  if (isKernelPath(real)) throw new EngineError('io', `${what} is a folder of the kernel (${real}), not a folder on a disk; choose another place.`);
   // The probe's name is as long as the temporary name a write uses, so that a name too long for the file system fails here.
   const probe = path.join(dir, tmpSiblingName(longest.length > 0 ? longest : 'probe').replace('.layerlens-tmp-', '.layerlens-prb-'));
   try {

@@ -120,11 +120,24 @@ export interface RegularFile {
   stats: fs.Stats;
 }
 
+/** Whether the links from `p` end in a kernel object that is no file ("pipe:[123]", "socket:[…]": /dev/stdin of a pipe). */
+async function endsInPipe(p: string): Promise<boolean> {
+  let cur = p;
+  for (let hop = 0; hop < 8; hop++) {
+    const to = await fs.promises.readlink(cur).catch(() => undefined);
+    if (to === undefined) return false;
+    if (/^[a-z_]+:\[\d+\]$/.test(to)) return true;
+    cur = path.resolve(path.dirname(cur), to);
+  }
+  return false;
+}
+
 /** Why `p` could not be resolved and stat'ed (`e`, from resolveStat), in words that follow its name. */
 export async function unresolvable(e: unknown, p: string): Promise<{ kind: UnreadableKind; detail: string; errno?: string }> {
   const errno = errnoOf(e);
   if (errno === 'ENOENT') {
     const link = await fs.promises.lstat(p).then((s) => s.isSymbolicLink(), () => false);
+    if (link && (await endsInPipe(p))) return { kind: 'special', detail: 'is a pipe, socket or terminal, not a file', errno };
     return { kind: 'missing', detail: link ? 'is a broken symbolic link' : 'does not exist', errno };
   }
   if (errno === 'ELOOP') return { kind: 'loop', detail: 'is inside a symbolic link loop', errno };
