@@ -13,7 +13,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { before, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { evaluateModel } from '../../src/engine/train/evaluate';
 import { finetune, type FinetuneOptions } from '../../src/engine/train/finetune';
 import type { Evaluation, TrainEnd, TrainProgress, TrainStart } from '../../src/protocol/train';
@@ -22,6 +22,7 @@ import { setup } from './helpers';
 
 const root = path.resolve(__dirname, '../..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'layerlens-results-'));
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const at = (...p: string[]) => path.join(tmp, ...p);
 let dataset = '';
 

@@ -3,7 +3,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { before, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { currentBackend } from '../../src/engine/backend';
 import { loadModel } from '../../src/engine/model';
 import { fixture, nestedModel, tinyCnn } from '../fixtures/models';
@@ -188,6 +188,7 @@ describe('Git LFS pointers in place of model files', () => {
   before(setup);
   const pointer = (size: number) => `version https://git-lfs.github.com/spec/v1\noid sha256:${'ab'.repeat(32)}\nsize ${size}\n`;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'layerlens-lfs-'));
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   it('names a weights shard that is an LFS pointer, with the fix', async () => {
     const m = path.join(dir, 'shard');
