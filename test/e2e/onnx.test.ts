@@ -97,6 +97,9 @@ describe('ONNX models in VS Code: Models view, inspector, Score-CAM, fine-tuning
     // The model of the active inspector (the workspace's one model); then the dataset.
     await runCommand(page, 'Layer Lens: Fine-Tune…');
     await pickQuickItem(page, 'stripes');
+    // The form: an ONNX model trains the head only; start.
+    await waitUntil('the form to say the head only', async () => ((await page.locator('.quick-input-widget', { hasText: 'the head only' }).count()) > 0 ? true : undefined), SLOW);
+    await pickQuickItem(page, 'Start training');
     const done = await waitForNotification(page, /Fine-tuned twin saved to models\/pets\/twin-finetuned-/, { timeout: 150_000 });
     // Compare with the original (the outcome's action, while its toast shows): the backbone's nodes matched with zero drift, the replaced head listed.
     await done.locator('.monaco-button', { hasText: 'Compare with original' }).click();

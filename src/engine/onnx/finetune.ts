@@ -335,6 +335,7 @@ async function trainHead(o: FinetuneOptions, loaded: LoadedModel, model: OnnxMod
       skipped,
       embeddingCache: cached,
       seconds: end.seconds,
+      ...(evaluation ? { evaluation } : {}),
     };
   } finally {
     optimizer?.dispose();
