@@ -103,7 +103,8 @@ describe('ONNX models in VS Code: Models view, inspector, Score-CAM, fine-tuning
     const done = await waitForNotification(page, /Fine-tuned twin saved to models\/pets\/twin-finetuned-/, { timeout: 150_000 });
     // Compare with the original (the outcome's action, while its toast shows): the backbone's nodes matched with zero drift, the replaced head listed.
     await done.locator('.monaco-button', { hasText: 'Compare with original' }).click();
-    const frame = await inspectorFrame(page, '.compare');
+    // The compared model's panel: the one whose Compare tab has a reference (the first panel's webview is torn down when hidden).
+    const frame = await inspectorFrame(page, '.cmp-head .cmp-ab strong[title]');
     await waitUntil('the Compare tab to list the matched nodes', async () => ((await frame.locator('.cmp-rows .cmp-name').count()) >= 9 ? true : undefined), SLOW);
     const matched = (await frame.locator('.cmp-rows .cmp-name').allTextContents()).map((t) => t.trim());
     assert.deepEqual(matched, ONNX_NODES.slice(0, 9));
