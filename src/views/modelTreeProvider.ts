@@ -131,7 +131,8 @@ export class ModelTreeProvider implements vscode.TreeDataProvider<ModelNode>, vs
     const file = path.basename(uri.fsPath);
     const name = file === 'model.json' ? path.basename(path.dirname(uri.fsPath)) : file;
     // A run Layer Lens wrote is named by its parent and time; its folder name is in the tooltip.
-    const run = runLabel(name);
+    // An ONNX fine-tune's .onnx sits in such a folder under the source's file name.
+    const run = runLabel(name) ?? (/\.onnx$/i.test(file) ? runLabel(path.basename(path.dirname(uri.fsPath))) : undefined);
     const label = run?.label ?? middleEllipsis(name, maxLabel);
     const item = new vscode.TreeItem(label, vscode.TreeItemCollapsibleState.Collapsed);
     if (label !== name) item.accessibilityInformation = { label: run ? `${name}, ${run.kind}` : name };

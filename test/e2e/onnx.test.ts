@@ -77,10 +77,9 @@ describe('ONNX models in VS Code: Models view, inspector, Score-CAM, fine-tuning
     await inspectorRow(frame, 'relu1').locator('.layer-name').click();
     await assertGridDrawn(frame, 'relu1');
 
-    // Score-CAM, where TF.js models get Grad-CAM.
+    // Score-CAM, where TF.js models get Grad-CAM: computed as the tab shows.
     await frame.locator('#tab-gradcam').click();
-    await frame.locator('.gradcam vscode-button', { hasText: 'Compute' }).click();
-    await waitForText(frame.locator('.gradcam p.muted'), /^Score-CAM of “\w+” at \w+ \(its \d+ strongest channels/);
+    await waitForText(frame.locator('.gradcam .gradcam-caption'), /^Score-CAM of “\w+” at \w+ \(its \d+ strongest channels/);
     await session.screenshot('onnx-2-score-cam');
     await frame.locator('#tab-maps').click();
   });
@@ -130,8 +129,9 @@ describe('ONNX models in VS Code: Models view, inspector, Score-CAM, fine-tuning
     assert.match(channel, /Epoch 2\/2 /);
 
     await showModelsView(page, ws);
-    await waitUntil('the Models view to list the fine-tuned twin.onnx', async () =>
-      (await modelsPane(page).locator('.monaco-list-row[aria-level="1"]', { hasText: 'twin.onnx' }).count()) === 2 ? true : undefined, SLOW);
+    // The run is named as every fine-tune Layer Lens writes: its parent and time, with its val accuracy first.
+    await waitUntil('the Models view to list the fine-tuned twin.onnx as a run', async () =>
+      (await modelsPane(page).locator('.monaco-list-row[aria-level="1"] .label-name', { hasText: /^twin · \d+ \w{3} \d{2}:\d{2}/ }).count()) === 1 ? true : undefined, SLOW);
     await session.screenshot('onnx-4-finetuned');
   });
 
