@@ -44,7 +44,10 @@ export async function openLayersModel(modelJsonPath: string, graphMessage: (mode
   const loaded = await loadModel(modelJsonPath);
   const modelName = rel(loaded.files.modelJsonPath);
   if (!loaded.layers) {
+    const onnx = loaded.onnx !== undefined;
     disposeJob({ loaded });
+    // ONNX fine-tunes go to engine/onnx/finetune.ts; anything else would train the backbone, which ONNX Runtime cannot.
+    if (onnx) throw new EngineError('bad-input', `${modelName} is an ONNX model: its backbone runs in ONNX Runtime, which cannot train it; Layer Lens trains only a new head on an ONNX model (Fine-Tune).`);
     throw new EngineError('bad-input', graphMessage(modelName));
   }
   return { loaded, source: loaded.layers, modelName };
@@ -198,4 +201,5 @@ export function disposeJob(o: { loaded: LoadedModel; trained?: tf.LayersModel; c
   o.optimizer?.dispose();
   disposeWeights([o.loaded.layers, o.trained], o.created ?? []);
   o.loaded.graph?.dispose();
+  void o.loaded.onnx?.release();
 }
