@@ -7,9 +7,13 @@ import * as esbuild from 'esbuild';
 import { copyFileSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildKernels } from './scripts/buildKernels.mjs';
+import { copyOnnxRuntime, onnxRuntimeBinding } from './scripts/onnxRuntime.mjs';
 
 const watch = process.argv.includes('--watch');
 const production = process.argv.includes('--production');
+// The platform whose ONNX Runtime binary goes into dist/ (and so into the
+// .vsix): `--target=linux-x64` as vsce names targets; default this machine's.
+const target = (process.argv.find((a) => a.startsWith('--target=')) ?? `--target=${process.platform}-${process.arch}`).slice('--target='.length);
 
 const node = {
   bundle: true,
@@ -23,6 +27,8 @@ const node = {
   // tsx/cjs is only resolved when running from the TypeScript sources (tests,
   // scripts): the helper threads load it there, never from a bundle.
   external: ['vscode', '@tensorflow/tfjs-node', 'tsx/cjs'],
+  // Every Node bundle that reaches the engine's model loader can reach ONNX Runtime.
+  plugins: [onnxRuntimeBinding],
 };
 
 const builds = [
@@ -55,6 +61,7 @@ function copyWasm() {
 }
 
 copyWasm();
+copyOnnxRuntime('dist', target);
 // Layer Lens's own SIMD training kernels (src/engine/kernels/assembly).
 await buildKernels(join('dist', 'layerlens-kernels.wasm'));
 if (watch) {

@@ -292,7 +292,7 @@ export class CompareView {
     const ckaBar = h('span', { class: 'cmp-bar cmp-bar-cka' });
     ckaBar.style.width = `${typeof cka === 'number' ? cka * 100 : 0}%`;
     const frozen = l.weightDrift === 0;
-    const name = h('span', { class: 'cmp-name', title: `${l.path}${l.matchedBy === 'name' ? ` (B: ${l.pathB})` : ''} · ${l.className} · ${formatShape(l.shape)}` }, l.path.split('/').pop() ?? l.path);
+    const name = h('span', { class: 'cmp-name', title: `${l.path}${l.matchedBy === 'name' ? ` (B: ${l.pathB})` : ''} · ${l.className} · ${formatShape(l.shape)}` }, l.depth > 0 ? (l.path.split('/').pop() ?? l.path) : l.path);
     name.style.paddingLeft = `${l.depth * 12}px`;
     const row = h(
       'div',

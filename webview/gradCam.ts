@@ -3,7 +3,9 @@
  * a class. Computed as soon as the tab shows (and again when the image, the
  * layer or the class changes); the heatmap is laid over a grey copy of the
  * input so that its colours stand out whatever the image's, with an opacity
- * slider and the colour scale beside it.
+ * slider and the colour scale beside it. ONNX models get Score-CAM instead
+ * (ONNX Runtime has no gradients): any node with a feature map, its channels
+ * weighed by how much of the class score the input masked by each keeps.
  */
 import type { GradCamResult, InspectResult } from '../src/protocol/inspect';
 import type { ModelSummary } from '../src/protocol/model';
@@ -65,45 +67,59 @@ export class GradCamView {
 
   private convLayers(): string[] {
     const maps = new Set(this.result?.layers.filter((l) => l.kind === 'map').map((l) => l.path) ?? []);
-    return (this.summary?.layers ?? []).filter((r) => /Conv/.test(r.className) && maps.has(r.path)).map((r) => r.path);
+    const onnx = this.summary?.format === 'onnx';
+    return (this.summary?.layers ?? []).filter((r) => (onnx || /Conv/.test(r.className)) && maps.has(r.path)).map((r) => r.path);
+  }
+
+  /** What the tab computes for this model. */
+  private method(): 'Grad-CAM' | 'Score-CAM' {
+    return this.summary?.format === 'onnx' ? 'Score-CAM' : 'Grad-CAM';
   }
 
   private render(): void {
     clear(this.element);
-    if (!this.summary || this.summary.format !== 'layers') {
-      this.element.append(h('p', { class: 'empty' }, 'Grad-CAM needs a layers model and an input image.'));
+    if (!this.summary || (this.summary.format !== 'layers' && this.summary.format !== 'onnx')) {
+      this.element.append(h('p', { class: 'empty' }, 'Grad-CAM needs a layers model (or an ONNX model, for Score-CAM) and an input image.'));
       return;
     }
+    const method = this.method();
+    const what = method === 'Score-CAM' ? 'node' : 'layer';
     if (!this.result) {
-      this.element.append(h('p', { class: 'empty' }, 'No image yet: Grad-CAM shows where a conv layer looked for a class in it.'));
+      this.element.append(h('p', { class: 'empty' }, `No image yet: ${method} shows where a ${method === 'Score-CAM' ? 'node' : 'conv layer'} looked for a class in it.`));
       return;
     }
     const convs = this.convLayers();
     if (convs.length === 0) {
-      this.element.append(h('p', { class: 'empty' }, 'This model has no convolution layer with a spatial output.'));
+      this.element.append(h('p', { class: 'empty' }, `This model has no ${method === 'Score-CAM' ? 'node' : 'convolution layer'} with a spatial output.`));
       return;
     }
     const labels = this.summary.labels ?? [];
     const outputs = Number(this.summary.outputShape[this.summary.outputShape.length - 1] ?? 0);
     const classes = Array.from({ length: outputs }, (_, i) => ({ value: String(i), label: labels[i] ?? `class ${i}` }));
     const slider = h('input', { type: 'range', min: 0, max: 100, value: Math.round(this.alpha * 100), 'aria-label': 'Heatmap opacity' });
-    const canvas = h('canvas', { width: this.result.input.width, height: this.result.input.height, class: 'gradcam-canvas', role: 'img', 'aria-label': 'Grad-CAM heatmap over the input' });
+    const canvas = h('canvas', { width: this.result.input.width, height: this.result.input.height, class: 'gradcam-canvas', role: 'img', 'aria-label': `${method} heatmap over the input` });
     slider.addEventListener('input', () => {
       this.alpha = Number((slider as HTMLInputElement).value) / 100;
       this.draw(canvas);
     });
     const status = this.running
-      ? progressRing(`Computing Grad-CAM of ${this.running}…`)
+      ? progressRing(`Computing ${method} of ${this.running}…${method === 'Score-CAM' ? ' (one run of the model per channel)' : ''}`)
       : this.error
         ? h('p', { class: 'error' }, this.error)
         : this.heat
-          ? h('p', { class: 'muted gradcam-caption' }, `Where ${this.heat.layerPath} looked for “${this.heat.label}”: bright is where the class score rises most.`)
+          ? h(
+              'p',
+              { class: 'muted gradcam-caption' },
+              this.heat.method === 'score-cam'
+                ? `Score-CAM of “${this.heat.label}” at ${this.heat.layerPath} (its ${this.heat.channels ?? '?'} strongest channels, one masked run each): bright is where the class score holds up best.`
+                : `Where ${this.heat.layerPath} looked for “${this.heat.label}”: bright is where the class score rises most.`,
+            )
           : null;
     this.element.append(
       h(
         'div',
         { class: 'maps-tools' },
-        h('label', { class: 'field' }, 'layer ', dropdown('Layer', convs.map((c) => ({ value: c, label: c })), this.layer ?? convs[0], (v) => {
+        h('label', { class: 'field' }, `${what} `, dropdown(method === 'Score-CAM' ? 'Node' : 'Layer', convs.map((c) => ({ value: c, label: c })), this.layer ?? convs[0], (v) => {
           this.layer = v;
           this.forget();
           this.render();

@@ -241,7 +241,9 @@ export class LayerList {
     } else track.classList.add('empty');
     // Room for the frozen mark (❄) when there is one.
     const room = this.nameWidth - row.depth * indent - (state === 'frozen' ? 16 : 0);
-    const name = h('span', { class: 'layer-name', title: row.path }, this.fit(row.name, room, row.isContainer));
+    // ONNX nodes: their attributes in the tooltip.
+    const title = row.attributes && row.attributes.length > 0 ? `${row.path}\n${row.attributes.join('\n')}` : row.path;
+    const name = h('span', { class: 'layer-name', title }, this.fit(row.name, room, row.isContainer));
     name.style.paddingLeft = `${row.depth * indent}px`;
     el.append(
       box,

@@ -190,21 +190,24 @@ function renderHeader(): void {
     headerEl,
     h('h1', {}, s?.name ?? 'Layer Lens'),
     state.backend ? badge(state.backend) : null,
-    s
-      ? h('span', { class: 'params', title: `${formatCount(counts.trainable)} of ${formatCount(counts.total)} parameters trainable` }, `${formatCount(counts.total)} params (${formatCount(counts.trainable)} trainable)`)
-      : null,
+    s?.onnx
+      ? h('span', { class: 'params', title: `${s.onnx.producer ? `made by ${s.onnx.producer}; ` : ''}input ${s.onnx.inputName} (${s.onnx.layout}); the backbone stays frozen, Fine-Tune trains a new head` }, `${formatCount(s.totalParams)} params`)
+      : s
+        ? h('span', { class: 'params', title: `${formatCount(counts.trainable)} of ${formatCount(counts.total)} parameters trainable` }, `${formatCount(counts.total)} params (${formatCount(counts.trainable)} trainable)`)
+        : null,
     s?.format === 'graph' ? h('span', { class: 'muted' }, 'graph model · inference only') : null,
     s && s.outputs?.length > 1 ? h('span', { class: 'muted', title: formatOutputs(s) }, `${s.outputs.length} outputs`) : null,
     s?.preprocessing
       ? h('span', { class: 'muted preprocessing', title: s.normalizationFrom ?? '' }, `scales its own input (${s.preprocessing.className} ${s.preprocessing.description})`)
       : null,
+    s?.onnx ? h('span', { class: 'muted' }, `ONNX opset ${s.onnx.opset} · ONNX Runtime ${s.onnx.runtime}`) : null,
     h('span', { class: 'spacer' }),
     // Before an image is chosen the one "Pick Image…" is the feature maps' empty state.
     state.imagePath ? button('Pick Image…', () => void pickImage(), { secondary: true, title: 'Choose another input image' }) : null,
     h('label', { class: 'norm-label' }, 'pixels ', norm),
   );
   setDropdown(norm, state.normalization);
-  totalsEl.textContent = s ? `${s.layers.length} layers · ${formatCount(counts.trainable)} of ${formatCount(counts.total)} parameters trainable` : '';
+  totalsEl.textContent = s?.onnx ? `${s.layers.filter((r) => !r.parent).length} nodes · ${formatCount(s.totalParams)} parameters` : s ? `${s.layers.length} layers · ${formatCount(counts.trainable)} of ${formatCount(counts.total)} parameters trainable` : '';
 }
 
 function renderSide(): void {

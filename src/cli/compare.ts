@@ -26,7 +26,7 @@ import { numberArg, parseCommand } from './args';
 import type { CliContext } from './context';
 
 export const compareUsage =
-  '  compare <a/model.json> <b/model.json> --image <file> --out <dir> [--images <folder>]\n' +
+  '  compare <model A> <model B> --image <file> --out <dir> [--images <folder>]\n' +
   '          [--max-images 32] [--normalization zeroOne|minusOneOne|imagenet|raw] [--colormap viridis|magma|gray] [--force]\n' +
   '                                  Compare two models with the same input (A = the reference, e.g. the\n' +
   '                                  original; B = e.g. its fine-tuned copy): per-layer weight drift and\n' +
@@ -94,7 +94,7 @@ export async function compareCommand(args: string[], ctx: CliContext): Promise<v
     force: { type: 'boolean' },
     backend: { type: 'string' },
   });
-  if (positionals.length !== 2) throw ctx.usageError('compare takes two model.json paths: A (the reference) and B.');
+  if (positionals.length !== 2) throw ctx.usageError('compare takes two model paths: A (the reference) and B.');
   if (!values.image) throw ctx.usageError('compare needs --image <file>.');
   if (!values.out) throw ctx.usageError('compare needs --out <dir>.');
   if (values.normalization !== undefined && !isNormalization(values.normalization)) {

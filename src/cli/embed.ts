@@ -20,14 +20,14 @@ import type { CliContext } from './context';
 import { interruptible } from './interrupt';
 
 export const embedUsage =
-  '  embed <model.json> <images> [--layer <path>] [--normalization zeroOne|minusOneOne|imagenet|raw]\n' +
+  '  embed <model> <images> [--layer <path>] [--normalization zeroOne|minusOneOne|imagenet|raw]\n' +
   '        [--tsv <dir>] [--map pca|umap [--out map.json]] [--json] [--force]\n' +
   '                                  Embeddings of a folder (one sub-folder per class, or flat) at a layer\n' +
   '                                  (default: the last feature layer), cached in .layerlens/embeddings/\n' +
   '                                  next to the model; --tsv writes vectors.tsv + metadata.tsv for the\n' +
   '                                  TensorBoard Projector; --map projects to 2-D. Existing files are\n' +
   '                                  not replaced without --force.\n' +
-  '  advise <model.json> <dataset> [--seed N] [--json]\n' +
+  '  advise <model> <dataset> [--seed N] [--json]\n' +
   '                                  Freeze or fine-tune? Images per class, a linear probe on the cached\n' +
   '                                  embeddings, class separation, and the recommended freeze plan.\n';
 
@@ -61,7 +61,7 @@ export async function embedCommand(args: string[], ctx: CliContext): Promise<num
     force: { type: 'boolean' },
     backend: { type: 'string' },
   });
-  if (positionals.length !== 2) throw ctx.usageError('embed takes a model.json path and an image folder.');
+  if (positionals.length !== 2) throw ctx.usageError('embed takes a model path and an image folder.');
   const norm = values.normalization;
   if (norm !== undefined && !isNormalization(norm)) throw ctx.usageError(`--normalization must be one of ${normalizations.join(', ')}.`);
   const method = values.map;
@@ -123,7 +123,7 @@ export async function embedCommand(args: string[], ctx: CliContext): Promise<num
 
 export async function adviseCommand(args: string[], ctx: CliContext): Promise<number> {
   const { values, positionals } = parseCommand(args, { seed: { type: 'string' }, json: { type: 'boolean' }, backend: { type: 'string' } });
-  if (positionals.length !== 2) throw ctx.usageError('advise takes a model.json path and a dataset folder (one sub-folder per class).');
+  if (positionals.length !== 2) throw ctx.usageError('advise takes a model path and a dataset folder (one sub-folder per class).');
   const seed = numberArg('--seed', values.seed, { integer: true, min: 0 }, ctx.usageError);
   await ctx.startBackend(values.backend);
   const [modelJsonPath, dir] = positionals.map((p) => path.resolve(p));

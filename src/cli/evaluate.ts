@@ -10,7 +10,7 @@ import { numberArg, parseCommand } from './args';
 import type { CliContext } from './context';
 
 export const evaluateUsage =
-  '  evaluate <model.json> <dataset> [--split validation|all] [--val F] [--seed N] [--json]\n' +
+  '  evaluate <model> <dataset> [--split validation|all] [--val F] [--seed N] [--json]\n' +
   "                                  Per-class accuracy, confusion matrix and misclassified images on the\n" +
   "                                  fine-tune's seeded validation split (from the model's metadata.json)\n" +
   '                                  or on every image; class folders matched to the labels by name.\n';

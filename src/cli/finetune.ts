@@ -11,6 +11,7 @@ import { CancelledError, EngineError } from '../engine/errors';
 import { rel } from '../engine/io/files';
 import { disposeModel, loadModel } from '../engine/model';
 import { formatDiagnostic, readRecipe } from '../engine/recipe';
+import { finetuneOnnx, isOnnxPath } from '../engine/onnx/finetune';
 import { finetune } from '../engine/train/finetune';
 import { freezeUpTo } from '../protocol/freezePlan';
 import { augmentSchema, finetuneSchema, type AugmentSettings } from '../protocol/recipe';
@@ -20,7 +21,7 @@ import type { CliContext } from './context';
 import { interruptible } from './interrupt';
 
 export const finetuneUsage =
-  '  finetune <model.json> <dataset> [--epochs N] [--batch-size N] [--lr X] [--seed N]\n' +
+  '  finetune <model> <dataset> [--epochs N] [--batch-size N] [--lr X] [--seed N]\n' +
   '          [--freeze none|backbone | --freeze-up-to <layer>] [--memory-limit MB]\n' +
   '          [--augment flip,rotate,zoom,brightness,contrast|none]\n' +
   '          [--val F] [--patience N] [--threads N] [--out <dir>]\n' +
@@ -32,7 +33,9 @@ export const finetuneUsage =
   '                                  --freeze none trains every layer, --freeze backbone only the head\n' +
   "                                  (a Teachable Machine export's default when its recipe freezes nothing).\n" +
   '                                  --memory-limit caps the training step (default: wasm\'s 4 GB);\n' +
-  '                                  larger batches run as micro-batches.\n';
+  '                                  larger batches run as micro-batches.\n' +
+  '                                  An .onnx model keeps its backbone frozen (ONNX Runtime) and gets a\n' +
+  '                                  new head: the result is one .onnx with labels.txt and metadata.json.\n';
 
 type NumberField = 'epochs' | 'batchSize' | 'learningRate' | 'seed' | 'validationFraction' | 'threads';
 
@@ -141,7 +144,7 @@ export async function finetuneCommand(args: string[], ctx: CliContext): Promise<
       out: { type: 'string' },
       backend: { type: 'string' },
   });
-  if (positionals.length !== 2) throw ctx.usageError('finetune takes a model.json path and a dataset folder.');
+  if (positionals.length !== 2) throw ctx.usageError('finetune takes a model path and a dataset folder.');
   const [modelJsonPath, datasetDir] = positionals.map((p) => path.resolve(p));
   const ue = ctx.usageError;
   const field = (flag: string, raw: string | undefined, name: NumberField) => schemaNumberArg(flag, raw, finetuneSchema.shape[name], ue);
@@ -188,7 +191,8 @@ export async function finetuneCommand(args: string[], ctx: CliContext): Promise<
   const interrupt = interruptible('stopping after this batch');
   const printer = new ProgressPrinter(ctx.out, process.stderr.isTTY === true);
   try {
-    await finetune({
+    // An ONNX backbone runs in ONNX Runtime; only a new head trains (engine/onnx/finetune.ts).
+    await (isOnnxPath(modelJsonPath) ? finetuneOnnx : finetune)({
       modelJsonPath,
       datasetDir,
       settings,

@@ -23,7 +23,7 @@ import { numberArg, parseCommand } from './args';
 import type { CliContext } from './context';
 
 export const inspectUsage =
-  '  inspect <model.json> --image <file> --out <dir> [--normalization zeroOne|minusOneOne|imagenet|raw]\n' +
+  '  inspect <model> --image <file> --out <dir> [--normalization zeroOne|minusOneOne|imagenet|raw]\n' +
   '          [--colormap viridis|magma|gray] [--top-k 5] [--output N] [--force]\n' +
   '                                  Feature maps (one PNG grid per layer), per-layer statistics and\n' +
   '                                  top-k predictions (output N of several; values for a regression,\n' +
@@ -77,7 +77,9 @@ function num(v: number): string {
 
 export function formatInspectText(s: ModelSummary, r: InspectResult, entries: LayerEntry[], normalizationSource: string, k: number): string {
   const header = ['Layer', 'Class', 'Output', 'Mean', 'Zeros', 'Grid'];
-  const rows = entries.map((e) => ['  '.repeat(e.depth) + e.path.split('/').pop()!, e.className, formatShape(e.shape), num(e.mean), `${(e.zeros * 100).toFixed(0)}%`, e.grid ?? '']);
+  // ONNX node names hold slashes of their own ("/features/features.0/Conv"); they are not nesting.
+  const nameOf = (e: LayerEntry) => (s.format === 'onnx' ? e.path : e.path.split('/').pop()!);
+  const rows = entries.map((e) => ['  '.repeat(e.depth) + nameOf(e), e.className, formatShape(e.shape), num(e.mean), `${(e.zeros * 100).toFixed(0)}%`, e.grid ?? '']);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === 3 || i === 4 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
   const lines = [
@@ -114,7 +116,7 @@ export async function inspectCommand(args: string[], ctx: CliContext): Promise<v
     force: { type: 'boolean' },
     backend: { type: 'string' },
   });
-  if (positionals.length !== 1) throw ctx.usageError('inspect takes exactly one model.json path.');
+  if (positionals.length !== 1) throw ctx.usageError('inspect takes exactly one model path.');
   if (!values.image) throw ctx.usageError('inspect needs --image <file>.');
   if (!values.out) throw ctx.usageError('inspect needs --out <dir>.');
   if (values.normalization !== undefined && !isNormalization(values.normalization)) {

@@ -22,8 +22,10 @@ import { formatCount, formatOutputs, formatShape, type ModelSummary } from '../p
 export const usage = `Usage: layer-lens <command> [options]
 
 Commands:
-  summary <model.json> [--json]   Print the layer table of a TF.js model.
+  summary <model> [--json]        Print the layer table of a model.
 ${inspectUsage}${finetuneUsage}${evaluateUsage}${embedUsage}${pretextUsage}${compareUsage}
+A <model> is a TF.js model.json, a Keras .h5 or .keras file, or an ONNX .onnx file.
+
 Options:
   --backend auto|tensorflow|wasm|cpu   Compute backend (default auto).
   --help                               Show this help.
@@ -56,13 +58,20 @@ export function formatSummaryTable(s: ModelSummary): string {
     `Input ${formatShape(s.inputShape)} → ${s.outputs?.length > 1 ? '' : 'output '}${formatOutputs(s)}${s.labels ? `   Labels: ${s.labels.join(', ')}` : ''}`,
   ];
   if (s.normalizationFrom) lines.push(`Pixels: ${s.normalization} (${s.normalizationFrom})`);
+  if (s.onnx) {
+    const o = s.onnx;
+    lines.push(
+      `ONNX opset ${o.opset}, IR ${o.irVersion}${o.producer ? `, made by ${o.producer}` : ''}; input "${o.inputName}" ${formatShape(o.inputShape)} (${o.layout}); run by ONNX Runtime ${o.runtime}` +
+        (o.constantNodes > 0 ? `; ${o.constantNodes} node${o.constantNodes === 1 ? '' : 's'} computing constants not listed` : ''),
+    );
+  }
   for (const w of s.warnings) lines.push(`Warning: ${w}`);
   return lines.join('\n');
 }
 
 async function summary(args: string[]): Promise<void> {
   const { values, positionals } = parseCommand(args, { json: { type: 'boolean' }, backend: { type: 'string' } });
-  if (positionals.length !== 1) throw new UsageError('summary takes exactly one model.json path.');
+  if (positionals.length !== 1) throw new UsageError('summary takes exactly one model path.');
   await startBackend(values.backend);
   const model = await loadModel(positionals[0]);
   out(values.json ? JSON.stringify(model.summary, null, 2) : formatSummaryTable(model.summary));

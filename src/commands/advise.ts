@@ -21,7 +21,7 @@ async function advise(deps: CommandDeps, arg?: unknown, folderArgument?: unknown
   if (!trusted('advise (it caches embeddings)')) return undefined;
   const model = await resolveModel(registry, arg, 'Advise on which model?');
   if (!model) return undefined;
-  const summary = await usableSummary(registry, model, 'the advisor');
+  const summary = await usableSummary(registry, model, 'the advisor', { onnxToo: true });
   if (!summary) return undefined;
   const folder = folderArg(folderArgument) ?? (await pickDataset(model, 'Layer Lens: Advise — the dataset to fine-tune on (one sub-folder of images per class)'));
   if (!folder) return undefined;

@@ -54,7 +54,7 @@ async function computeEmbeddings(deps: CommandDeps, arg?: unknown, folderArgumen
   }
   const model = await resolveModel(registry, arg, 'Compute embeddings with which model?');
   if (!model) return undefined;
-  const summary = await usableSummary(registry, model, 'embed', { graphToo: true });
+  const summary = await usableSummary(registry, model, 'embed', { graphToo: true, onnxToo: true });
   if (!summary) return undefined;
   const folder = folderArg(folderArgument) ?? (await pickFolder('Images to embed: a folder (one sub-folder per class, or just images)', model, 'Embed These Images'));
   if (!folder) return undefined;

@@ -43,7 +43,7 @@ async function finetune(deps: InspectorDeps, channel: vscode.LogOutputChannel, a
     void vscode.window.showInformationMessage('A fine-tune of this model is already running; stop it first (the notification or the inspector’s Stop button).');
     return undefined;
   }
-  const summary = await usableSummary(registry, model, 'fine-tuning', { cannot: 'Layer Lens cannot fine-tune' });
+  const summary = await usableSummary(registry, model, 'fine-tuning', { onnxToo: true, cannot: 'Layer Lens cannot fine-tune' });
   if (!summary) return undefined;
   const dataset = folderArg(datasetArg) ?? (await pickDataset(model));
   if (!dataset) return undefined;
@@ -68,7 +68,8 @@ async function finetune(deps: InspectorDeps, channel: vscode.LogOutputChannel, a
   const probe = probeFor(panel, summary, choice.frozen, choice.freeze);
   const result = await runs.finetune({ model, dataset, name: summary.name, settings: choice.settings, frozen: choice.frozen, freeze: choice.freeze, probe });
   if (!result) return undefined;
-  const out = vscode.Uri.file(path.join(result.outputPath, 'model.json'));
+  // An ONNX fine-tune saves one .onnx in the folder (result.modelPath).
+  const out = vscode.Uri.file(result.modelPath ?? path.join(result.outputPath, 'model.json'));
   // The result folder was renamed into place, and file watchers do not report
   // the model.json inside a renamed folder: add it to the Models view here.
   void registry.open(out).catch(() => undefined);

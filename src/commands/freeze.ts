@@ -37,7 +37,11 @@ export function registerFreezeCommands(registry: ModelRegistry, freeze: RecipeSe
     if (!uri) return undefined;
     const summary = await registry.summary(uri);
     if (summary.format !== 'layers') {
-      void vscode.window.showWarningMessage(`${summary.name} is a graph model (inference only); it has no layers to freeze.`);
+      void vscode.window.showWarningMessage(
+        summary.format === 'onnx'
+          ? `${summary.name} is an ONNX model: its whole backbone stays frozen (ONNX Runtime cannot train it), so there is nothing to freeze; Fine-Tune trains a new head.`
+          : `${summary.name} is a graph model (inference only); it has no layers to freeze.`,
+      );
       return undefined;
     }
     return { uri, summary, plan: await freeze.frozen(uri) };

@@ -34,12 +34,13 @@ export async function resolveModel(registry: ModelRegistry, arg: unknown, placeH
   const models = await registry.list();
   if (models.length === 1) return models[0];
   if (models.length === 0) {
-    const choice = await vscode.window.showInformationMessage('No TF.js model (model.json) in this workspace.', 'Open Model…');
+    const choice = await vscode.window.showInformationMessage('No model (TF.js model.json, Keras .h5/.keras or ONNX .onnx) in this workspace.', 'Open Model…');
     if (choice) await vscode.commands.executeCommand('layerLens.openModel');
     return undefined;
   }
   const picked = await vscode.window.showQuickPick(
-    models.map((uri) => ({ label: path.basename(path.dirname(uri.fsPath)), description: vscode.workspace.asRelativePath(uri), uri })),
+    // As the Models view names them: a model.json by its folder, a Keras or ONNX file by its own name.
+    models.map((uri) => ({ label: path.basename(uri.fsPath) === 'model.json' ? path.basename(path.dirname(uri.fsPath)) : path.basename(uri.fsPath), description: vscode.workspace.asRelativePath(uri), uri })),
     { placeHolder, title: 'Layer Lens' },
   );
   return picked?.uri;
@@ -59,17 +60,22 @@ export function trusted(what: string): boolean {
 
 /**
  * The model's summary when `what` can use it (graph models only when
- * `graphToo`); else shows why not and gives undefined.
+ * `graphToo`, ONNX models only when `onnxToo`); else shows why not and gives
+ * undefined.
  */
 export async function usableSummary(
   registry: ModelRegistry,
   model: vscode.Uri,
   what: string,
-  o: { graphToo?: boolean; cannot?: string } = {},
+  o: { graphToo?: boolean; onnxToo?: boolean; cannot?: string } = {},
 ): Promise<ModelSummary | undefined> {
   try {
     const s = await registry.summary(model);
-    if (s.format !== 'layers' && !o.graphToo) {
+    if (s.format === 'onnx' && !o.onnxToo) {
+      void vscode.window.showWarningMessage(`${s.name} is an ONNX model: ${what} would train its backbone, which ONNX Runtime cannot. Fine-Tune trains a new head on it.`);
+      return undefined;
+    }
+    if (s.format === 'graph' && !o.graphToo) {
       void vscode.window.showWarningMessage(`${s.name} is a graph model (inference only); ${what} needs a TF.js layers model.`);
       return undefined;
     }

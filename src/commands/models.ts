@@ -20,7 +20,7 @@ export function registerModelCommands(
           canSelectMany: false,
           openLabel: 'Open Model',
           title: 'Layer Lens: Open Model',
-          filters: { 'TF.js or Keras model': ['json', 'h5', 'keras'] },
+          filters: { 'TF.js, Keras or ONNX model': ['json', 'h5', 'keras', 'onnx'] },
         });
         uri = picked?.[0];
       }

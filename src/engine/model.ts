@@ -18,6 +18,7 @@ import { detectInputPreprocessing } from './inputPreprocessing';
 import { checkLayerConfigs, checkOutputShapes } from './io/geometry';
 import { readRegularFile } from './io/safeRead';
 import './io/normalizationLayer';
+import type { OnnxModel } from './onnx/model';
 
 export interface LoadedModel {
   files: ModelFiles;
@@ -26,6 +27,8 @@ export interface LoadedModel {
   layers?: tf.LayersModel;
   /** Present for graph models (inference only). */
   graph?: tf.GraphModel;
+  /** Present for ONNX models (run by ONNX Runtime). */
+  onnx?: OnnxModel;
 }
 
 /** Classes that exist in Keras but cannot be rebuilt from JSON anywhere. */
@@ -156,7 +159,7 @@ export async function readSmallFile(folder: string, file: string): Promise<strin
 /** Labels and preprocessing from Teachable Machine's metadata.json or a labels.txt. */
 type ModelMeta = { labels?: string[]; normalization?: Normalization; normalizationFrom?: string; origin?: 'teachable-machine' };
 
-async function readModelMetadata(folder: string): Promise<ModelMeta> {
+export async function readModelMetadata(folder: string): Promise<ModelMeta> {
   const meta = await readSmallFile(folder, 'metadata.json');
   if (meta !== undefined) {
     try {
@@ -239,15 +242,21 @@ export function* walkLayers(model: tf.LayersModel, prefix = ''): Generator<{ pat
   }
 }
 
-function modelName(modelJsonPath: string, model?: tf.LayersModel): string {
+export function modelName(modelJsonPath: string, model?: tf.LayersModel): string {
   const dir = path.basename(path.dirname(modelJsonPath));
   const file = path.basename(modelJsonPath);
   if (file === 'model.json') return dir || model?.name || file;
-  return file.replace(/\.(json|h5|hdf5|keras)$/i, '');
+  return file.replace(/\.(json|h5|hdf5|keras|onnx)$/i, '');
 }
 
 /** Loads model.json and its weights; throws EngineError with a clear message on any failure. */
 export async function loadModel(modelJsonPath: string): Promise<LoadedModel> {
+  if (/\.onnx$/i.test(modelJsonPath)) {
+    // Loaded on demand: ONNX Runtime is a native module that TF.js-only work never needs.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { loadOnnxModel } = require('./onnx/load') as typeof import('./onnx/load');
+    return loadOnnxModel(modelJsonPath, readModelMetadata);
+  }
   const start = performance.now();
   const files = await readModelFiles(modelJsonPath);
   const meta = await readModelMetadata(files.folder);
@@ -357,4 +366,5 @@ export function disposeModel(m: LoadedModel): void {
     }
   }
   m.graph?.dispose();
+  void m.onnx?.release();
 }

@@ -63,13 +63,13 @@ export function recipePathFor(modelJsonPath: string): string {
   return path.join(path.dirname(modelJsonPath), `${base.replace(/\.[^.]+$/, '')}.${recipeFileName}`);
 }
 
-/** The model a recipe file belongs to: model.json for layerlens.json, else the Keras file named by its stem. */
+/** The model a recipe file belongs to: model.json for layerlens.json, else the Keras or ONNX file named by its stem. */
 export function modelPathsForRecipe(recipePath: string): string[] {
   const dir = path.dirname(recipePath);
   const base = path.basename(recipePath);
   if (base === recipeFileName) return [path.join(dir, 'model.json')];
   const stem = base.slice(0, -(recipeFileName.length + 1));
-  return [path.join(dir, `${stem}.h5`), path.join(dir, `${stem}.keras`), path.join(dir, `${stem}.hdf5`)];
+  return [path.join(dir, `${stem}.h5`), path.join(dir, `${stem}.keras`), path.join(dir, `${stem}.hdf5`), path.join(dir, `${stem}.onnx`)];
 }
 
 /** "layerlens.json:3:14: error: …", as compilers print them (for the CLI and the log). */

@@ -101,7 +101,7 @@ export function formatAdvisorReport(r: AdvisorReport, show: (p: string) => strin
     '',
     '## Plan',
     '',
-    r.plan.length > 0 ? `Freeze up to \`${r.planUpTo}\`: ${r.plan.length} entr${r.plan.length === 1 ? 'y' : 'ies'} in layerlens.json (${r.plan.slice(0, 8).map((p) => `\`${p}\``).join(', ')}${r.plan.length > 8 ? ', …' : ''}).` : 'Freeze nothing.',
+    r.plan.length > 0 ? `Freeze up to \`${r.planUpTo}\`: ${r.plan.length} entr${r.plan.length === 1 ? 'y' : 'ies'} in layerlens.json (${r.plan.slice(0, 8).map((p) => `\`${p}\``).join(', ')}${r.plan.length > 8 ? ', …' : ''}).` : /\.onnx$/i.test(r.modelPath) ? 'Train a new head on the frozen ONNX backbone (Fine-Tune does; ONNX Runtime cannot train the backbone, so there is no freeze plan to write).' : 'Freeze nothing.',
     r.advice.learningRateFactor !== 1
       ? `Learning rate: ${r.learningRate.suggested} (the recipe's ${r.learningRate.recipe} × ${r.advice.learningRateFactor}); set \`finetune.learningRate\` in layerlens.json.`
       : `Learning rate: keep ${r.learningRate.recipe}.`,

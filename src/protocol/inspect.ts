@@ -119,4 +119,8 @@ export interface GradCamResult {
   width: number;
   /** Heatmap in [0, 255], height × width. */
   heat: Uint8Array;
+  /** How it was made: Grad-CAM (gradients; TF.js models) or Score-CAM (masked inputs; ONNX models). Absent means Grad-CAM. */
+  method?: 'grad-cam' | 'score-cam';
+  /** Score-CAM: how many of the node's channels were weighed. */
+  channels?: number;
 }

@@ -28,6 +28,10 @@ export interface LayerRow {
   parent?: string;
   /** Set on the layer (or graph node) that makes the model's output number `output` (0-based). */
   output?: number;
+  /** ONNX nodes: attributes as "name=value" lines (the tooltip). */
+  attributes?: string[];
+  /** False for rows whose output cannot be shown (nodes inside an ONNX subgraph or function); absent means true. */
+  inspectable?: boolean;
 }
 
 /** The input preprocessings, listed once: everything else (schemas, menus, the CLI) derives from this. */
@@ -64,7 +68,11 @@ export interface InputPreprocessing {
 export interface ModelSummary {
   modelPath: string;
   name: string;
-  format: 'layers' | 'graph';
+  format: 'layers' | 'graph' | 'onnx';
+  /**
+   * The input as images are fed: [batch, height, width, channels] for every
+   * format (an ONNX model's own input layout is in `onnx.inputShape`).
+   */
   inputShape: Shape;
   /** The first output's shape (see `outputs` for every one). */
   outputShape: Shape;
@@ -85,6 +93,25 @@ export interface ModelSummary {
   origin?: 'teachable-machine';
   warnings: string[];
   loadMs: number;
+  /** ONNX models: what the file says about itself. */
+  onnx?: OnnxInfo;
+}
+
+export interface OnnxInfo {
+  opset: number;
+  irVersion: number;
+  /** producer_name and producer_version, e.g. "pytorch 1.13.1". */
+  producer: string;
+  /** Layout of the image input. */
+  layout: 'NCHW' | 'NHWC';
+  /** The input's own shape, as declared (null where free). */
+  inputShape: Shape;
+  inputName: string;
+  outputName: string;
+  /** Nodes that compute constants only (weight copies, shape arithmetic): not in the layer table. */
+  constantNodes: number;
+  /** onnxruntime-node's version. */
+  runtime: string;
 }
 
 export function formatShape(shape: Shape | Shape[]): string {

@@ -212,6 +212,8 @@ export type TrainProgress = TrainStart | TrainBatch | TrainEpoch | TrainWarning 
 
 export interface FinetuneResult {
   outputPath: string;
+  /** The saved model file inside outputPath when it is not model.json (an ONNX fine-tune saves one .onnx). */
+  modelPath?: string;
   labels: string[];
   metrics: EpochMetrics[];
   epochsRun: number;

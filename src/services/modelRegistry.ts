@@ -1,6 +1,6 @@
 /**
  * Which models the workspace holds and what each one looks like: the list of
- * model.json, Keras .h5 and .keras files (kept current by a file watcher),
+ * model.json, Keras .h5 and .keras, and ONNX .onnx files (kept current by a file watcher),
  * plus any the user opened from elsewhere, and their summaries loaded through
  * the worker on demand.
  * The Models view, the inspector and the commands all read from here, so they
@@ -32,8 +32,8 @@ const exclude = '{**/node_modules/**,**/.git/**,**/.cache/**,**/*.layerlens-tmp-
  * model.json.
  */
 const ignored = /[\\/](node_modules|\.git|\.cache|[^\\/]*\.layerlens-tmp-[^\\/]*)[\\/]/;
-/** TF.js model.json files and Keras files (opened directly, see engine/io/keras.ts). */
-const modelGlob = '**/{model.json,*.h5,*.keras}';
+/** TF.js model.json files, Keras files (opened directly, see engine/io/keras.ts) and ONNX files (engine/io/onnx.ts). */
+const modelGlob = '**/{model.json,*.h5,*.keras,*.onnx}';
 
 export class ModelRegistry implements vscode.Disposable {
   private readonly found = new Map<string, vscode.Uri>();
@@ -114,7 +114,7 @@ export class ModelRegistry implements vscode.Disposable {
    * one search each.
    */
   private folderCreated(uri: vscode.Uri): void {
-    if (ignored.test(`${uri.fsPath}/`) || /\.(json|h5|keras)$/i.test(uri.fsPath)) return;
+    if (ignored.test(`${uri.fsPath}/`) || /\.(json|h5|keras|onnx)$/i.test(uri.fsPath)) return;
     this.createdPaths.add(uri.fsPath);
     this.createdTimer ??= setTimeout(() => void this.addCreatedFolders(), 300);
   }
@@ -206,8 +206,13 @@ export class ModelRegistry implements vscode.Disposable {
     const promise = this.engine.call('loadModel', { path: uri.fsPath }, seconds > 0 ? timeout : {}).then(
       (summary) => {
         this.states.set(uri.fsPath, { kind: 'loaded', summary });
-        const trainable = summary.format === 'layers' ? `, ${formatCount(summary.trainableParams)} trainable` : ', graph model (inference only)';
-        this.log.info(`Loaded ${rel}: ${summary.layers.length} layers, ${formatCount(summary.totalParams)} params${trainable} (${summary.loadMs} ms)`);
+        const trainable =
+          summary.format === 'layers'
+            ? `, ${formatCount(summary.trainableParams)} trainable`
+            : summary.onnx
+              ? `, ONNX opset ${summary.onnx.opset} (ONNX Runtime ${summary.onnx.runtime})`
+              : ', graph model (inference only)';
+        this.log.info(`Loaded ${rel}: ${summary.layers.length} ${summary.onnx ? 'nodes' : 'layers'}, ${formatCount(summary.totalParams)} params${trainable} (${summary.loadMs} ms)`);
         for (const w of summary.warnings) this.log.warn(`${rel}: ${w}`);
         // Loaded for its summary alone (the Models view): the worker need not keep it.
         this.unloadInWorker(uri.fsPath);

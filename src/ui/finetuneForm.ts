@@ -38,8 +38,10 @@ export interface FormContext {
 
 const augmentKinds = ['flip', 'rotate', 'zoom', 'brightness', 'contrast'] as const;
 
-/** The default choice: a Teachable Machine export with no plan trains its head (as Teachable Machine does), a plan is used, else every layer. */
+/** The default choice: an ONNX model or a Teachable Machine export with no plan trains its head (as Teachable Machine does), a plan is used, else every layer. */
 export function defaultTrainChoice(summary: ModelSummary, plan: readonly string[]): TrainChoice {
+  // ONNX Runtime cannot train, so an ONNX backbone stays frozen whatever a plan says.
+  if (summary.onnx) return { kind: 'head' };
   if (plan.length > 0) return { kind: 'plan' };
   return summary.origin === 'teachable-machine' ? { kind: 'head' } : { kind: 'every' };
 }
@@ -84,6 +86,10 @@ async function pickTrainChoice(ctx: FormContext, current: TrainChoice): Promise<
   const { summary, recipe } = ctx;
   type Item = vscode.QuickPickItem & { choice?: TrainChoice; from?: boolean };
   const teachable = summary.origin === 'teachable-machine';
+  if (summary.onnx) {
+    const only: Item = { label: 'The head only', description: 'ONNX', detail: 'The ONNX backbone runs in ONNX Runtime, which cannot train it: a new head trains on its cached outputs and is saved into one .onnx.', choice: { kind: 'head' }, picked: true };
+    return (await vscode.window.showQuickPick([only], { title: 'Layer Lens: Fine-Tune — what to train' }))?.choice;
+  }
   const items: Item[] = [
     { label: 'The head only', description: teachable ? 'as Teachable Machine does' : '', detail: 'A new head on the frozen backbone; without augmentation the backbone outputs are computed once (seconds per epoch).', choice: { kind: 'head' } },
     { label: 'Every layer', detail: `All ${formatCount(trainableCounts(summary.layers, []).total)} params train (Layer Lens's compiled step: micro-batches when a batch does not fit in memory).`, choice: { kind: 'every' } },

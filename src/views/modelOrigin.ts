@@ -113,7 +113,8 @@ async function readJson(file: string): Promise<unknown> {
 
 /** Reads the origin of the model whose model.json is `modelJson` (undefined for a model Layer Lens did not train). */
 export async function readModelOrigin(modelJson: string): Promise<ModelOrigin | undefined> {
-  if (path.basename(modelJson) !== 'model.json') return undefined;
+  // A model.json Layer Lens wrote, or the one .onnx of an ONNX fine-tune, with metadata.json beside it.
+  if (path.basename(modelJson) !== 'model.json' && !/\.onnx$/i.test(modelJson)) return undefined;
   const dir = path.dirname(modelJson);
   const metadata = await readJson(path.join(dir, 'metadata.json'));
   if (!metadata) return undefined;

@@ -131,7 +131,8 @@ export class ModelTreeProvider implements vscode.TreeDataProvider<ModelNode>, vs
     const file = path.basename(uri.fsPath);
     const name = file === 'model.json' ? path.basename(path.dirname(uri.fsPath)) : file;
     // A run Layer Lens wrote is named by its parent and time; its folder name is in the tooltip.
-    const run = runLabel(name);
+    // An ONNX fine-tune's .onnx sits in such a folder under the source's file name.
+    const run = runLabel(name) ?? (/\.onnx$/i.test(file) ? runLabel(path.basename(path.dirname(uri.fsPath))) : undefined);
     const label = run?.label ?? middleEllipsis(name, maxLabel);
     const item = new vscode.TreeItem(label, vscode.TreeItemCollapsibleState.Collapsed);
     if (label !== name) item.accessibilityInformation = { label: run ? `${name}, ${run.kind}` : name };
@@ -143,15 +144,23 @@ export class ModelTreeProvider implements vscode.TreeDataProvider<ModelNode>, vs
     if (state.kind === 'loaded') {
       const s = state.summary;
       const counts = trainableCounts(s.layers, this.freeze.frozenNow(uri));
-      const trainable = `${formatCount(counts.trainable)} of ${formatCount(counts.total)} params trainable`;
-      const origin = this.origin(uri);
-      // What sets a trained model apart from its siblings comes first: their names differ only at the end, which the tree cuts.
-      const lead = origin ? originDescription(origin, !run) : run?.kind ?? '';
-      item.description = s.format === 'graph' ? `graph · ${formatCount(s.totalParams)} params` : lead ? `${lead} · ${trainable}` : trainable;
-      if (s.outputs?.length > 1) item.description += ` · ${s.outputs.length} outputs`;
-      item.tooltip = new vscode.MarkdownString(
-        `**${s.name}** — ${rel}\n\n${s.layers.length} layers · ${s.format === 'graph' ? `${formatCount(s.totalParams)} params` : `${trainable} under the freeze plan`}\n\ninput ${formatShape(s.inputShape)} → ${s.outputs?.length > 1 ? '' : 'output '}${formatOutputs(s)}${s.normalizationFrom ? `\n\npixels: ${s.normalization} (${s.normalizationFrom})` : ''}${origin ? `\n\n${originTooltip(origin)}` : ''}`,
-      );
+      if (s.onnx) {
+        const o = s.onnx;
+        item.description = `ONNX opset ${o.opset} · ${formatCount(s.totalParams)} params`;
+        item.tooltip = new vscode.MarkdownString(
+          `**${s.name}** — ${rel}\n\nONNX opset ${o.opset}, IR ${o.irVersion}${o.producer ? `, made by ${o.producer}` : ''}\n\n${s.layers.filter((r) => !r.parent).length} nodes · ${formatCount(s.totalParams)} params (the backbone stays frozen; Fine-Tune trains a new head)\n\ninput "${o.inputName}" ${formatShape(o.inputShape)} (${o.layout}) → output ${formatShape(s.outputShape)}\n\nrun by ONNX Runtime ${o.runtime}`,
+        );
+      } else {
+        const trainable = `${formatCount(counts.trainable)} of ${formatCount(counts.total)} params trainable`;
+        const origin = this.origin(uri);
+        // What sets a trained model apart from its siblings comes first: their names differ only at the end, which the tree cuts.
+        const lead = origin ? originDescription(origin, !run) : run?.kind ?? '';
+        item.description = s.format === 'graph' ? `graph · ${formatCount(s.totalParams)} params` : lead ? `${lead} · ${trainable}` : trainable;
+        if (s.outputs?.length > 1) item.description += ` · ${s.outputs.length} outputs`;
+        item.tooltip = new vscode.MarkdownString(
+          `**${s.name}** — ${rel}\n\n${s.layers.length} layers · ${s.format === 'graph' ? `${formatCount(s.totalParams)} params` : `${trainable} under the freeze plan`}\n\ninput ${formatShape(s.inputShape)} → ${s.outputs?.length > 1 ? '' : 'output '}${formatOutputs(s)}${s.normalizationFrom ? `\n\npixels: ${s.normalization} (${s.normalizationFrom})` : ''}${origin ? `\n\n${originTooltip(origin)}` : ''}`,
+        );
+      }
     } else if (state.kind === 'failed') {
       item.description = 'failed to load';
       item.tooltip = state.message;
@@ -197,12 +206,20 @@ export class ModelTreeProvider implements vscode.TreeDataProvider<ModelNode>, vs
       row.params === 0 && !row.isContainer ? 'no weights'
       : freeze === 'frozen' ? `${formatCount(row.params)} params · frozen: a fine-tune leaves them as they are`
       : `${formatCount(row.params)} params, ${formatCount(trains)} trained by a fine-tune · ${stateWord(freeze)}`;
-    item.tooltip = new vscode.MarkdownString(`**${row.path}** (${row.className})\n\noutput ${formatShape(row.outputShape)}\n\n${weights}`);
+    if (row.attributes) {
+      // An ONNX node: op type, output, weights and attributes (nothing to freeze: the whole backbone is).
+      const md = new vscode.MarkdownString(`**${row.path}** (${row.className})\n\noutput ${formatShape(row.outputShape)} · ${row.params === 0 ? 'no weights' : `${formatCount(row.params)} params`} (ONNX: the backbone stays frozen)\n\n`);
+      if (row.attributes.length > 0) md.appendCodeblock(row.attributes.join('\n'), 'text');
+      item.tooltip = md;
+    } else {
+      item.tooltip = new vscode.MarkdownString(`**${row.path}** (${row.className})\n\noutput ${formatShape(row.outputShape)}\n\n${weights}`);
+    }
     if (label !== row.name) item.accessibilityInformation = { label: `${row.name}, ${row.className}, ${stateWord(freeze)}` };
     item.contextValue = row.isContainer ? 'layerLens.nestedModel' : 'layerLens.layer';
     // Plain layers go without an icon: the checkbox marks them, and the name needs the room.
     if (row.isContainer) item.iconPath = new vscode.ThemeIcon('layers');
-    const freezable = this.registry.state(uri).kind === 'loaded' && (row.isContainer || (row.freezableParams ?? row.trainableParams) > 0);
+    // ONNX nodes (and what is inside their subgraphs) have no freeze switch: ONNX Runtime cannot train them.
+    const freezable = this.registry.state(uri).kind === 'loaded' && !row.attributes && (row.isContainer || (row.freezableParams ?? row.trainableParams) > 0);
     if (freezable) {
       item.checkboxState = {
         state: freeze === 'frozen' ? vscode.TreeItemCheckboxState.Checked : vscode.TreeItemCheckboxState.Unchecked,

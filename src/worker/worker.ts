@@ -19,11 +19,13 @@ import { EngineSession } from '../engine/session';
 import { imageThumbnail, readImageFile, resizeImage } from '../engine/image';
 import { previewAugmentations } from '../engine/train/augment';
 import { finetune } from '../engine/train/finetune';
+import { finetuneOnnx, isOnnxPath } from '../engine/onnx/finetune';
 import { pretrainRotation } from '../engine/train/pretext';
 import { lowerThreadPriority } from '../engine/threadPriority';
 import { embedHandlers } from './embedMethods';
 import { isRpcMessage, RpcServer, type Handlers, type Port, type RpcError } from '../protocol/rpc';
 import type { WorkerApi } from '../protocol/workerApi';
+import type { TrainProgress } from '../protocol/train';
 
 const port = parentPort;
 if (!port) throw new Error('worker.js must run in a worker thread');
@@ -68,7 +70,9 @@ const handlers: Handlers<WorkerApi> = {
   finetune: async ({ modelPath, datasetDir, settings, frozen, freeze, memoryLimitMB, outDir, probe }, ctx) => {
     const live = probe ? new LiveMapsProbe(probe) : undefined;
     try {
-      return await finetune({ modelJsonPath: modelPath, datasetDir, settings, frozen, freeze, memoryLimitMB, outDir, signal: ctx.signal, onProgress: (p) => ctx.progress(p), probe: live });
+      const o = { modelJsonPath: modelPath, datasetDir, settings, frozen, freeze, memoryLimitMB, outDir, signal: ctx.signal, onProgress: (p: TrainProgress) => ctx.progress(p), probe: live };
+      // An ONNX backbone runs in ONNX Runtime; only a new head trains (engine/onnx/finetune.ts).
+      return await (isOnnxPath(modelPath) ? finetuneOnnx(o) : finetune(o));
     } finally {
       live?.dispose();
     }

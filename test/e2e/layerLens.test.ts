@@ -19,7 +19,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs/promises';
 import { describe } from 'node:test';
 import { TIMEOUT, waitUntil } from './util';
-import { pickQuickItem, runCommand, saveWorkbenchState, waitForWorkbench } from './workbench';
+import { pickQuickItem, quickInput, quickInputBox, runCommand, saveWorkbenchState, waitForWorkbench } from './workbench';
 import { FINETUNE_RECIPE } from './workspace';
 import { SLOW, TINY, TINY_TOTAL, TINY_TRAINABLE, fmt, escapeRegExp, sharedSession, modelsPane, treeRow, rowDescription, showModelsView, expand, collapse, childLabels, treeCheckbox, waitForTreeCheckbox, inspectorFrame, text, waitForText, countsText, waitForCounts, inspectorLayers, inspectorRow, inspectorFrozen, waitForInspectorFrozen, assertGridDrawn, assertPredictions, runModelCommand, runCommandForActiveModel, readRecipeFile, readmeScreenshot, assertCleanConsole } from './scenarios';
 
@@ -184,6 +184,67 @@ describe('Layer Lens in VS Code, light theme: Models view, inspector, freezing, 
     await assertGridDrawn(frame, selectedBefore);
     await assertPredictions(frame, TINY.labels);
     await session.screenshot('light-6-after-reload');
+  });
+
+  scenario('8. the Latent tab maps a folder; a click on a point shows its image in the panel without splitting the editor, and a narrow panel keeps its layout', async ({ session, page, ws }) => {
+    const frame = await inspectorFrame(page);
+    await frame.locator('#tab-latent').click();
+    await frame.locator('.latent-bar vscode-button', { hasText: 'Choose Folder…' }).first().click();
+    // VS Code's folder dialog (a quick input in code-server): the dataset's path, then Enter until it accepts.
+    await quickInputBox(page).waitFor({ state: 'visible', timeout: SLOW });
+    await quickInputBox(page).fill(ws.dataset);
+    for (let i = 0; i < 3 && (await quickInput(page).isVisible()); i++) {
+      await page.keyboard.press('Enter');
+      await quickInput(page).waitFor({ state: 'hidden', timeout: 3_000 }).catch(() => undefined);
+    }
+    // The map draws a point per image; find one on the canvas and click it.
+    interface PlotCanvas {
+      readonly width: number;
+      readonly height: number;
+      readonly clientWidth: number;
+      getContext(kind: '2d'): { getImageData(x: number, y: number, w: number, h: number): { data: ArrayLike<number> } } | null;
+    }
+    const canvas = frame.locator('canvas.latent-canvas');
+    const point = await waitUntil('the latent map to draw its points', async () =>
+      canvas.evaluate((c: PlotCanvas) => {
+        const ctx = c.getContext('2d');
+        if (!ctx || c.width < 50) return undefined;
+        // No helper functions in here: the page has none of the bundler's helpers (__name).
+        const d = ctx.getImageData(0, 0, c.width, c.height).data;
+        const b = (6 * c.width + (c.width >> 1)) * 4;
+        const scale = c.width / c.clientWidth;
+        for (let y = 12; y < c.height - 12; y++) {
+          for (let x = 12; x < c.width - 12; x++) {
+            const i = (y * c.width + x) * 4;
+            if (Math.abs(d[i] - d[b]) + Math.abs(d[i + 1] - d[b + 1]) + Math.abs(d[i + 2] - d[b + 2]) > 120) return { x: (x + 1) / scale, y: (y + 1) / scale };
+          }
+        }
+        return undefined;
+      }), SLOW);
+    const groupsBefore = await page.locator('.editor-group-container').count();
+    await canvas.click({ position: point });
+    const preview = frame.locator('.image-preview');
+    await preview.waitFor({ state: 'visible', timeout: SLOW });
+    await waitUntil('the preview to show the image', async () => ((await preview.locator('img[src^="data:image/png"]').count()) === 1 ? true : undefined), SLOW);
+    assert.equal(await page.locator('.editor-group-container').count(), groupsBefore, 'no editor group was split off');
+    const centre = (await frame.locator('.center').boundingBox())?.width ?? 0;
+    assert.ok(centre > 400, `the centre keeps its width (${centre} px)`);
+    await session.screenshot('light-8a-latent-preview');
+    await page.keyboard.press('Escape');
+    await preview.waitFor({ state: 'hidden', timeout: SLOW });
+
+    // A narrow panel (about 520 px): the columns give way, the tabs stay usable.
+    const full = page.viewportSize();
+    await page.setViewportSize({ width: 860, height: full?.height ?? 900 });
+    await waitUntil('the layout to follow the width', async () => {
+      const panel = (await frame.locator('body').boundingBox())?.width ?? 0;
+      const centre = (await frame.locator('.center').boundingBox())?.width ?? 0;
+      const plot = (await canvas.boundingBox())?.width ?? 0;
+      return panel < 640 && centre >= panel * 0.6 && plot >= 250 ? true : undefined;
+    }, SLOW);
+    await session.screenshot('light-8b-latent-narrow');
+    if (full) await page.setViewportSize(full);
+    await frame.locator('#tab-maps').click();
   });
 
   scenario('the browser console shows no CSP violations from the inspector', async ({ session }) => {

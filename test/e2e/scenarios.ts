@@ -50,9 +50,9 @@ export const exactly = (s: string) => new RegExp(`^\\s*${escapeRegExp(s)}\\s*$`)
 // ---------------------------------------------------------------------------
 // Sessions shared by the scenarios of one describe()
 
-export interface Shared {
+export interface Shared<W = LayerLensWorkspace> {
   session: Session;
-  ws: LayerLensWorkspace;
+  ws: W;
   page: Page;
 }
 
@@ -61,15 +61,15 @@ export interface Shared {
  * after them. A failing scenario leaves a screenshot and the logs in
  * test-results/e2e/<scenario>/.
  */
-export function sharedSession(
+export function sharedSession<W extends { dir: string; remove(): Promise<void> } = LayerLensWorkspace>(
   name: string,
   theme: Theme,
-  options: { viewport?: { width: number; height: number }; settings?: Record<string, unknown>; workspace?: () => Promise<LayerLensWorkspace> } = {},
-): { get(): Shared; scenario(title: string, body: (s: Shared) => Promise<void>): void } {
-  let shared: Shared | undefined;
+  options: { viewport?: { width: number; height: number }; settings?: Record<string, unknown>; workspace?: () => Promise<W> } = {},
+): { get(): Shared<W>; scenario(title: string, body: (s: Shared<W>) => Promise<void>): void } {
+  let shared: Shared<W> | undefined;
   before(
     async () => {
-      const ws = await (options.workspace ?? makeLayerLensWorkspace)();
+      const ws = await (options.workspace ?? (makeLayerLensWorkspace as unknown as () => Promise<W>))();
       debug(`${name}: workspace ${ws.dir}`);
       try {
         const session = await startSession({ workspace: ws.dir, theme, viewport: options.viewport ?? { width: 1400, height: 900 }, settings: options.settings });
@@ -147,7 +147,7 @@ export async function rowDescription(row: Locator): Promise<string> {
 }
 
 /** Shows the Models view with room to spare: the workspace's file tree section collapsed. */
-export async function showModelsView(page: Page, ws: LayerLensWorkspace): Promise<void> {
+export async function showModelsView(page: Page, ws: { dir: string }): Promise<void> {
   await openView(page, 'Models');
   await modelsPane(page).locator('.pane-header[aria-expanded="true"]').waitFor({ state: 'visible' });
   const folderHeader = page

@@ -7,11 +7,12 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, rm, cp } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, cp, writeFile } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
 import { ensureFixtures, fixture } from '../fixtures/models';
+import { twinOnnx, twinTfjs } from '../fixtures/onnx';
 import { extensionManifest } from './codeServer';
 import { withSession } from './harness';
 import { REPO_ROOT, waitUntil } from './util';
@@ -45,6 +46,10 @@ test('the .vsix installs into code-server and works: commands in the palette, a 
   await ensureFixtures();
   const ws = path.join(dir, 'ws');
   await cp(fixture('tiny-cnn'), path.join(ws, 'models', 'tiny-cnn'), { recursive: true });
+  // An ONNX model: its nodes come from ONNX Runtime's binding as the .vsix carries it (dist/onnxruntime/<platform>-<arch>/).
+  const tfjs = twinTfjs();
+  await writeFile(path.join(ws, 'models', 'twin.onnx'), twinOnnx(tfjs));
+  tfjs.dispose();
 
   await withSession('vsix', { workspace: ws, extension: vsix }, async (session) => {
     const { page } = session;
@@ -70,5 +75,16 @@ test('the .vsix installs into code-server and works: commands in the palette, a 
       async () => ((await pane.locator('.monaco-list-row[aria-level="2"]', { hasText: 'conv1' }).count()) > 0 ? true : undefined),
       90_000,
     );
+    // The view is short: fold tiny-cnn so that the next model's row is drawn (the list renders visible rows only).
+    await model.locator('.monaco-tl-twistie').click();
+    const onnx = pane.locator('.monaco-list-row[aria-level="1"]', { hasText: 'twin.onnx' }).first();
+    await onnx.waitFor({ state: 'visible', timeout: 90_000 });
+    if ((await onnx.getAttribute('aria-expanded')) !== 'true') await onnx.locator('.monaco-tl-twistie').click();
+    await waitUntil(
+      'the nodes of twin.onnx in the Models view (ONNX Runtime loaded from the installed extension)',
+      async () => ((await pane.locator('.monaco-list-row[aria-level="2"]', { hasText: 'Conv [?, 8, 32, 32]' }).count()) > 0 ? true : undefined),
+      90_000,
+    );
+    for (const f of [`dist/onnxruntime/${process.platform}-${process.arch}/onnxruntime_binding.node`]) assert.ok(existsSync(path.join(root, f)), `${f} installed`);
   });
 });

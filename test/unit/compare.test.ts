@@ -470,7 +470,7 @@ describe('layer-lens compare', () => {
       const r = cli(...args);
       assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, /Usage: layer-lens/);
-      assert.match(r.stderr, /compare <a\/model\.json> <b\/model\.json>/);
+      assert.match(r.stderr, /compare <model A> <model B>/);
     }
   });
 });

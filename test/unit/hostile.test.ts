@@ -283,7 +283,7 @@ async function pool<T, R>(items: T[], limit: number, fn: (t: T) => Promise<R>): 
 
 describe('the command line on hostile input (node cli.js, built from the current sources)', () => {
   const usage: [string[], string][] = [
-    [['finetune'], 'finetune takes a model.json path and a dataset folder.'],
+    [['finetune'], 'finetune takes a model path and a dataset folder.'],
     [['finetune', 'm.json', 'data', '--epochs', '0'], '--epochs 0: must be at least 1.'],
     [['finetune', 'm.json', 'data', '--epochs', 'abc'], '--epochs abc: not a number.'],
     [['finetune', 'm.json', 'data', '--lr=-1'], '--lr -1: must be more than 0.'],

@@ -186,7 +186,7 @@ describe('layer-lens inspect (CLI)', () => {
       const r = cli(...args.map((a) => (a === 'MODEL' ? m() : a)));
       assert.equal(r.code, 2, r.stderr);
       assert.match(r.stderr, /Usage: layer-lens <command>/);
-      assert.match(r.stderr, /inspect <model\.json> --image <file> --out <dir>/);
+      assert.match(r.stderr, /inspect <model> --image <file> --out <dir>/);
       assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
     });
   }

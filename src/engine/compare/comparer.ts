@@ -22,7 +22,8 @@ import type { CompareMaps, CompareResult, CompareSide, LayerDrift, LayerSimilari
 import type { ChannelStats, LayerMaps } from '../../protocol/inspect';
 import { formatShape, type Normalization } from '../../protocol/model';
 import { linearCka, sampleIndices } from './cka';
-import { weightDrifts } from './drift';
+import { weightDrifts, type WeightDrift } from './drift';
+import { onnxActivations, onnxWeightDrifts } from '../onnx/compare';
 import { matchLayers, type LayerMatching } from './match';
 import { tfjsLane, type Lane } from '../lane';
 
@@ -57,6 +58,14 @@ interface State {
 
 const keyOf = (a: string, b: string) => `${path.resolve(a)}\n${path.resolve(b)}`;
 
+/** Both ONNX, or both layers models: weights and layer names mean different things across formats. */
+function sameFormat(a: LoadedModel, b: LoadedModel): boolean {
+  if (!!a.onnx !== !!b.onnx) {
+    throw new EngineError('bad-input', `${a.summary.name} is ${a.onnx ? 'an ONNX' : 'a TF.js/Keras'} model and ${b.summary.name} ${b.onnx ? 'an ONNX' : 'a TF.js/Keras'} one; Compare matches layers and weights within one format (a model and its fine-tuned copy, for instance).`);
+  }
+  return !!a.onnx;
+}
+
 function layersOf(m: LoadedModel, side: string): tf.LayersModel {
   if (!m.layers) throw new EngineError('bad-input', `${m.summary.name} (${side}) is a graph model; comparing layer by layer needs two layers models (graph models have no layers to match).`);
   return m.layers;
@@ -90,9 +99,9 @@ function prepareInput(summary: LoadedModel['summary'], image: DecodedImage, norm
   }
 }
 
-function forward(m: LoadedModel, input: tf.Tensor): Activations {
+async function forward(m: LoadedModel, input: tf.Tensor): Promise<Activations> {
   try {
-    return computeActivations(m, input);
+    return m.onnx ? await onnxActivations(m.onnx, input) : computeActivations(m, input);
   } catch (e) {
     if (e instanceof EngineError) throw e;
     throw new EngineError('internal', `${m.summary.name}: the forward pass failed (${e instanceof Error ? e.message.split('\n')[0] : String(e)}).`);
@@ -201,22 +210,26 @@ export class Comparer {
 
   private async run(a: LoadedModel, b: LoadedModel, image: DecodedImage, imagePath: string, normalization: Normalization, options: CompareOptions): Promise<CompareResult> {
     const start = performance.now();
-    const ma = layersOf(a, 'A');
-    const mb = layersOf(b, 'B');
+    const onnx = sameFormat(a, b);
     checkSameInput(a, b);
     const key = keyOf(a.summary.modelPath, b.summary.modelPath);
     this.drop(key);
     const matching = matchLayers(a.summary.layers, b.summary.layers);
-    const layersA = new Map([...walkLayers(ma)].map((e) => [e.path, e.layer]));
-    const layersB = new Map([...walkLayers(mb)].map((e) => [e.path, e.layer]));
-    const drifts = weightDrifts(matching.pairs.map((p) => [layersA.get(p.a.path)!, layersB.get(p.b.path)!] as const));
+    let drifts: WeightDrift[];
+    if (onnx) {
+      drifts = onnxWeightDrifts(a.onnx!, b.onnx!, matching.pairs.map((p) => [p.a.path, p.b.path] as const));
+    } else {
+      const layersA = new Map([...walkLayers(layersOf(a, 'A'))].map((e) => [e.path, e.layer]));
+      const layersB = new Map([...walkLayers(layersOf(b, 'B'))].map((e) => [e.path, e.layer]));
+      drifts = weightDrifts(matching.pairs.map((p) => [layersA.get(p.a.path)!, layersB.get(p.b.path)!] as const));
+    }
 
     const { input, seen } = prepareInput(a.summary, image, normalization);
     let actsA: Activations | undefined;
     let actsB: Activations | undefined;
     try {
-      actsA = forward(a, input);
-      actsB = forward(b, input);
+      actsA = await forward(a, input);
+      actsB = await forward(b, input);
       const changes = activationChanges(matching, actsA, actsB);
       const layers: LayerDrift[] = matching.pairs.map((p, i) => {
         const t = actsA!.byPath.get(p.a.path);
@@ -345,8 +358,10 @@ function activationChanges(matching: LayerMatching, actsA: Activations, actsB: A
 
 async function similarity(a: LoadedModel, b: LoadedModel, imagePaths: readonly string[], normalization: Normalization, o: SimilarityOptions): Promise<SimilarityResult> {
   const start = performance.now();
-  layersOf(a, 'A');
-  layersOf(b, 'B');
+  if (!sameFormat(a, b)) {
+    layersOf(a, 'A');
+    layersOf(b, 'B');
+  }
   checkSameInput(a, b);
   const matching = matchLayers(a.summary.layers, b.summary.layers);
   const notes: string[] = [];
@@ -403,7 +418,7 @@ async function similarity(a: LoadedModel, b: LoadedModel, imagePaths: readonly s
         checkCancel();
         const { input } = prepareInput(a.summary, images[i], normalization, geo);
         try {
-          const actsA = forward(a, input);
+          const actsA = await forward(a, input);
           try {
             if (i === 0) {
               const shapes = matching.pairs
@@ -426,7 +441,7 @@ async function similarity(a: LoadedModel, b: LoadedModel, imagePaths: readonly s
           } finally {
             disposeActivations(actsA);
           }
-          const actsB = forward(b, input);
+          const actsB = await forward(b, input);
           try {
             extract(actsB, 'b', i);
           } finally {

@@ -21,6 +21,8 @@ import { fsCauseOrMessage } from '../io/fsErrors';
 import { readRegularFile } from '../io/safeRead';
 import { flatGraph, type FlatGraph } from '../inspect/flatGraph';
 import type { LoadedModel } from '../model';
+import type { NodeValue } from '../onnx/model';
+import { viewShape } from '../onnx/inspect';
 import { findFeatureCut } from '../train/head';
 import type { EmbedProgress, EmbeddingKey, EmbeddingSummary } from '../../protocol/embed';
 import type { Normalization, Shape } from '../../protocol/model';
@@ -56,6 +58,10 @@ export interface ComputeOptions {
 
 /** The default layer: the last feature layer before the classification head, else the layer before the output. */
 export function defaultEmbeddingLayer(loaded: LoadedModel): string {
+  if (loaded.onnx) {
+    const v = loaded.onnx.featureValue();
+    return loaded.onnx.pathOfValue(v) ?? v;
+  }
   if (loaded.layers) {
     try {
       return findFeatureCut(loaded.layers, loaded.summary.name).layer.name;
@@ -75,6 +81,11 @@ function firstShape(s: Shape | Shape[]): Shape {
 
 /** One image's output shape at `layer` (without the batch dimension), from the layer table. */
 export function layerFeatureShape(loaded: LoadedModel, layer: string): number[] | undefined {
+  if (loaded.onnx) {
+    // The engine's layout: a node's [n, c, h, w] map is described as [h, w, c].
+    const dims = loaded.onnx.shapes.get(loaded.onnx.valueOf(layer));
+    return dims ? viewShape(dims).shape : undefined;
+  }
   const row = loaded.summary.layers.find((r) => r.path === layer);
   if (!row) return undefined;
   const shape = firstShape(row.outputShape).slice(1);
@@ -104,6 +115,7 @@ function stepsFor(g: FlatGraph, target: number): number[] {
  */
 export function layerFunction(loaded: LoadedModel, layer: string): (xs: tf.Tensor) => tf.Tensor {
   const name = loaded.summary.name;
+  if (loaded.onnx) throw new EngineError('internal', `${name} is an ONNX model; its layers run in ONNX Runtime (onnxRows), not as tfjs functions.`);
   if (loaded.layers) {
     const g = flatGraph(loaded.layers);
     const slots = g.layerSlots.get(layer);
@@ -140,6 +152,28 @@ function toRows(y: tf.Tensor, pooling: 'none' | 'mean'): tf.Tensor2D {
   return tf.reshape(y, [n, -1]) as tf.Tensor2D;
 }
 
+/** An ONNX node's [n, c, h, w] (or [n, …]) values as [n, dim] rows in the engine's order: [h, w, c] flattened, or the channel means. */
+export function onnxRows(v: NodeValue, pooling: 'none' | 'mean'): Float32Array {
+  const n = v.dims[0];
+  if (v.dims.length !== 4) return v.data;
+  const [, c, h, w] = v.dims;
+  const hw = h * w;
+  const out = new Float32Array(pooling === 'mean' ? n * c : v.data.length);
+  for (let b = 0; b < n; b++) {
+    const src = b * c * hw;
+    for (let k = 0; k < c; k++) {
+      if (pooling === 'mean') {
+        let s = 0;
+        for (let p = 0; p < hw; p++) s += v.data[src + k * hw + p];
+        out[b * c + k] = s / hw;
+      } else {
+        for (let p = 0; p < hw; p++) out[src + p * c + k] = v.data[src + k * hw + p];
+      }
+    }
+  }
+  return out;
+}
+
 export function poolingFor(featureShape: number[]): 'none' | 'mean' {
   const size = featureShape.reduce((a, b) => a * b, 1);
   return featureShape.length === 3 && size > MAX_DIM ? 'mean' : 'none';
@@ -160,14 +194,20 @@ export async function computeEmbeddings(o: ComputeOptions): Promise<EmbeddingSet
   const geometry = inputGeometry(loaded.summary.name, loaded.summary.inputShape, { purpose: 'embed' });
   const normalization = o.normalization ?? loaded.summary.normalization ?? 'zeroOne';
   const layer = o.layer ?? defaultEmbeddingLayer(loaded);
-  const run = layerFunction(loaded, layer);
+  const onnx = loaded.onnx;
+  const run = onnx ? undefined : layerFunction(loaded, layer);
   let featureShape = layerFeatureShape(loaded, layer);
-  if (!featureShape) {
+  if (onnx && !featureShape) {
+    const [v] = await onnx.values({ data: new Float32Array(geometry.height * geometry.width * geometry.channels), dims: [1, geometry.height, geometry.width, geometry.channels] }, [onnx.valueOf(layer)]);
+    featureShape = viewShape(v.dims).shape;
+  }
+  if (run && !featureShape) {
     // Shapes the layer table leaves open: run one blank image to see.
     const probe = tf.tidy(() => run(tf.zeros(batchShape(geometry, 1))));
     featureShape = probe.shape.slice(1);
     probe.dispose();
   }
+  if (!featureShape) throw new EngineError('internal', `${loaded.summary.name}: the output shape of ${layer} is unknown.`);
   const pooling = poolingFor(featureShape);
   const dim = pooling === 'mean' ? featureShape[featureShape.length - 1] : featureShape.reduce((a, b) => a * b, 1);
   const key: EmbeddingKey = { layer, normalization, imageSize: [geometry.height, geometry.width], pooling };
@@ -235,9 +275,14 @@ export async function computeEmbeddings(o: ComputeOptions): Promise<EmbeddingSet
     if (decoded.length > 0) {
       const data = new Float32Array(decoded.length * pixels);
       decoded.forEach((d, j) => data.set(d.data, j * pixels));
-      const out = tf.tidy(() => toRows(run(tf.tensor(data, batchShape(geometry, decoded.length))), pooling));
-      const values = (await out.data()) as Float32Array;
-      out.dispose();
+      let values: Float32Array;
+      if (onnx) {
+        values = onnxRows((await onnx.values({ data, dims: [decoded.length, geometry.height, geometry.width, geometry.channels] }, [onnx.valueOf(layer)]))[0], pooling);
+      } else {
+        const out = tf.tidy(() => toRows(run!(tf.tensor(data, batchShape(geometry, decoded.length))), pooling));
+        values = (await out.data()) as Float32Array;
+        out.dispose();
+      }
       decoded.forEach((d, j) => (rows[d.index] = values.slice(j * dim, (j + 1) * dim)));
       computed += decoded.length;
     }

@@ -124,21 +124,40 @@ export function adviseOn(loaded: LoadedModel, set: HeldSet, o: { seed: number; l
   const advice = adviseFreeze(Math.min(...counts), similarity);
   const layer = set.summary.layer;
   let planUpTo: string | null = null;
+  if (loaded.onnx) {
+    // An ONNX backbone runs in ONNX Runtime, which cannot train: a new head is the one choice, and there is no plan to write.
+    if (advice.recommendation !== 'freeze-all') {
+      advice.reasons.push(`${loaded.summary.name} is an ONNX model: Layer Lens trains only a new head on its frozen backbone (ONNX Runtime has no training), so the advice above can be followed only with the model in a trainable format (TF.js or Keras).`);
+    }
+    return { ...adviceReport(loaded, set, o, probe, similarity, counts, advice), plan: [], planUpTo: null };
+  }
   if (advice.recommendation === 'freeze-all') planUpTo = layer;
   else if (advice.recommendation === 'freeze-early') planUpTo = earlyBlockEnd(loaded, layer);
   const plan = planUpTo ? freezeUpTo(loaded.summary.layers, planUpTo) : [];
+  return { ...adviceReport(loaded, set, o, probe, similarity, counts, advice), plan, planUpTo };
+}
+
+function adviceReport(
+  loaded: LoadedModel,
+  set: HeldSet,
+  o: { seed: number; learningRate: number },
+  probe: ReturnType<typeof linearProbe>,
+  similarity: number,
+  counts: number[],
+  advice: ReturnType<typeof adviseFreeze>,
+): Omit<AdvisorReport, 'plan' | 'planUpTo'> {
+  const classes = set.classes!;
+  const k = classes.length;
   return {
     modelPath: loaded.files.modelJsonPath,
     datasetDir: set.summary.datasetDir,
-    layer,
+    layer: set.summary.layer,
     classes: classes.map((name, c) => ({ name, images: counts[c] })),
     probe: { ...probe, seed: o.seed },
     similarity,
     silhouette: silhouette(set.vectors, set.dim, set.labels, k, o.seed),
     varianceRatio: varianceRatio(set.vectors, set.dim, set.labels, k),
     advice,
-    plan,
-    planUpTo,
     learningRate: { recipe: o.learningRate, suggested: Number((o.learningRate * advice.learningRateFactor).toPrecision(3)) },
     embeddings: { computed: set.summary.computed, reused: set.summary.reused, cacheDir: set.summary.cacheDir },
   };

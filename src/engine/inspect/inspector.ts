@@ -21,6 +21,7 @@ import { outputImage, outputKind } from './outputs';
 import { computeGradCam } from './gradCam';
 import { tfjsLane, type Lane } from '../lane';
 import { inputGeometry } from '../inputGeometry';
+import { nodeValue, onnxLayerInfos, runAllNodes, scoreCam, toEngineLayout, type OnnxRun } from '../onnx/inspect';
 
 export interface InspectOptions {
   /** How many predictions to return (default 5). */
@@ -33,6 +34,8 @@ interface State {
   loaded: LoadedModel;
   input: tf.Tensor;
   acts: Activations;
+  /** ONNX models: the run's node outputs (acts is then empty). */
+  onnx?: OnnxRun;
   result: InspectResult;
 }
 
@@ -102,6 +105,7 @@ export class Inspector {
 
   private async run(loaded: LoadedModel, image: DecodedImage, imagePath: string, normalization: Normalization, options: InspectOptions): Promise<InspectResult> {
     const key = path.resolve(loaded.summary.modelPath);
+    if (loaded.onnx) return this.runOnnx(loaded, image, imagePath, normalization, options);
     const inputs = loaded.layers?.inputs.length ?? loaded.graph?.inputs.length ?? 1;
     if (inputs !== 1) throw new EngineError('bad-input', `${loaded.summary.name} takes ${inputs} inputs; inspecting with an image needs a model with one image input.`);
     const geo = inputGeometry(loaded.summary.name, loaded.summary.inputShape, { purpose: 'inspect', image: image.original ?? image });
@@ -163,6 +167,52 @@ export class Inspector {
     }
   }
 
+  /** The same inspection for an ONNX model: ONNX Runtime computes, tf only prepares the image. */
+  private async runOnnx(loaded: LoadedModel, image: DecodedImage, imagePath: string, normalization: Normalization, options: InspectOptions): Promise<InspectResult> {
+    const model = loaded.onnx!;
+    const key = path.resolve(loaded.summary.modelPath);
+    const geo = inputGeometry(loaded.summary.name, loaded.summary.inputShape, { purpose: 'inspect', image });
+    this.drop(key);
+    const start = performance.now();
+    const pixels = resizeToTensor(image, geo.height, geo.width);
+    let seen: DecodedImage;
+    let data: Float32Array;
+    try {
+      seen = image.width === geo.width && image.height === geo.height ? image : { width: geo.width, height: geo.height, data: pixelsToBytes(pixels.dataSync()) };
+      const x = tf.tidy(() => normalizePixels(pixels, normalization, geo.channels));
+      data = x.dataSync() as Float32Array;
+      x.dispose();
+    } finally {
+      pixels.dispose();
+    }
+    const run = await runAllNodes(model, { data, dims: [1, geo.height, geo.width, geo.channels] });
+    const layers = onnxLayerInfos(model, loaded.summary.layers, run);
+    const out = tf.tensor(run.output.data, run.output.dims);
+    let top: Awaited<ReturnType<typeof topPredictions>>;
+    try {
+      top = await topPredictions(out, loaded.summary.labels, options.topK ?? 5);
+    } finally {
+      out.dispose();
+    }
+    const notes: string[] = [];
+    if (!loaded.summary.labels) notes.push('The model has no labels (no labels.txt or metadata.json next to it, no "labels" in its metadata_props); classes are shown by index.');
+    if (run.values.size === 0) notes.push(`${loaded.summary.name}'s node outputs for one image exceed the memory budget, so each node's maps are computed again when you select it.`);
+    const result: InspectResult = {
+      imagePath,
+      input: { width: seen.width, height: seen.height, rgb: seen.data },
+      inputShape: loaded.summary.inputShape,
+      normalization,
+      layers,
+      predictions: top.predictions,
+      probabilities: top.probabilities,
+      ms: Math.round(performance.now() - start),
+      ...(notes.length > 0 ? { notes } : {}),
+    };
+    const none = tf.scalar(0);
+    this.states.set(key, { loaded, input: tf.scalar(0), acts: { byPath: new Map(), output: none, outputs: [none], owned: [none] }, onnx: run, result });
+    return result;
+  }
+
   private state(modelPath: string): State {
     const s = this.states.get(path.resolve(modelPath));
     if (!s) throw new EngineError('bad-input', `${shownModel(modelPath)} has not been inspected with an image yet; pick an image first.`);
@@ -181,10 +231,27 @@ export class Inspector {
   layerMaps(modelPath: string, layerPath: string, maxSize: number): Promise<LayerMaps> {
     return this.serial(() => {
       const s = this.state(modelPath);
+      if (s.onnx && s.loaded.onnx) return this.onnxMaps(s.loaded.onnx, s.onnx, layerPath, maxSize);
       const t = s.acts.byPath.get(layerPath);
       if (!t) throw new EngineError('bad-input', `${s.loaded.summary.name} has no layer "${layerPath}".`);
       return quantiseLayer(layerPath, t, maxSize);
     });
+  }
+
+  private async onnxMaps(model: NonNullable<LoadedModel['onnx']>, run: OnnxRun, layerPath: string, maxSize: number): Promise<LayerMaps> {
+    const t = toEngineLayout(await nodeValue(model, run, layerPath));
+    try {
+      return await quantiseLayer(layerPath, t, maxSize);
+    } finally {
+      t.dispose();
+    }
+  }
+
+  /** ONNX models: a node's output for the last image, in the engine's layout ([1, h, w, c] or [1, n]). Caller disposes. */
+  async onnxActivation(modelPath: string, layerPath: string): Promise<tf.Tensor | undefined> {
+    const s = this.states.get(path.resolve(modelPath));
+    if (!s?.onnx || !s.loaded.onnx) return undefined;
+    return toEngineLayout(await nodeValue(s.loaded.onnx, s.onnx, layerPath));
   }
 
   /**
@@ -198,6 +265,9 @@ export class Inspector {
   gradCam(modelPath: string, layerPath: string, classIndex: number): Promise<GradCamResult> {
     return this.serial(async () => {
       const s = this.state(modelPath);
+      if (s.onnx && s.loaded.onnx) {
+        return scoreCam(s.loaded.onnx, s.onnx, layerPath, classIndex, s.loaded.summary.labels?.[classIndex] ?? `class ${classIndex}`, s.result.input.height, s.result.input.width);
+      }
       if (s.loaded.layers && modelDisposed(s.loaded.layers)) {
         throw new EngineError('bad-input', `${s.loaded.summary.name} was reloaded since this image was inspected; inspect the image again for Grad-CAM.`);
       }

@@ -28,7 +28,7 @@ export const limits = {
   maxTensorElements: 2 ** 31 - 1,
 };
 
-export type ModelFormat = 'layers' | 'graph';
+export type ModelFormat = 'layers' | 'graph' | 'onnx';
 
 export interface ModelFiles {
   /** Absolute path of model.json as the user named it. */

@@ -39,11 +39,12 @@ function entryBytes(entry: tfTypes.io.WeightsManifestEntry, elements: number): n
  * file is opened: absolute paths, URLs, `..` segments, then (after realpath)
  * symlinks that point elsewhere.
  */
-export async function resolveInside(folder: string, manifestPath: string, modelJsonName: string): Promise<string> {
+export async function resolveInside(folder: string, manifestPath: string, modelJsonName: string, describe?: (why: string) => string): Promise<string> {
   const refuse = (why: string) =>
     new EngineError(
       'unsafe-path',
-      `weights path "${clip(manifestPath)}" in ${modelJsonName} ${why}; weight files must sit in the model's folder. Move the shard next to model.json and list it by file name.`,
+      describe?.(why) ??
+        `weights path "${clip(manifestPath)}" in ${modelJsonName} ${why}; weight files must sit in the model's folder. Move the shard next to model.json and list it by file name.`,
     );
   if (manifestPath.length === 0 || manifestPath.includes('\0')) throw refuse('is empty or malformed');
   if (/^[a-z][a-z0-9+.-]*:/i.test(manifestPath) && !/^[a-z]:[\\/]/i.test(manifestPath)) throw refuse('is a URL');

@@ -108,12 +108,15 @@ export async function evaluateModel(o: EvaluateOptions): Promise<EvaluateResult>
     const skipped: SkippedFile[] = [];
     const source = new ImageSource(images, { ...geometry, normalization, classCount: labels.length, cache: new InputCache(64 * 1024 * 1024), onBadImage: (s) => skipped.push(s) });
     const predict = (xs: tf.Tensor) => (loaded.layers ? (loaded.layers.predict(xs) as tf.Tensor) : (loaded.graph!.predict(xs) as tf.Tensor));
+    const onnx = loaded.onnx;
     const outcomes: EvaluatedImage[] = [];
     const order = images.map((_, i) => i);
     for await (const b of source.batches(order, o.batchSize ?? 32, o.signal)) {
       try {
+        // An ONNX model runs in ONNX Runtime (asynchronous), before the tidy scope.
+        const ran = onnx ? await onnx.predict({ data: (await b.xs.data()) as Float32Array, dims: b.xs.shape }) : undefined;
         tf.tidy(() => {
-          const out = predict(geometry.rank === 3 ? tf.squeeze(b.xs, [3]) : b.xs);
+          const out = ran ? tf.tensor(ran.data, ran.dims) : predict(geometry.rank === 3 ? tf.squeeze(b.xs, [3]) : b.xs);
           if (out.shape[out.shape.length - 1] !== labels.length) {
             throw new EngineError('bad-input', `${name} has ${out.shape[out.shape.length - 1]} outputs but ${labels.length} labels; its labels do not describe its outputs.`);
           }

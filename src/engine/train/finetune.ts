@@ -99,7 +99,7 @@ export interface FinetuneOptions {
   memoryLimitMB?: number;
 }
 
-function parseSettings(input: FinetuneOptions['settings']): FinetuneSettings {
+export function parseSettings(input: FinetuneOptions['settings']): FinetuneSettings {
   const r = finetuneSchema.safeParse(input);
   if (r.success) return r.data;
   const issues = r.error.issues.map((i) => `${i.path.join('.') || '(settings)'}: ${i.message}`).join('; ');
@@ -114,7 +114,7 @@ export function defaultOutputPath(modelJsonPath: string, name: string, now: Date
 const names: JobNames = { doing: 'Fine-tuning', made: 'fine-tuned' };
 const checkCancel = (signal: AbortSignal | undefined) => checkCancelOf(signal, names);
 
-function monitorFor(settings: FinetuneSettings, hasVal: boolean, warnings: string[]): MonitorName {
+export function monitorFor(settings: FinetuneSettings, hasVal: boolean, warnings: string[]): MonitorName {
   const wanted = settings.earlyStopping?.monitor ?? (hasVal ? 'val_loss' : 'loss');
   if (wanted.startsWith('val_') && !hasVal) {
     const fallback = wanted.slice(4) as MonitorName;

@@ -298,7 +298,7 @@ function uniqueName(model: tf.LayersModel, base: string): string {
 }
 
 /** Glorot-uniform kernel and zero bias from our own seeded stream, whatever tfjs's initialisers draw. */
-function seedDense(dense: tf.layers.Layer, seed: number): void {
+export function seedDense(dense: tf.layers.Layer, seed: number): void {
   const rng = new Rng(deriveSeed(seed, 'head'));
   for (const w of dense.weights) {
     const shape = w.shape as number[];

@@ -47,7 +47,10 @@ export async function openLayersModel(modelJsonPath: string, graphMessage: (mode
   const loaded = await loadModel(modelJsonPath);
   const modelName = rel(loaded.files.modelJsonPath);
   if (!loaded.layers) {
+    const onnx = loaded.onnx !== undefined;
     disposeJob({ loaded });
+    // ONNX fine-tunes go to engine/onnx/finetune.ts; anything else would train the backbone, which ONNX Runtime cannot.
+    if (onnx) throw new EngineError('bad-input', `${modelName} is an ONNX model: its backbone runs in ONNX Runtime, which cannot train it; Layer Lens trains only a new head on an ONNX model (Fine-Tune).`);
     throw new EngineError('bad-input', graphMessage(modelName));
   }
   return { loaded, source: loaded.layers, modelName };
@@ -168,9 +171,28 @@ export async function saveModelFolder(
 ): Promise<string> {
   checkCancel(signal, names);
   const artifacts = await modelArtifacts(model);
+  const need = weightBytes(artifacts).byteLength + 1024 * 1024;
+  return saveResultFolder(plan, (tmp, folder) => writeArtifacts(tmp, artifacts, { extraFiles: files(folder) }), need, signal, names, warn);
+}
+
+/**
+ * saveModelFolder's rules for any result: `write(tmp, folder)` fills the
+ * temporary folder `tmp` that becomes `folder`; `need` is about how many
+ * bytes it writes (for the message when the disk is full).
+ */
+export async function saveResultFolder(
+  plan: OutputPlan,
+  write: (tmp: string, folder: string) => Promise<void>,
+  need: number,
+  signal: AbortSignal | undefined,
+  names: JobNames,
+  warn: (message: string) => void,
+): Promise<string> {
+  checkCancel(signal, names);
   const fill = (folder: string) => async (tmp: string) => {
     checkCancel(signal, names);
-    await writeArtifacts(tmp, artifacts, { extraFiles: files(folder) });
+    await write(tmp, folder);
+    // Last chance to cancel: the move that follows is the commit.
     checkCancel(signal, names);
   };
   let saved: string;
@@ -178,7 +200,6 @@ export async function saveModelFolder(
     saved = await writeFolderAtomic(plan.path, fill(plan.path), { suffix: true });
   } catch (e) {
     if (e instanceof CancelledError || !isUnwritable(e)) throw fsError(e, `Saving the ${names.made} model in ${rel(path.dirname(plan.path))}`);
-    const need = weightBytes(artifacts).byteLength + 1024 * 1024;
     const free = await freeBytes(path.dirname(plan.path));
     const why = `${fsCauseOrMessage(e)}${errnoOf(e) === 'ENOSPC' || errnoOf(e) === 'EDQUOT' ? ` (it needs about ${mb(need)}; ${free === undefined ? 'the free space is unknown' : `${mb(free)} are free`})` : ''}`;
     const fallback = path.join(fallbackRoot(), 'results', path.basename(plan.path));
@@ -230,4 +251,5 @@ export function disposeJob(o: { loaded: LoadedModel; trained?: tf.LayersModel; c
   o.optimizer?.dispose();
   disposeWeights([o.loaded.layers, o.trained], o.created ?? []);
   o.loaded.graph?.dispose();
+  void o.loaded.onnx?.release();
 }

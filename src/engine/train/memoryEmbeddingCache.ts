@@ -90,6 +90,23 @@ export class MemoryEmbeddingCache {
 }
 
 /**
+ * Runs `embed` once: a tfjs function inside tf.tidy, or an asynchronous one
+ * (an ONNX backbone runs in ONNX Runtime, which answers with a promise).
+ */
+async function embedOnce(embed: (xs: tf.Tensor) => tf.Tensor | Promise<tf.Tensor>, xs: tf.Tensor): Promise<tf.Tensor> {
+  let pending: Promise<tf.Tensor> | undefined;
+  const now = tf.tidy(() => {
+    const r = embed(xs);
+    if (r instanceof Promise) {
+      pending = r;
+      return undefined;
+    }
+    return r;
+  });
+  return pending ? await pending : now!;
+}
+
+/**
  * Batches of embeddings for `order` (indices into `source`), in the same
  * batches the images would form: a batch whose embeddings are all cached is
  * read from the cache; otherwise its images are loaded and run through
@@ -103,7 +120,7 @@ export async function* embeddingBatches(
   order: readonly number[],
   batchSize: number,
   cache: MemoryEmbeddingCache,
-  embed: (xs: tf.Tensor) => tf.Tensor,
+  embed: (xs: tf.Tensor) => tf.Tensor | Promise<tf.Tensor>,
   classCount: number,
   cachedBatchSize = batchSize,
 ): AsyncGenerator<Batch> {
@@ -119,7 +136,7 @@ export async function* embeddingBatches(
     if (!images) continue;
     let features: tf.Tensor;
     try {
-      features = tf.tidy(() => embed(images.xs));
+      features = await embedOnce(embed, images.xs);
     } catch (e) {
       images.ys.dispose();
       throw e;

@@ -304,8 +304,10 @@ export class InspectorPanel implements vscode.Disposable {
   }
 }
 
+/** As the Models view names the model: a model.json by its folder, a Keras or ONNX file by its own name. */
 function title(uri: vscode.Uri): string {
-  return `Layer Lens: ${path.basename(path.dirname(uri.fsPath))}`;
+  const file = path.basename(uri.fsPath);
+  return `Layer Lens: ${file === 'model.json' ? path.basename(path.dirname(uri.fsPath)) : file}`;
 }
 
 function escapeHtml(s: string): string {
