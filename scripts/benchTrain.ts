@@ -37,7 +37,6 @@
  *                   each thread's CPU time is read too: the busiest thread's
  *                   bounds the speed on free cores (printed as an estimate)
  */
-import { spawnSync } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -49,6 +48,7 @@ import { trainLoop, type Batch, type Trainable, type TrainData } from '../src/en
 import { ParallelStepRunner } from '../src/engine/train/parallel';
 import { trainingStep } from '../src/engine/train/step';
 import { statisticsOf } from '../src/engine/train/replica';
+import { runTorch, torchScript, torchVersion, type TorchResult } from './torchPeer';
 
 const BATCH = 32;
 const SIZE = 64;
@@ -317,59 +317,6 @@ async function profileStep(label: string, replacements: boolean | readonly strin
   }
 }
 
-/**
- * Runs the torch script unchanged, with its clock observed: the wrapper
- * records the process CPU time at each time.perf_counter() call, so the timed
- * section's CPU time (the last two calls: start and end of the 3 timed
- * epochs) is reported next to the script's own wall-clock figure.
- */
-const TORCH_WRAPPER = `
-import runpy, sys, time
-marks = []
-wall_clock = time.perf_counter
-def observed():
-    marks.append(time.process_time())
-    return wall_clock()
-time.perf_counter = observed
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name='__main__')
-print(f"cpu_images_per_s={3 * int(sys.argv[2]) / (marks[-1] - marks[-2]):.1f}")
-`;
-
-interface TorchResult {
-  wall: number;
-  cpu: number;
-}
-
-/** The PyTorch peer's images/s, or undefined (with the reason printed). */
-function runTorch(script: string, images: number, threads = 1): TorchResult | undefined {
-  const run = spawnSync('/usr/bin/python3', ['-c', TORCH_WRAPPER, script, String(threads), String(images)], { encoding: 'utf8' });
-  if (run.error || run.status !== 0) {
-    if (/No module named 'torch'/.test(run.stderr ?? '')) {
-      console.log('PyTorch is not installed; to compare with it: apt-get update && apt-get install -y python3-torch (as root)');
-    } else {
-      const why = run.error ? run.error.message : (run.stderr ?? '').trim().split('\n').pop();
-      console.log(`the torch benchmark failed: ${why}`);
-    }
-    return undefined;
-  }
-  const wall = /images_per_s=([\d.]+)/.exec(run.stdout);
-  const cpu = /cpu_images_per_s=([\d.]+)/.exec(run.stdout);
-  if (!wall || !cpu) {
-    console.log(`the torch benchmark printed no images_per_s: ${run.stdout.trim()}`);
-    return undefined;
-  }
-  return { wall: Number(wall[1]), cpu: Number(cpu[1]) };
-}
-
-function torchScript(): string | undefined {
-  // The repo is checked out next to the shared folder: <root>/main, <root>/shared.
-  const script = path.resolve(__dirname, '..', '..', 'shared', 'bench', 'torch_small_cnn.py');
-  if (fs.existsSync(script)) return script;
-  console.log(`\n--torch: ${script} not found (expected ../shared/bench/torch_small_cnn.py relative to the repo); skipped`);
-  return undefined;
-}
-
 const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
 
 function printRatios(what: string, ours: Result[], torch: TorchResult[]): void {
@@ -470,11 +417,6 @@ async function compareThreads(counts: number[], images: number, withTorch: boole
         `${(mean(busiest) / mean(base.map((x) => x.cpu))).toFixed(2)}x one thread's images per CPU-second (an estimate; the wall clock above is the measurement)`);
     }
   }
-}
-
-function torchVersion(): string | undefined {
-  const run = spawnSync('/usr/bin/python3', ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' });
-  return run.status === 0 ? run.stdout.trim() : undefined;
 }
 
 async function main(): Promise<void> {
