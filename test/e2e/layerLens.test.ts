@@ -19,7 +19,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs/promises';
 import { describe } from 'node:test';
 import { TIMEOUT, waitUntil } from './util';
-import { pickQuickItem, quickInput, quickInputBox, runCommand, saveWorkbenchState, waitForWorkbench } from './workbench';
+import { answerFolderDialog, pickQuickItem, runCommand, saveWorkbenchState, waitForWorkbench } from './workbench';
 import { FINETUNE_RECIPE } from './workspace';
 import { SLOW, TINY, TINY_TOTAL, TINY_TRAINABLE, fmt, escapeRegExp, sharedSession, modelsPane, treeRow, rowDescription, showModelsView, expand, collapse, childLabels, treeCheckbox, waitForTreeCheckbox, inspectorFrame, text, waitForText, countsText, waitForCounts, inspectorLayers, inspectorRow, inspectorFrozen, waitForInspectorFrozen, assertGridDrawn, assertPredictions, runModelCommand, runCommandForActiveModel, readRecipeFile, readmeScreenshot, assertCleanConsole } from './scenarios';
 
@@ -189,13 +189,16 @@ describe('Layer Lens in VS Code, light theme: Models view, inspector, freezing, 
   scenario('8. the Latent tab maps a folder; a click on a point shows its image in the panel without splitting the editor, and a narrow panel keeps its layout', async ({ session, page, ws }) => {
     const frame = await inspectorFrame(page);
     await frame.locator('#tab-latent').click();
-    await frame.locator('.latent-bar vscode-button', { hasText: 'Choose Folder…' }).first().click();
-    // VS Code's folder dialog (a quick input in code-server): the dataset's path, then Enter until it accepts.
-    await quickInputBox(page).waitFor({ state: 'visible', timeout: SLOW });
-    await quickInputBox(page).fill(ws.dataset);
-    for (let i = 0; i < 3 && (await quickInput(page).isVisible()); i++) {
-      await page.keyboard.press('Enter');
-      await quickInput(page).waitFor({ state: 'hidden', timeout: 3_000 }).catch(() => undefined);
+    // VS Code's folder dialog (a quick input in code-server), answered with the dataset. Under load
+    // that dialog now and then accepts the folder it started in instead of the typed one (its value
+    // is applied asynchronously); the tab then names that folder, and the dialog is answered again.
+    const folder = frame.locator('.latent-bar .latent-folder');
+    for (let attempt = 1; ; attempt++) {
+      await frame.locator('.latent-bar vscode-button', { hasText: 'Choose Folder…' }).first().click();
+      await answerFolderDialog(page, ws.dataset, { timeout: SLOW });
+      const named = await waitUntil('the Latent tab to name the dataset', async () => ((await folder.getAttribute('title')) === ws.dataset ? true : undefined), 10_000).catch(() => false);
+      if (named) break;
+      assert.ok(attempt < 3, `the folder dialog gave ${await folder.getAttribute('title')}, not ${ws.dataset}, three times`);
     }
     // The map draws a point per image; find one on the canvas and click it.
     interface PlotCanvas {
@@ -205,8 +208,11 @@ describe('Layer Lens in VS Code, light theme: Models view, inspector, freezing, 
       getContext(kind: '2d'): { getImageData(x: number, y: number, w: number, h: number): { data: ArrayLike<number> } } | null;
     }
     const canvas = frame.locator('canvas.latent-canvas');
-    const point = await waitUntil('the latent map to draw its points', async () =>
-      canvas.evaluate((c: PlotCanvas) => {
+    const drawn = await waitUntil('the latent map to draw its points', async () => {
+      // An error in the status ends the wait with its words, not a timeout.
+      const error = frame.locator('.latent-status .error');
+      if ((await error.count()) > 0) return { error: (await error.first().textContent()) ?? '' };
+      return canvas.evaluate((c: PlotCanvas) => {
         const ctx = c.getContext('2d');
         if (!ctx || c.width < 50) return undefined;
         // No helper functions in here: the page has none of the bundler's helpers (__name).
@@ -220,7 +226,10 @@ describe('Layer Lens in VS Code, light theme: Models view, inspector, freezing, 
           }
         }
         return undefined;
-      }), SLOW);
+      });
+    }, SLOW);
+    if ('error' in drawn) assert.fail(`the Latent tab says: ${drawn.error}`);
+    const point = drawn;
     const groupsBefore = await page.locator('.editor-group-container').count();
     await canvas.click({ position: point });
     const preview = frame.locator('.image-preview');

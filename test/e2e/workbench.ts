@@ -192,6 +192,44 @@ export async function pickQuickItem(page: Page, label: string, options: UiOption
   await chooseQuickPickOrThrow(page, options.filter ?? label, label, timeout, `quick pick item "${label}"`);
 }
 
+/**
+ * Answers VS Code's own folder dialog (code-server's simple dialog, a quick
+ * input) with `dir`. The dialog rewrites its value as it lists folders and
+ * ignores Enter while busy, so Enter is pressed only when the value is `dir`
+ * and the dialog is idle, again until it closes (the first Enter may only
+ * open the folder).
+ */
+export async function answerFolderDialog(page: Page, dir: string, options: UiOptions = {}): Promise<void> {
+  const timeout = options.timeout ?? TIMEOUT.ui;
+  const deadline = Date.now() + timeout;
+  await quickInputBox(page).waitFor({ state: 'visible', timeout });
+  const busy = page.locator('.quick-input-widget .monaco-progress-container.active');
+  const same = (v: string) => v.replace(/[\\/]+$/, '') === dir.replace(/[\\/]+$/, '');
+  await quickInputBox(page).fill(dir);
+  while (await quickInput(page).isVisible()) {
+    if (Date.now() > deadline) {
+      const value = await quickInputBox(page).inputValue().catch(() => '?');
+      throw new Error(`the folder dialog did not accept ${dir} (its value: ${value})`);
+    }
+    const value = await quickInputBox(page).inputValue().catch(() => undefined);
+    if (value === undefined) break;
+    if (!same(value)) {
+      await quickInputBox(page).fill(dir);
+      await page.waitForTimeout(300);
+      continue;
+    }
+    if ((await busy.count()) > 0 && (await busy.first().isVisible())) {
+      await page.waitForTimeout(200);
+      continue;
+    }
+    // Give the dialog a moment to apply the value (it lists the folder asynchronously), then check again.
+    await page.waitForTimeout(500);
+    if (!same((await quickInputBox(page).inputValue().catch(() => '')) ?? '')) continue;
+    await quickInputBox(page).press('Enter');
+    await quickInput(page).waitFor({ state: 'hidden', timeout: 3_000 }).catch(() => undefined);
+  }
+}
+
 /** Answers an input box (showInputBox) that is open: types `text` and presses Enter. */
 export async function answerInputBox(page: Page, text: string, options: UiOptions = {}): Promise<void> {
   const timeout = options.timeout ?? TIMEOUT.ui;
