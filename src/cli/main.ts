@@ -65,6 +65,7 @@ export function formatSummaryTable(s: ModelSummary): string {
         (o.constantNodes > 0 ? `; ${o.constantNodes} node${o.constantNodes === 1 ? '' : 's'} computing constants not listed` : ''),
     );
   }
+  if (s.graphInput) lines.push(`Graph input ${formatShape(s.graphInput.shape)}: ${s.graphInput.note}`);
   for (const w of s.warnings) lines.push(`Warning: ${w}`);
   return lines.join('\n');
 }

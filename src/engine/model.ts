@@ -14,6 +14,7 @@ import { isNormalization, type LayerRow, type ModelOutput, type ModelSummary, ty
 import { buildGuarded, disposeCreated, registeredClasses, type BuildHooks } from './io/buildGuard';
 import { normalizeFusedOps } from './io/graphFusion';
 import { graphOutputs, graphParams, graphRows, graphShape } from './graphSummary';
+import { adaptGraphInput, channelsLast, isChannelsFirst } from './graphInput';
 import { detectInputPreprocessing } from './inputPreprocessing';
 import { checkLayerConfigs, checkOutputShapes } from './io/geometry';
 import { readRegularFile } from './io/safeRead';
@@ -282,11 +283,14 @@ export async function loadModel(modelJsonPath: string): Promise<LoadedModel> {
       throw new EngineError('not-a-model', `${shown}: the graph model could not be built (${libraryReason(e)}).`);
     }
     const outputs = graphOutputs(graph, layers);
+    const declared = graphShape(graph.inputs[0]?.shape);
+    // After the table's zero run, which feeds the declared shape itself.
+    const adapted = adaptGraphInput(graph);
     const summary: ModelSummary = {
       modelPath: files.modelJsonPath,
       name: modelName(files.modelJsonPath),
       format: 'graph',
-      inputShape: graphShape(graph.inputs[0]?.shape),
+      inputShape: isChannelsFirst(declared) ? channelsLast(declared) : declared,
       outputShape: outputs[0]?.shape ?? [],
       outputs,
       layers: markOutputs(layers, outputs),
@@ -295,6 +299,7 @@ export async function loadModel(modelJsonPath: string): Promise<LoadedModel> {
       ...meta,
       warnings: files.warnings,
       loadMs: Math.round(performance.now() - start),
+      ...(adapted ? { graphInput: { shape: declared, note: adapted } } : {}),
     };
     return { files, summary, graph };
   }

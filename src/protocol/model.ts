@@ -95,6 +95,11 @@ export interface ModelSummary {
   loadMs: number;
   /** ONNX models: what the file says about itself. */
   onnx?: OnnxInfo;
+  /**
+   * Graph models whose input is not [batch, height, width, channels] of any
+   * batch: the input as declared and how images are fed to it, in words.
+   */
+  graphInput?: { shape: Shape; note: string };
 }
 
 export interface OnnxInfo {

@@ -13,7 +13,8 @@ import { after, before, describe, it } from 'node:test';
 import { disposeModel, loadModel } from '../../src/engine/model';
 import { readModelFiles } from '../../src/engine/io/modelFiles';
 import { normalizeFusedOps } from '../../src/engine/io/graphFusion';
-import { writeAutoencoderGraph, writeFusedOddities, writeFusedTanh } from '../fixtures/graphs';
+import { writeAutoencoderGraph, writeChannelsFirstGraph, writeFusedOddities, writeFusedTanh } from '../fixtures/graphs';
+import { computeEmbeddings } from '../../src/engine/embed/compute';
 import { fixture } from '../fixtures/models';
 import { maxAbsDiff, setup } from './helpers';
 import { readImageFile, toInputTensor } from '../../src/engine/image';
@@ -135,6 +136,64 @@ describe('graph models from current converters', () => {
     assert.equal(row('functional_1/up_sampling2d_1/resize').params, 0);
     assert.equal(row('functional_1/conv2d_1/Relu').params, 3 * 3 * 8 + 8);
     assert.equal(s.totalParams, 3 * 3 * 8 + 8 + 3 * 3 * 8 + 8 + 3 * 3 * 8 + 1);
+    disposeModel(loaded);
+  });
+});
+
+describe('graph models converted from PyTorch through ONNX (channels-first input, batch fixed at 1)', () => {
+  const dir = (n: string) => path.join(tmp, n);
+  before(async () => {
+    await setup();
+    writeChannelsFirstGraph(dir('nchw'));
+    writeChannelsFirstGraph(dir('nhwc'), true);
+  });
+
+  it('shows the input as images are fed and says how they reach the declared one', async () => {
+    const loaded = await loadModel(path.join(dir('nchw'), 'model.json'));
+    assert.deepEqual(loaded.summary.inputShape, [1, 8, 8, 3]);
+    assert.deepEqual(loaded.summary.graphInput?.shape, [1, 3, 8, 8]);
+    assert.match(loaded.summary.graphInput!.note, /channels-first .*transposed.*batch size fixed at 1/);
+    disposeModel(loaded);
+    const plain = await loadModel(path.join(dir('nhwc'), 'model.json'));
+    assert.equal(plain.summary.graphInput, undefined);
+    disposeModel(plain);
+  });
+
+  it('runs a batch of 3 [n, h, w, c] images with the outputs of the same weights as a TensorFlow graph (1e-5), without leaking', async () => {
+    const x = seeded(3 * 8 * 8 * 3);
+    const expected = await cpuReference(path.join(dir('nhwc'), 'model.json'), x, [3, 8, 8, 3]);
+    const loaded = await loadModel(path.join(dir('nchw'), 'model.json'));
+    const xs = tf.tensor(x, [3, 8, 8, 3]);
+    const before = tf.memory().numTensors;
+    const y = loaded.graph!.predict(xs) as tf.Tensor;
+    assert.deepEqual(y.shape, [3, 3]);
+    assert.ok(maxAbsDiff(await y.data(), expected) < 1e-5, `max diff ${maxAbsDiff(await y.data(), expected)}`);
+    const z = (await loaded.graph!.executeAsync(xs)) as tf.Tensor;
+    assert.ok(maxAbsDiff(await z.data(), expected) < 1e-5);
+    y.dispose();
+    z.dispose();
+    assert.equal(tf.memory().numTensors, before);
+    xs.dispose();
+    disposeModel(loaded);
+  });
+
+  it('inspects an image (it was refused as "8-channel input") and embeds a folder', async () => {
+    const loaded = await loadModel(path.join(dir('nchw'), 'model.json'));
+    const image = await readImageFile(fixture('images', 'rgb.png'));
+    const inspector = new Inspector();
+    const r = await inspector.inspectImage(loaded, image, 'rgb.png', 'zeroOne');
+    assert.equal(r.predictions.length, 3);
+    const x = tf.tidy(() => toInputTensor(image, 8, 8, 'zeroOne', 3).dataSync() as Float32Array);
+    const expected = await cpuReference(path.join(dir('nhwc'), 'model.json'), x, [1, 8, 8, 3]);
+    const top = expected.indexOf(Math.max(...expected));
+    assert.equal(r.predictions[0].index, top);
+    inspector.dispose();
+    const images = path.join(tmp, 'images');
+    fs.mkdirSync(images, { recursive: true });
+    for (const n of ['rgb.png', 'photo.jpg']) fs.copyFileSync(fixture('images', n), path.join(images, n));
+    const e = await computeEmbeddings({ loaded, datasetDir: images, write: false });
+    assert.equal(e.images.length, 2);
+    assert.equal(e.vectors.length, 2 * e.dim);
     disposeModel(loaded);
   });
 });
