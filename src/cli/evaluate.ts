@@ -27,10 +27,11 @@ export async function evaluateCommand(args: string[], ctx: CliContext): Promise<
   const [modelJsonPath, datasetDir] = positionals.map((p) => path.resolve(p));
   const r = await evaluateModel({ modelJsonPath, datasetDir, ...(split ? { split } : {}), ...(validationFraction !== undefined ? { validationFraction } : {}), ...(seed !== undefined ? { seed } : {}) });
   if (values.json) {
-    ctx.out(JSON.stringify({ splitFrom: r.splitFrom, validationFraction: r.validationFraction, seed: r.seed, normalization: r.normalization, ...r.evaluation, skipped: r.skipped }, null, 2));
+    ctx.out(JSON.stringify({ splitFrom: r.splitFrom, ...(r.matched ? { matched: r.matched } : {}), validationFraction: r.validationFraction, seed: r.seed, normalization: r.normalization, ...r.evaluation, skipped: r.skipped }, null, 2));
     return 0;
   }
   ctx.out(`${path.relative(process.cwd(), modelJsonPath) || modelJsonPath} on ${r.evaluation.images.length} images of ${path.relative(process.cwd(), datasetDir) || datasetDir}: ${r.splitFrom}; preprocessing ${r.normalization}`);
+  if (r.matched) ctx.out(`Note: ${r.matched}`);
   for (const s of r.skipped) ctx.out(`Skipped ${s.file}: it ${s.detail}`);
   for (const line of formatEvaluationTable(r.evaluation)) ctx.out(line);
   return 0;

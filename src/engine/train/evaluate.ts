@@ -17,6 +17,7 @@ import type { Normalization } from '../../protocol/model';
 import { evaluationOf, type EvaluatedImage, type Evaluation, type SkippedFile } from '../../protocol/train';
 import { ImageSource, InputCache, scanDataset, splitDataset } from './dataset';
 import { rowPredictions } from './loop';
+import { looseList, matchClasses } from './classNames';
 
 export interface EvaluateOptions {
   modelJsonPath: string;
@@ -34,6 +35,8 @@ export interface EvaluateResult {
   evaluation: Evaluation;
   /** Where the split's settings came from, in words. */
   splitFrom: string;
+  /** Class folders matched to labels loosely (case, spaces, _ and -), in words, if any were. */
+  matched?: string;
   validationFraction: number;
   seed: number;
   normalization: Normalization;
@@ -90,7 +93,7 @@ export async function evaluateModel(o: EvaluateOptions): Promise<EvaluateResult>
             : `the default split (validation ${validationFraction}, seed ${seed}; the model's metadata.json does not name one)`;
 
     const scan = await scanDataset(o.datasetDir, { signal: o.signal });
-    const map = scan.classes.map((c) => labels.indexOf(c));
+    const { map, loose } = matchClasses(scan.classes, labels);
     const unknown = scan.classes.filter((_, i) => map[i] < 0);
     if (unknown.length > 0) {
       throw new EngineError(
@@ -128,7 +131,8 @@ export async function evaluateModel(o: EvaluateOptions): Promise<EvaluateResult>
         b.ys.dispose();
       }
     }
-    return { evaluation: evaluationOf(split, labels, outcomes), splitFrom, validationFraction, seed, normalization, skipped };
+    const matched = loose.length > 0 ? `class folders matched to labels ignoring case, spaces, _ and -: ${looseList(loose)}` : undefined;
+    return { evaluation: evaluationOf(split, labels, outcomes), splitFrom, ...(matched ? { matched } : {}), validationFraction, seed, normalization, skipped };
   } finally {
     disposeModel(loaded);
   }

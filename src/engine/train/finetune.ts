@@ -33,6 +33,7 @@ import { MemoryEmbeddingCache, embeddingBatches } from './memoryEmbeddingCache';
 import { openDiskEmbeddings } from '../embed/diskEmbeddingCache';
 import { applyFreezePlan } from './freeze';
 import { planHead, type HeadPlan } from './head';
+import { matchClasses } from './classNames';
 import { backendName, checkCancel as checkCancelOf, disposeJob, endProgress, jobMetadata, openLayersModel, outputFolder, relativeTo, saveModelFolder, siblingOutputPath, trainingNormalization, trainWithProgress, validationEvaluation, type JobNames } from './job';
 import type { Batch, Trainable, TrainData } from './loop';
 import { ParallelStepRunner } from './parallel';
@@ -147,7 +148,7 @@ async function* plain(batches: AsyncIterable<ImageBatch>): AsyncGenerator<Batch>
 
 /** Re-labels images to the output order of a kept head (the model's label order). */
 function relabel(images: DatasetImage[], classes: string[], labels: string[]): DatasetImage[] {
-  const map = classes.map((c) => labels.indexOf(c));
+  const { map } = matchClasses(classes, labels);
   return images.map((im) => ({ ...im, label: map[im.label] }));
 }
 
@@ -193,7 +194,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
       // As Teachable Machine: no augmentation, so that the backbone's outputs are computed once.
       const augmented = augmentationEnabled(settings.augment);
       if (augmented) settings = { ...settings, augment: Object.fromEntries(Object.entries(settings.augment).map(([k, v]) => [k, { ...v, enabled: false }])) as FinetuneSettings['augment'] };
-      warnings.push(`${modelName} is a Teachable Machine export and its recipe freezes no layer: training a new head on its frozen backbone, as Teachable Machine does${augmented ? ', without augmentation' : ''} (fast: the backbone's outputs are computed once). To train every layer, choose "Every layer" in Fine-Tune or run layer-lens finetune --freeze none; --freeze backbone keeps the backbone frozen with the recipe's augmentation.`);
+      warnings.push(`${modelName} is a Teachable Machine export and its recipe freezes no layer: training ${plan.replaced ? 'a new head' : 'its head'} on its frozen backbone, as Teachable Machine does${augmented ? ', without augmentation' : ''} (fast: the backbone's outputs are computed once). To train every layer, choose "Every layer" in Fine-Tune or run layer-lens finetune --freeze none; --freeze backbone keeps the backbone frozen with the recipe's augmentation.`);
     }
     const freeze = applyFreezePlan(model, wanted);
     if (freeze.unknown.length > 0) {

@@ -25,6 +25,7 @@ import * as tf from '@tensorflow/tfjs';
 import { EngineError } from '../errors';
 import { Rng } from '../random';
 import { deriveSeed } from './dataset';
+import { looseList, matchClasses } from './classNames';
 
 /** Layer classes a classification block is made of (after the last feature layer). */
 const HEAD_CLASSES = new Set(['Dense', 'Dropout', 'Activation', 'Softmax', 'ReLU', 'BatchNormalization', 'Flatten']);
@@ -316,8 +317,11 @@ export function seedDense(dense: tf.layers.Layer, seed: number): void {
   }
 }
 
-function sameSet(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === b.length && new Set(a).size === a.length && a.every((x) => b.includes(x));
+/** Whether the classes are the labels, one for one (names matched as in classNames.ts), and which matched loosely. */
+function sameClasses(labels: readonly string[], classes: readonly string[]): { same: boolean; loose: string[] } {
+  if (labels.length !== classes.length || new Set(labels).size !== labels.length) return { same: false, loose: [] };
+  const { map, loose } = matchClasses(classes, labels);
+  return { same: map.every((i) => i >= 0), loose };
 }
 
 export interface HeadOptions {
@@ -346,9 +350,10 @@ export function planHead(source: tf.LayersModel, o: HeadOptions): HeadPlan {
   let reason: string;
   if (o.cutLayer !== undefined) {
     reason = `cutLayer "${o.cutLayer}" set in the recipe`;
-  } else if (o.modelLabels && sameSet(o.modelLabels, o.classes)) {
+  } else if (o.modelLabels && sameClasses(o.modelLabels, o.classes).same) {
     keep = true;
-    reason = `the model's ${units} labels are the dataset's classes`;
+    const { loose } = sameClasses(o.modelLabels, o.classes);
+    reason = `the model's ${units} labels are the dataset's classes${loose.length > 0 ? `; folders matched ignoring case, spaces, _ and -: ${looseList(loose)}` : ''}`;
   } else if (o.modelLabels) {
     reason = `the dataset's classes (${o.classes.join(', ')}) are not the model's labels (${o.modelLabels.join(', ')})`;
   } else if (units === o.classes.length) {
