@@ -14,7 +14,10 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { snakeCase } from '../../src/engine/io/keras';
 import { saveLayersModel } from '../../src/engine/io/save';
-import { loadModel } from '../../src/engine/model';
+import { disposeModel, loadModel } from '../../src/engine/model';
+import { readImageFile } from '../../src/engine/image';
+import { Inspector } from '../../src/engine/inspect/inspector';
+import { fixture } from '../fixtures/models';
 import { defaultOutputPath } from '../../src/engine/train/finetune';
 import { kerasConfig, kerasWeights, writeKerasH5, writeKerasV3, type LayerSpec, type ModelSpec } from '../fixtures/keras';
 import { maxAbsDiff, predict, rejectsWith, setup } from './helpers';
@@ -273,6 +276,17 @@ describe('Keras files', () => {
       ['Conv2D', 'BatchNormalization', 'MaxPooling2D', 'DepthwiseConv2D', 'ReLU', 'PReLU', 'GlobalAveragePooling2D', 'InputLayer'].map(snakeCase),
       ['conv2d', 'batch_normalization', 'max_pooling2d', 'depthwise_conv2d', 're_lu', 'p_re_lu', 'global_average_pooling2d', 'input_layer'],
     );
+  });
+
+  it("an inspection without labels names the .h5 a labels.txt would sit next to, not a model.json", async () => {
+    const loaded = await loadModel(file('cnn.h5'));
+    const inspector = new Inspector();
+    const r = await inspector.inspectImage(loaded, await readImageFile(fixture('images', 'rgb.png')), 'rgb.png', 'zeroOne');
+    const note = r.notes?.find((n) => n.includes('no labels'));
+    assert.match(note!, /next to cnn\.h5\).*A labels\.txt there, one label a line/);
+    assert.doesNotMatch(note!, /model\.json/);
+    inspector.dispose();
+    disposeModel(loaded);
   });
 
   it('layer-lens summary prints the table of a .h5', () => {

@@ -142,7 +142,8 @@ export class Inspector {
       const ms = Math.round(performance.now() - start);
       const notes: string[] = [];
       if (!layers.some((l) => l.kind === 'map')) notes.push(`No layer of ${loaded.summary.name} outputs a feature map [h, w, c], so there are no channel grids to show; the layer statistics and predictions still apply.`);
-      if (!loaded.summary.labels) notes.push('The model has no labels (no metadata.json or labels.txt next to model.json); classes are shown by index.');
+      // Named by its own file: a Keras model is an .h5 or .keras file, not a model.json.
+      if (!loaded.summary.labels) notes.push(`The model has no labels (no metadata.json or labels.txt next to ${path.basename(loaded.summary.modelPath)}); classes are shown by index. A labels.txt there, one label a line in output order, names them.`);
       const result: InspectResult = {
         imagePath,
         input: { width: seen.width, height: seen.height, rgb: seen.data },
@@ -195,7 +196,7 @@ export class Inspector {
       out.dispose();
     }
     const notes: string[] = [];
-    if (!loaded.summary.labels) notes.push('The model has no labels (no labels.txt or metadata.json next to it, no "labels" in its metadata_props); classes are shown by index.');
+    if (!loaded.summary.labels) notes.push(`The model has no labels (no labels.txt or metadata.json next to ${path.basename(loaded.summary.modelPath)}, no "labels" in its metadata_props); classes are shown by index. A labels.txt there, one label a line in output order, names them.`);
     if (run.values.size === 0) notes.push(`${loaded.summary.name}'s node outputs for one image exceed the memory budget, so each node's maps are computed again when you select it.`);
     const result: InspectResult = {
       imagePath,
