@@ -285,6 +285,14 @@ describe('ONNX files that must be refused', () => {
     await rejectsWith(load(writeModel('ext-len', externalModel('w.bin', 7))), 'shard-size', /needs 864 bytes but its external data is 7 bytes/);
   });
 
+  it('a .onnx or its external data that is a Git LFS pointer (a clone without git lfs pull) is named as one, not "damaged" or "truncated"', async () => {
+    const pointer = (size: number) => new TextEncoder().encode(`version https://git-lfs.github.com/spec/v1\noid sha256:${'ab'.repeat(32)}\nsize ${size}\n`);
+    await rejectsWith(load(writeModel('lfs-model', pointer(2397109))), 'not-a-model', /^.*model\.onnx is a Git LFS pointer, not the file itself \(the real file is 2,397,109 bytes\).*git lfs pull/);
+    const ext = writeModel('lfs-ext', externalModel('model.onnx.data'));
+    fs.writeFileSync(at('lfs-ext', 'model.onnx.data'), pointer(864));
+    await rejectsWith(load(ext), 'shard-size', /model\.onnx: external data file model\.onnx\.data is a Git LFS pointer, not the file itself \(the real file is 864 bytes\).*git lfs pull/);
+  });
+
   it('reads only ordinary files: a .onnx or its external data that is a FIFO or a folder is refused, never opened', async () => {
     const mkfifo = (p: string) => spawnSync('mkfifo', [p]).status === 0;
     fs.mkdirSync(at('fifo-model'), { recursive: true });

@@ -20,7 +20,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EngineError } from '../errors';
 import { dataTypeName, decodeModel, elementBytes, int, type OnnxGraph, type OnnxModelProto, type OnnxTensor } from '../onnx/proto';
-import { clipText as clip, limits, rel, type ModelFiles } from './files';
+import { clipText as clip, lfsMessage, lfsPointerSize, limits, rel, type ModelFiles } from './files';
 import { resolveInside } from './modelFiles';
 import { checkRegularFile, readRegularFile, UnreadableFile } from './safeRead';
 
@@ -170,6 +170,9 @@ export async function readOnnxFile(modelPath: string): Promise<OnnxFiles> {
   if (st.size > MAX_ONNX_BYTES) throw tooLarge(st.size);
   const folder = await fs.promises.realpath(path.dirname(await fs.promises.realpath(abs)));
   const bytes = await readRegularFile(abs, { shown, maxBytes: MAX_ONNX_BYTES, tooLarge });
+  // A clone without `git lfs pull` (.onnx is among the first patterns people track with LFS): say so, not "damaged protobuf".
+  const lfs = lfsPointerSize(bytes);
+  if (lfs !== undefined) throw new EngineError('not-a-model', lfsMessage(shown, lfs));
   let model: OnnxModelProto;
   try {
     model = decodeModel(bytes);
@@ -220,6 +223,12 @@ export async function readOnnxFile(modelPath: string): Promise<OnnxFiles> {
     }
     if (size < 0) throw new EngineError('missing-shard', `external data file ${clip(x.location)} is missing next to ${shown} (tensor "${clip(x.tensor.name ?? '')}" is stored there); copy it next to the model.`);
     const length = x.length ?? x.expected;
+    if (x.offset + length > size && size <= 1024) {
+      // Too short: a Git LFS pointer left where the data should be gets its own words, not "truncated".
+      const shownData = `external data file ${clip(x.location)}`;
+      const pointer = lfsPointerSize(await readRegularFile(file, { shown: shownData, maxBytes: 1024 }));
+      if (pointer !== undefined) throw new EngineError('shard-size', `${shown}: ${lfsMessage(shownData, pointer)}`);
+    }
     if (x.offset + length > size) {
       throw new EngineError('shard-size', `${shown}: tensor "${clip(x.tensor.name ?? '')}" is stored at bytes ${x.offset}-${x.offset + length} of ${clip(x.location)}, which has only ${size} bytes (truncated); copy the file again or re-export the model.`);
     }
