@@ -91,3 +91,77 @@ export function adaptGraphInput(graph: tf.GraphModel): string | undefined {
   ].filter(Boolean);
   return `${what.join('; ')}.`;
 }
+
+/** Ops whose output keeps the layout of their first input (elementwise and unary ops). */
+const KEEPS_LAYOUT = new Set([
+  'Abs', 'Add', 'AddV2', 'BiasAdd', 'ClipByValue', 'Elu', 'Exp', 'Identity', 'LeakyRelu', 'Maximum', 'Minimum', 'Mul', 'Neg',
+  'Prelu', 'RealDiv', 'Relu', 'Relu6', 'Rsqrt', 'Selu', 'Sigmoid', 'Softplus', 'Sqrt', 'Square', 'Sub', 'Tanh',
+]);
+
+/**
+ * The nodes of a graph with a channels-first input whose outputs are
+ * channels-first too: onnx-tf transposes to NHWC around each convolution and
+ * pool and back to NCHW after it, and the activations between (Selu, Relu,
+ * bias adds) run on NCHW tensors. Read as [h, w, c] their maps are strips
+ * (a [1, 3, 30, 30] map showed as 30 channels of 3x30), so the inspector and
+ * embeddings transpose these. Followed from the input through Transposes
+ * (by their perm) and the ops in KEEPS_LAYOUT; any other op is taken to be
+ * channels-last, TensorFlow's layout, unless its data_format says NCHW.
+ */
+export function channelsFirstNodes(graph: tf.GraphModel, topology: Record<string, unknown>): Set<string> {
+  const out = new Set<string>();
+  const input = graph.inputs[0];
+  if (graph.inputs.length !== 1 || !input?.shape || !isChannelsFirst(input.shape)) return out;
+  const nodes = Array.isArray(topology['node']) ? (topology['node'] as Record<string, unknown>[]) : [];
+  const byName = new Map<string, Record<string, unknown>>();
+  for (const n of nodes) if (typeof n['name'] === 'string') byName.set(n['name'], n);
+  const inputNode = input.name.replace(/:\d+$/, '');
+  const nodeOf = (ref: unknown) => (typeof ref === 'string' ? ref.replace(/^\^/, '').split(':')[0] : '');
+  const perm = (name: string): string => {
+    const w = graph.weights[name]?.[0];
+    return w && w.dtype === 'int32' && w.size === 4 ? Array.from(w.dataSync()).join(',') : '';
+  };
+  const attrs = (n: Record<string, unknown>) => (n['attr'] ?? {}) as Record<string, { s?: string } | undefined>;
+  /** The node whose layout a node's output takes, or the layout itself. */
+  const rule = (name: string): boolean | string => {
+    const n = byName.get(name);
+    if (!n) return false;
+    const op = typeof n['op'] === 'string' ? n['op'] : '';
+    const refs = Array.isArray(n['input']) ? (n['input'] as unknown[]).map(nodeOf) : [];
+    if (op === 'Transpose') return perm(refs[1] ?? '') === '0,3,1,2';
+    const format = attrs(n)['data_format']?.s;
+    if (typeof format === 'string') return Buffer.from(format, 'base64').toString() === 'NCHW';
+    const first = refs.find((r) => r && byName.get(r)?.['op'] !== 'Const');
+    return KEEPS_LAYOUT.has(op) && first ? first : false;
+  };
+  // Followed with a stack of its own, not recursion: a converted graph can be thousands of ops deep.
+  const memo = new Map<string, boolean>([[inputNode, true]]);
+  const layout = (start: string): boolean => {
+    const chain: string[] = [];
+    let at: string = start;
+    let found: boolean | undefined;
+    const seen = new Set<string>();
+    for (;;) {
+      found = memo.get(at);
+      if (found !== undefined) break;
+      if (seen.has(at)) {
+        found = false; // A cycle (none in a converted graph) reads as channels-last.
+        break;
+      }
+      seen.add(at);
+      chain.push(at);
+      const r = rule(at);
+      if (typeof r === 'boolean') {
+        found = r;
+        chain.pop();
+        memo.set(at, r);
+        break;
+      }
+      at = r;
+    }
+    for (const c of chain) memo.set(c, found);
+    return found;
+  };
+  for (const name of byName.keys()) if (name !== inputNode && layout(name)) out.add(name);
+  return out;
+}

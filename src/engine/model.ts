@@ -14,7 +14,7 @@ import { isNormalization, type LayerRow, type ModelOutput, type ModelSummary, ty
 import { buildGuarded, disposeCreated, registeredClasses, type BuildHooks } from './io/buildGuard';
 import { normalizeFusedOps } from './io/graphFusion';
 import { graphOutputs, graphParams, graphRows, graphShape } from './graphSummary';
-import { adaptGraphInput, channelsLast, isChannelsFirst } from './graphInput';
+import { adaptGraphInput, channelsFirstNodes, channelsLast, isChannelsFirst } from './graphInput';
 import { detectInputPreprocessing } from './inputPreprocessing';
 import { checkLayerConfigs, checkOutputShapes } from './io/geometry';
 import { readRegularFile } from './io/safeRead';
@@ -28,6 +28,8 @@ export interface LoadedModel {
   layers?: tf.LayersModel;
   /** Present for graph models (inference only). */
   graph?: tf.GraphModel;
+  /** Graph nodes whose outputs are channels-first ([n, c, h, w]; graphInput.ts), shown transposed. */
+  channelsFirst?: ReadonlySet<string>;
   /** Present for ONNX models (run by ONNX Runtime). */
   onnx?: OnnxModel;
 }
@@ -301,7 +303,8 @@ export async function loadModel(modelJsonPath: string): Promise<LoadedModel> {
       loadMs: Math.round(performance.now() - start),
       ...(adapted ? { graphInput: { shape: declared, note: adapted } } : {}),
     };
-    return { files, summary, graph };
+    const channelsFirst = channelsFirstNodes(graph, artifacts.modelTopology as Record<string, unknown>);
+    return { files, summary, graph, ...(channelsFirst.size > 0 ? { channelsFirst } : {}) };
   }
   checkLayerClasses(files);
   checkModelClass(files.artifacts.modelTopology, shown);

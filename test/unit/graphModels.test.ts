@@ -15,6 +15,7 @@ import { readModelFiles } from '../../src/engine/io/modelFiles';
 import { normalizeFusedOps } from '../../src/engine/io/graphFusion';
 import { writeAutoencoderGraph, writeChannelsFirstGraph, writeFusedOddities, writeFusedTanh } from '../fixtures/graphs';
 import { computeEmbeddings } from '../../src/engine/embed/compute';
+import { computeActivations, disposeActivations } from '../../src/engine/inspect/activations';
 import { fixture } from '../fixtures/models';
 import { maxAbsDiff, setup } from './helpers';
 import { readImageFile, toInputTensor } from '../../src/engine/image';
@@ -175,6 +176,35 @@ describe('graph models converted from PyTorch through ONNX (channels-first input
     assert.equal(tf.memory().numTensors, before);
     xs.dispose();
     disposeModel(loaded);
+  });
+
+  it('shows channels-first maps between the transposes as [h, w, c] maps, as the same weights in TensorFlow layout give them', async () => {
+    const loaded = await loadModel(path.join(dir('nchw'), 'model.json'));
+    const plain = await loadModel(path.join(dir('nhwc'), 'model.json'));
+    assert.deepEqual([...loaded.channelsFirst!].sort(), ['relu', 'transpose_2']);
+    assert.equal(plain.channelsFirst, undefined);
+    const x = tf.tensor(seeded(8 * 8 * 3), [1, 8, 8, 3]);
+    const a = computeActivations(loaded, x);
+    const b = computeActivations(plain, x);
+    for (const [got, want] of [['relu', 'relu'], ['transpose_2', 'add'], ['add', 'add']]) {
+      const g = a.byPath.get(got)!;
+      const w = b.byPath.get(want)!;
+      assert.deepEqual(g.shape, w.shape, got);
+      assert.ok(maxAbsDiff(g.dataSync(), w.dataSync()) < 1e-5, got);
+    }
+    disposeActivations(a);
+    disposeActivations(b);
+    x.dispose();
+    // Embeddings at a channels-first node are pooled over its spatial axes, not over channels and rows.
+    const images = path.join(tmp, 'images-relu');
+    fs.mkdirSync(images, { recursive: true });
+    for (const n of ['rgb.png', 'photo.jpg']) fs.copyFileSync(fixture('images', n), path.join(images, n));
+    const e1 = await computeEmbeddings({ loaded, datasetDir: images, layer: 'relu', write: false });
+    const e2 = await computeEmbeddings({ loaded: plain, datasetDir: images, layer: 'relu', write: false });
+    assert.equal(e1.dim, e2.dim);
+    assert.ok(maxAbsDiff(e1.vectors, e2.vectors) < 1e-5);
+    disposeModel(loaded);
+    disposeModel(plain);
   });
 
   it('inspects an image (it was refused as "8-channel input") and embeds a folder', async () => {

@@ -142,6 +142,14 @@ export function layerFunction(loaded: LoadedModel, layer: string): (xs: tf.Tenso
   if (!graph) throw new EngineError('internal', `${name}: neither a layers nor a graph model.`);
   if (!loaded.summary.layers.some((r) => r.path === layer)) throw new EngineError('bad-input', `${layer} is not a node of ${name}.`);
   const input = graph.inputs[0].name;
+  // A channels-first node (graphs converted from PyTorch) is pooled over its spatial axes like any other map.
+  if (loaded.channelsFirst?.has(layer)) {
+    return (xs) =>
+      tf.tidy(() => {
+        const y = graph.execute({ [input]: xs }, layer) as tf.Tensor;
+        return y.rank === 4 ? tf.transpose(y, [0, 2, 3, 1]) : y;
+      });
+  }
   return (xs) => graph.execute({ [input]: xs }, layer) as tf.Tensor;
 }
 

@@ -49,7 +49,17 @@ export function computeActivations(loaded: LoadedModel, input: tf.Tensor): Activ
     const outputNames = graph.outputs.map((o) => o.name);
     const names = loaded.summary.layers.map((r) => r.path).filter((n) => n !== inputName && !outputNames.includes(n) && !outputNames.includes(`${n}:0`));
     const wanted = [...names, ...outputNames];
-    const outs = graph.execute({ [inputName]: input }, wanted) as tf.Tensor[];
+    const ran = graph.execute({ [inputName]: input }, wanted) as tf.Tensor[];
+    // Channels-first maps (graphs converted from PyTorch) as [h, w, c], the layout every view reads.
+    const nchw = loaded.channelsFirst;
+    const outs = nchw
+      ? ran.map((t, i) => {
+          if (t.rank !== 4 || !nchw.has(wanted[i].replace(/:0$/, ''))) return t;
+          const y = tf.transpose(t, [0, 2, 3, 1]);
+          t.dispose();
+          return y;
+        })
+      : ran;
     const byPath = new Map<string, tf.Tensor>();
     wanted.forEach((n, i) => byPath.set(n.replace(/:0$/, ''), outs[i]));
     if (inputName) byPath.set(inputName, input);
