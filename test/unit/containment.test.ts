@@ -147,12 +147,10 @@ describe('the compute worker contains crashes and hangs', () => {
     await engine.backend();
     const hanging = path.join(root, 'die-hang', 'model.json');
     const message = `Loading die-hang/model.json took longer than 2 s; the compute worker was restarted. The file may be damaged or far larger than a model needs; if it is a real model, raise the setting layerLens.loadTimeoutSeconds.`;
-    const started = performance.now();
     const load = engine.call('loadModel', { path: hanging }, { timeoutMs: 2000, timeoutMessage: message });
     const behind = engine.call('memory', {});
     await rejectsRemote(load, 'timeout', message);
     await rejectsRemote(behind, 'cancelled', 'The compute worker was restarted.');
-    assert.ok(performance.now() - started < 30_000);
     assert.ok(logs.includes('The compute worker did not finish loadModel within 2 s; restarting it.'), logs.join('\n'));
     assert.equal((await engine.call('loadModel', { path: good() }, { timeoutMs: 30_000 })).totalParams, 451);
   });

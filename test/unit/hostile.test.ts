@@ -20,7 +20,7 @@ import { currentBundles } from '../fixtures/bundles';
 import { hostileModelNames, makeHostileModels, type HostileModelName, type HostileModels } from '../fixtures/hostile';
 import { fixture, makeStripesDataset } from '../fixtures/models';
 import { setup } from './helpers';
-import { root, refuses, jsonError, memory, assertNoJump, moved, runCli, type CliRun } from './hostileHelpers';
+import { root, refuses, jsonError, memory, assertNoJump, moved, runCli, type CliRun, hangLimit } from './hostileHelpers';
 
 const refusals: { name: HostileModelName; code: string; message: (at: (name: HostileModelName) => string, h: HostileModels) => string }[] = [
   {
@@ -207,7 +207,7 @@ describe('hostile model files', () => {
   });
 
   for (const r of refusals) {
-    it(`${r.name}: refused with one clear message`, { timeout: 30_000 }, async () => {
+    it(`${r.name}: refused with one clear message`, { timeout: hangLimit }, async () => {
       const before = memory();
       await refuses(loadModel(at(r.name)), r.code, r.message(at, h));
       assertNoJump(before, r.name);
@@ -244,7 +244,7 @@ describe('hostile model files', () => {
     }
   });
 
-  it('input-100000px: loads (nothing is allocated for an input), but inspecting refuses before allocating', { timeout: 30_000 }, async () => {
+  it('input-100000px: loads (nothing is allocated for an input), but inspecting refuses before allocating', { timeout: hangLimit }, async () => {
     const loaded = await loadModel(at('input-100000px'));
     const before = memory();
     try {

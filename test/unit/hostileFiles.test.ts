@@ -16,7 +16,7 @@ import { hostileKerasNames, makeHostileKeras, type HostileKerasName } from '../f
 import { kerasWeights, writeKerasH5 } from '../fixtures/keras';
 import { fixture } from '../fixtures/models';
 import { setup } from './helpers';
-import { root, refuses, refusesSync, memory, assertNoJump } from './hostileHelpers';
+import { root, refuses, refusesSync, memory, assertNoJump, hangLimit } from './hostileHelpers';
 
 const kerasRefusals: { name: HostileKerasName; code: string; message: (file: string) => string }[] = [
   {
@@ -110,19 +110,19 @@ describe('hostile Keras files (.h5 and .keras)', () => {
   });
 
   for (const r of kerasRefusals) {
-    it(`${r.name}: refused with one clear message`, { timeout: 30_000 }, async () => {
+    it(`${r.name}: refused with one clear message`, { timeout: hangLimit }, async () => {
       await refuses(loadModel(k[r.name]), r.code, r.message(k[r.name]));
     });
   }
 
-  it('no failed Keras load leaves a tensor behind', { timeout: 30_000 }, async () => {
+  it('no failed Keras load leaves a tensor behind', { timeout: hangLimit }, async () => {
     const before = tf.memory().numTensors;
     // (Not the heap loop again: it only costs its 5 s, and is loaded again below.)
     for (const r of kerasRefusals.filter((r) => r.name !== 'h5-heap-loop')) await loadModel(k[r.name]).catch(() => undefined);
     assert.equal(tf.memory().numTensors, before);
   });
 
-  it('after libhdf5 was stopped in a loop, the next Keras file loads (a fresh HDF5 reader)', { timeout: 30_000 }, async () => {
+  it('after libhdf5 was stopped in a loop, the next Keras file loads (a fresh HDF5 reader)', { timeout: hangLimit }, async () => {
     await assert.rejects(loadModel(k['h5-heap-loop']));
     const good = path.join(root, 'keras', 'good.h5');
     await writeKerasH5(good, kerasFuzzSpecs.cnn, kerasWeights(kerasFuzzSpecs.cnn, 7));
@@ -261,7 +261,7 @@ describe('hostile datasets', () => {
     );
   });
 
-  it('2000 classes of one image each: scanned and split (every image trains, none validates), without a hang', { timeout: 60_000 }, async () => {
+  it('2000 classes of one image each: scanned and split (every image trains, none validates), without a hang', { timeout: hangLimit }, async () => {
     const dir = manyClassesDataset(ds('many-classes'), 2000);
     const scan = await scanDataset(dir);
     assert.equal(scan.classes.length, 2000);

@@ -68,8 +68,14 @@ export interface CliRun {
   ms: number;
 }
 
-/** Runs the bundled CLI (in the repository, or `cwd`), killed after `timeoutMs` (a safety net, never a measurement); `started` gets the child. */
-export function runCli(cli: string, args: string[], timeoutMs = 30_000, o: { cwd?: string; env?: NodeJS.ProcessEnv; started?: (child: ChildProcess) => void } = {}): Promise<CliRun> {
+/**
+ * How long a hostile case may run before it counts as hung: a safety net far
+ * above any run on a loaded machine (a hang never ends), never a measurement.
+ */
+export const hangLimit = 600_000;
+
+/** Runs the bundled CLI (in the repository, or `cwd`), killed after `timeoutMs` (the hang safety net); `started` gets the child. */
+export function runCli(cli: string, args: string[], timeoutMs = hangLimit, o: { cwd?: string; env?: NodeJS.ProcessEnv; started?: (child: ChildProcess) => void } = {}): Promise<CliRun> {
   return new Promise((resolve) => {
     const start = performance.now();
     const child = spawn(process.execPath, [cli, ...args], { cwd: o.cwd ?? repoRoot, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...o.env } });

@@ -17,7 +17,7 @@ import { scanDataset } from '../../src/engine/train/dataset';
 import { twoClassDataset } from '../fixtures/hostileFaults';
 import { fixture } from '../fixtures/models';
 import { setup } from './helpers';
-import { hashTree, refuses, root } from './hostileHelpers';
+import { hashTree, refuses, root, hangLimit } from './hostileHelpers';
 
 const at = (...p: string[]) => path.join(root, 'links', ...p);
 const fallback = at('fallback');
@@ -123,7 +123,7 @@ describe('kernel paths as outputs and pipes as inputs (issue 15, beyond the roun
     const { repoRoot } = await import('../fixtures/hostile');
     const script = `require(${JSON.stringify(path.join(repoRoot, 'node_modules/tsx/dist/cjs/index.cjs'))});
 require(${JSON.stringify(path.join(repoRoot, 'src/engine/image.ts'))}).readImageFile('/dev/stdin').then(() => console.log('read'), (e) => console.log(e.message));`;
-    const r = spawnSync(process.execPath, ['-e', script], { input: 'not an image', encoding: 'utf8', timeout: 60_000 });
+    const r = spawnSync(process.execPath, ['-e', script], { input: 'not an image', encoding: 'utf8', timeout: hangLimit });
     assert.equal(r.stdout.trim(), '/dev/stdin is a pipe, socket or terminal, not a file; pick a PNG or JPEG image.');
   });
 });

@@ -27,7 +27,7 @@ import { repoRoot, solidPng } from '../fixtures/hostile';
 import { bitDepth3Png, deepDataset, geometryModels, loopDataset, quantizedWithScale, twoClassDataset, unusedWeightModel, writeInvalidUtf8Name } from '../fixtures/hostileFaults';
 import { fixture } from '../fixtures/models';
 import { setup } from './helpers';
-import { refuses, root, runCli } from './hostileHelpers';
+import { refuses, root, runCli, hangLimit } from './hostileHelpers';
 
 const at = (...p: string[]) => path.join(root, 'reads', ...p);
 const kmsg = fs.existsSync('/proc/kmsg') ? false : 'no /proc/kmsg here';
@@ -41,7 +41,7 @@ before(async () => {
 });
 
 describe('no hang (issue 15)', () => {
-  it('a dataset image that is a link to /proc/kmsg: left out as a kernel file, never read; the scan ends', { skip: kmsg, timeout: 30_000 }, async () => {
+  it('a dataset image that is a link to /proc/kmsg: left out as a kernel file, never read; the scan ends', { skip: kmsg, timeout: hangLimit }, async () => {
     const dir = twoClassDataset(at('kmsg-dataset'));
     fs.symlinkSync('/proc/kmsg', path.join(dir, 'a', 'kmsg.png'));
     const scan = await scanDataset(dir);
@@ -49,7 +49,7 @@ describe('no hang (issue 15)', () => {
     assert.deepEqual(scan.skipped, [{ file: 'a/kmsg.png', reason: 'unreadable', detail: 'is a file of the kernel (/proc/kmsg), not an image on a disk' }]);
   });
 
-  it('a class folder that links into /proc, and /proc itself as the dataset: never walked', { skip: kmsg, timeout: 30_000 }, async () => {
+  it('a class folder that links into /proc, and /proc itself as the dataset: never walked', { skip: kmsg, timeout: hangLimit }, async () => {
     const dir = twoClassDataset(at('proc-class'));
     fs.symlinkSync('/proc/self', path.join(dir, 'c'));
     fs.symlinkSync('/proc/self', path.join(dir, 'a', 'inner'));
@@ -59,13 +59,13 @@ describe('no hang (issue 15)', () => {
     await refuses(scanDataset('/proc'), 'bad-dataset', 'dataset folder /proc is a folder of the kernel (/proc), not a folder of images.');
   });
 
-  it('--image a link to /proc/kmsg, or a FIFO: refused before opening (the CLI ends at once)', { skip: kmsg, timeout: 60_000 }, async () => {
+  it('--image a link to /proc/kmsg, or a FIFO: refused before opening (the CLI ends at once)', { skip: kmsg, timeout: hangLimit }, async () => {
     const link = at('kmsg.png');
     fs.symlinkSync('/proc/kmsg', link);
     await refuses(readImageFile(link), 'bad-image', `${link} is a file of the kernel (/proc/kmsg), not a file on a disk; pick a PNG or JPEG image.`);
     const fifo = at('pipe.png');
     if (mkfifo(fifo)) await refuses(readImageFile(fifo), 'bad-image', `${fifo} is not a regular file (a FIFO); pick a PNG or JPEG image.`);
-    const r = await runCli(cli, ['inspect', fixture('tiny-cnn', 'model.json'), '--image', link, '--out', at('kmsg-out')], 60_000);
+    const r = await runCli(cli, ['inspect', fixture('tiny-cnn', 'model.json'), '--image', link, '--out', at('kmsg-out')]);
     assert.equal(r.signal, null, 'it ended by itself');
     assert.equal(r.code, 1);
     assert.equal(r.stderr, `layer-lens: ${link} is a file of the kernel (/proc/kmsg), not a file on a disk; pick a PNG or JPEG image.\n`);
@@ -85,7 +85,7 @@ describe('no hang (issue 15)', () => {
     }
   });
 
-  it('a metadata.json, labels.txt or layerlens.json that is a FIFO or a link to /proc/kmsg: never read (in the editor it would stop the extension host)', { timeout: 60_000 }, async () => {
+  it('a metadata.json, labels.txt or layerlens.json that is a FIFO or a link to /proc/kmsg: never read (in the editor it would stop the extension host)', { timeout: hangLimit }, async () => {
     const dir = at('fifo-sidecars');
     fs.cpSync(fixture('tiny-cnn'), dir, { recursive: true });
     fs.rmSync(path.join(dir, 'metadata.json'));
@@ -103,7 +103,7 @@ describe('no hang (issue 15)', () => {
     );
   });
 
-  it('the second Ctrl-C ends the CLI even while a read is blocked in the kernel (process.exit would wait for it)', { timeout: 60_000 }, async () => {
+  it('the second Ctrl-C ends the CLI even while a read is blocked in the kernel (process.exit would wait for it)', { timeout: hangLimit }, async () => {
     const fifo = at('blocked.fifo');
     if (!mkfifo(fifo)) return;
     // A raw read of a FIFO nobody writes to blocks one of libuv's threads for good: the state a hung network drive leaves.
@@ -120,7 +120,7 @@ process.stdout.write('blocked\\n');`;
     child.kill('SIGINT');
     await new Promise((r) => setTimeout(r, 200));
     child.kill('SIGINT');
-    const safety = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    const safety = setTimeout(() => child.kill('SIGKILL'), hangLimit);
     const signal = await ended;
     clearTimeout(safety);
     assert.equal(signal, 'SIGINT', `it ended by the second Ctrl-C, not by the safety net: ${stderr}`);
@@ -149,7 +149,7 @@ process.stdout.write('blocked\\n');`;
   });
 
   for (const links of [1, 3, 6]) {
-    it(`a dataset with ${links} link${links > 1 ? 's' : ''} to "." in a class folder: each image once, the links named, none in both train and validation`, { timeout: 30_000 }, async () => {
+    it(`a dataset with ${links} link${links > 1 ? 's' : ''} to "." in a class folder: each image once, the links named, none in both train and validation`, { timeout: hangLimit }, async () => {
       const dir = loopDataset(at(`loops-${links}`), links);
       const scan = await scanDataset(dir);
       assert.deepEqual(scan.counts, [3, 3]);
@@ -332,7 +332,7 @@ describe('the command line (issue 15)', () => {
     const dir = at('recipe-error');
     fs.cpSync(fixture('tiny-cnn'), dir, { recursive: true });
     fs.writeFileSync(path.join(dir, 'layerlens.json'), '{"finetune": {"epochs": "abc"}}');
-    const r = await runCli(cli, ['finetune', path.join(dir, 'model.json'), twoClassDataset(at('recipe-data'))], 60_000);
+    const r = await runCli(cli, ['finetune', path.join(dir, 'model.json'), twoClassDataset(at('recipe-data'))]);
     assert.equal(r.code, 1);
     assert.equal(r.stderr, `layer-lens: ${path.join(dir, 'layerlens.json')}:1:25: error: finetune.epochs must be a whole number from 1 to 10000; found "abc". Fix the file, or move it away to use the defaults.\n`);
   });
@@ -345,7 +345,7 @@ describe('the command line (issue 15)', () => {
       present = false;
     }
     if (present) return t.skip('tfjs-node is installed here');
-    const r = await runCli(cli, ['summary', m(), '--backend', 'tensorflow'], 60_000);
+    const r = await runCli(cli, ['summary', m(), '--backend', 'tensorflow']);
     assert.equal(r.code, 0);
     assert.match(r.stderr, /^layer-lens: warning: --backend tensorflow is not available \(tfjs-node is not available .*\); using wasm instead\.\n$/);
   });

@@ -26,7 +26,7 @@ import { currentBundles } from '../fixtures/bundles';
 import { canUseMountNamespace, inMountNamespace, sh, twoClassDataset } from '../fixtures/hostileFaults';
 import { fixture, makeStripesDataset } from '../fixtures/models';
 import { setup } from './helpers';
-import { hashTree, refuses, root, runCli } from './hostileHelpers';
+import { hashTree, refuses, root, runCli, hangLimit } from './hostileHelpers';
 
 const at = (...p: string[]) => path.join(root, 'writes', ...p);
 /** A fresh copy of the tiny CNN's folder. */
@@ -56,7 +56,7 @@ describe('an output never replaces a file the run did not create, nor a model fi
   it('embed --map pca --out <model>/model.json: refused before computing; model.json byte-identical', async () => {
     const model = modelCopy('embed-out-model');
     const before = hashTree(path.dirname(model));
-    const r = await runCli(cli, ['embed', model, data, '--map', 'pca', '--out', model, '--force'], 60_000, { env: cliEnv() });
+    const r = await runCli(cli, ['embed', model, data, '--map', 'pca', '--out', model, '--force'], undefined, { env: cliEnv() });
     assert.equal(r.code, 1, r.stderr);
     assert.equal(r.stderr, `layer-lens: --out ${model}: model.json is a model's own file, which Layer Lens never replaces; choose another name.\n`);
     assert.equal(r.stdout, '', 'refused before any embedding was computed');
@@ -68,12 +68,12 @@ describe('an output never replaces a file the run did not create, nor a model fi
     const dir = at('tsv');
     fs.mkdirSync(dir);
     fs.writeFileSync(path.join(dir, 'vectors.tsv'), 'mine\n');
-    const r = await runCli(cli, ['embed', model, data, '--tsv', dir], 60_000, { env: cliEnv() });
+    const r = await runCli(cli, ['embed', model, data, '--tsv', dir], undefined, { env: cliEnv() });
     assert.equal(r.code, 1);
     assert.equal(r.stderr, `layer-lens: --tsv ${dir} already holds vectors.tsv (from an earlier run?); Layer Lens does not replace files it did not write in this run. Pass --force to replace them, or choose another folder.\n`);
     assert.equal(fs.readFileSync(path.join(dir, 'vectors.tsv'), 'utf8'), 'mine\n');
     assert.deepEqual(fs.readdirSync(dir), ['vectors.tsv']);
-    const forced = await runCli(cli, ['embed', model, data, '--tsv', dir, '--force'], 60_000, { env: cliEnv() });
+    const forced = await runCli(cli, ['embed', model, data, '--tsv', dir, '--force'], undefined, { env: cliEnv() });
     assert.equal(forced.code, 0, forced.stderr);
     assert.equal(fs.readFileSync(path.join(dir, 'vectors.tsv'), 'utf8').split('\n').length, 12 + 1);
     assert.deepEqual(fs.readdirSync(dir).sort(), ['metadata.tsv', 'vectors.tsv']);
@@ -85,11 +85,11 @@ describe('an output never replaces a file the run did not create, nor a model fi
     fs.writeFileSync(path.join(dir, 'summary.json'), '{"mine": true}\n');
     const before = hashTree(dir);
     const image = path.join(data, 'checker', 'checker-000.png');
-    const r = await runCli(cli, ['inspect', model, '--image', image, '--out', dir], 60_000);
+    const r = await runCli(cli, ['inspect', model, '--image', image, '--out', dir]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /^layer-lens: --out .* already holds summary\.json \(from an earlier run\?\); Layer Lens does not replace files it did not write in this run\. Pass --force/);
     assert.deepEqual(hashTree(dir), before);
-    const forced = await runCli(cli, ['inspect', model, '--image', image, '--out', dir, '--force'], 60_000);
+    const forced = await runCli(cli, ['inspect', model, '--image', image, '--out', dir, '--force']);
     assert.equal(forced.code, 0, forced.stderr);
     const after = hashTree(dir);
     for (const f of ['model.json', 'weights.bin', 'metadata.json']) assert.equal(after[f], before[f], `${f} untouched`);
@@ -101,7 +101,7 @@ describe('an output never replaces a file the run did not create, nor a model fi
     fs.mkdirSync(out);
     fs.writeFileSync(path.join(out, 'drift.json'), 'mine');
     const m = fixture('tiny-cnn', 'model.json');
-    const r = await runCli(cli, ['compare', m, m, '--image', path.join(data, 'checker', 'checker-000.png'), '--out', out], 60_000);
+    const r = await runCli(cli, ['compare', m, m, '--image', path.join(data, 'checker', 'checker-000.png'), '--out', out]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /already holds drift\.json/);
     assert.equal(fs.readFileSync(path.join(out, 'drift.json'), 'utf8'), 'mine');
@@ -159,7 +159,7 @@ describe('caches and temporary folders stay in real folders of the model (issue 
     });
   }
 
-  it('a frozen-backbone fine-tune (the same cache) writes nothing through a .layerlens link either', { timeout: 120_000 }, async () => {
+  it('a frozen-backbone fine-tune (the same cache) writes nothing through a .layerlens link either', { timeout: hangLimit }, async () => {
     const model = modelCopy('link-finetune');
     const victim = at('victim-finetune');
     fs.mkdirSync(victim);
@@ -172,7 +172,7 @@ describe('caches and temporary folders stay in real folders of the model (issue 
     assert.ok(warnings.some((w) => /symbolic link/.test(w) && w.includes(fallback)), warnings.join('\n'));
   });
 
-  it('a read-only model folder (a real read-only mount): embed runs, and caches in the fallback folder', { skip: nsSkip, timeout: 120_000 }, async () => {
+  it('a read-only model folder (a real read-only mount): embed runs, and caches in the fallback folder', { skip: nsSkip, timeout: hangLimit }, async () => {
     const model = modelCopy('read-only');
     const dir = path.dirname(model);
     const before = hashTree(dir);
@@ -187,7 +187,7 @@ describe('caches and temporary folders stay in real folders of the model (issue 
 describe('a finished run is never lost (issue 15)', () => {
   const settings = { epochs: 1, batchSize: 4, seed: 3, validationFraction: 0.25, augment: { flip: { enabled: false } } };
 
-  it('four fine-tunes of one model started in the same minute: four folders (-2, -3, -4), none fails', { timeout: 180_000 }, async () => {
+  it('four fine-tunes of one model started in the same minute: four folders (-2, -3, -4), none fails', { timeout: hangLimit }, async () => {
     const model = modelCopy('same-minute');
     const now = () => new Date(2026, 0, 2, 3, 4);
     const results = await Promise.allSettled([0, 1, 2, 3].map(() => finetune({ modelJsonPath: model, datasetDir: data, settings, frozen: [], now, onProgress: () => undefined })));
@@ -198,7 +198,7 @@ describe('a finished run is never lost (issue 15)', () => {
     for (const s of saved) assert.ok(fs.existsSync(path.join(s, 'model.json')) && fs.existsSync(path.join(s, 'metadata.json')));
   });
 
-  it('an --out that appears while training runs: saved as <out>-2, with a warning; the folder that appeared untouched', { timeout: 120_000 }, async () => {
+  it('an --out that appears while training runs: saved as <out>-2, with a warning; the folder that appeared untouched', { timeout: hangLimit }, async () => {
     const model = modelCopy('appears');
     const out = at('appears-out');
     const seen: TrainProgress[] = [];
@@ -218,7 +218,7 @@ describe('a finished run is never lost (issue 15)', () => {
     assert.ok(seen.some((p) => p.type === 'warning' && p.message === `${out} appeared while training ran; the fine-tuned model was saved as ${out}-2 instead, and nothing was replaced.`));
   });
 
-  it("the output's parent folder removed while training runs: saved in the fallback folder, with a warning", { timeout: 120_000 }, async () => {
+  it("the output's parent folder removed while training runs: saved in the fallback folder, with a warning", { timeout: hangLimit }, async () => {
     const model = modelCopy('parent-gone');
     const parent = at('parent-gone-out');
     fs.mkdirSync(parent);
@@ -240,18 +240,18 @@ describe('a finished run is never lost (issue 15)', () => {
     ],
   ];
   for (const [what, make, message] of refusedBefore) {
-    it(`--out ${what}: refused before training (no epoch runs)`, { timeout: 60_000 }, async () => {
+    it(`--out ${what}: refused before training (no epoch runs)`, { timeout: hangLimit }, async () => {
       const dir = at(`refused-${what.replace(/\W+/g, '-')}`);
       fs.mkdirSync(dir);
       const out = make(dir);
-      const r = await runCli(cli, ['finetune', modelCopy(`m-${path.basename(dir)}`), data, '--epochs', '1', '--out', out], 60_000);
+      const r = await runCli(cli, ['finetune', modelCopy(`m-${path.basename(dir)}`), data, '--epochs', '1', '--out', out]);
       assert.equal(r.code, 1);
       assert.equal(r.stderr, `layer-lens: ${message(out, dir)}\n`);
       assert.doesNotMatch(r.stdout, /Epoch/);
     });
   }
 
-  it('--out on a read-only disk, or one without room for the model: refused before training, with the space needed', { skip: nsSkip, timeout: 120_000 }, async () => {
+  it('--out on a read-only disk, or one without room for the model: refused before training, with the space needed', { skip: nsSkip, timeout: hangLimit }, async () => {
     const model = modelCopy('disk-checks');
     const mnt = at('mnt-checks');
     fs.mkdirSync(mnt);
@@ -266,7 +266,7 @@ describe('a finished run is never lost (issue 15)', () => {
     assert.doesNotMatch(ro.stdout + full.stdout, /Epoch/);
   });
 
-  it('the disk fills up while training runs: the run finishes, and the model is saved in the fallback folder with the space it needed named', { skip: nsSkip, timeout: 180_000 }, async () => {
+  it('the disk fills up while training runs: the run finishes, and the model is saved in the fallback folder with the space it needed named', { skip: nsSkip, timeout: hangLimit }, async () => {
     const model = modelCopy('disk-fills');
     const mnt = at('mnt-fills');
     fs.mkdirSync(mnt);
@@ -285,13 +285,13 @@ describe('a finished run is never lost (issue 15)', () => {
     assert.match(r.stdout, /Best val_loss .* Saved /);
   });
 
-  it('a second Ctrl-C while the model is being saved leaves no temporary folder', { timeout: 120_000 }, async () => {
+  it('a second Ctrl-C while the model is being saved leaves no temporary folder', { timeout: hangLimit }, async () => {
     const model = modelCopy('ctrl-c-save');
     const parent = at('ctrl-c-save-out');
     fs.mkdirSync(parent);
     const out = path.join(parent, 'ft');
     let sent = false;
-    const r = await runCli(cli, ['finetune', model, data, '--epochs', '2', '--out', out], 120_000, {
+    const r = await runCli(cli, ['finetune', model, data, '--epochs', '2', '--out', out], undefined, {
       started: (child) => {
         const watcher = fs.watch(parent, (_e, file) => {
           if (sent || !String(file).includes('.layerlens-tmp-')) return;

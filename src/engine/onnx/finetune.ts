@@ -20,13 +20,13 @@ import { writeFileAtomic } from '../io/atomic';
 import { rel } from '../io/files';
 import { loadModel, type LoadedModel } from '../model';
 import { openDiskEmbeddings } from '../embed/diskEmbeddingCache';
-import { metricsCsv, type ClassCount, type FinetuneResult, type SkippedFile } from '../../protocol/train';
+import { metricsCsv, type FinetuneResult, type SkippedFile } from '../../protocol/train';
 import type { FinetuneSettings } from '../../protocol/recipe';
 import { augmentationEnabled } from '../train/augment';
 import { epochOrder, ImageSource, InputCache, scanDataset, splitDataset } from '../train/dataset';
 import { monitorFor, parseSettings, type FinetuneOptions } from '../train/finetune';
 import { seedDense } from '../train/head';
-import { backendName, checkCancel, endProgress, jobMetadata, outputFolder, relativeTo, saveResultFolder, trainingNormalization, trainWithProgress, validationEvaluation, type JobNames } from '../train/job';
+import { backendName, classCounts, loopOutcome, checkCancel, endProgress, jobMetadata, outputFolder, relativeTo, saveResultFolder, trainingNormalization, trainWithProgress, validationEvaluation, type JobNames } from '../train/job';
 import type { Trainable, TrainData } from '../train/loop';
 import { MemoryEmbeddingCache, embeddingBatches } from '../train/memoryEmbeddingCache';
 import { modelWithOutputs } from './graph';
@@ -222,7 +222,7 @@ async function trainHead(o: FinetuneOptions, loaded: LoadedModel, model: OnnxMod
       // Once cached, validation rows are small: big batches, few steps.
       validation: hasVal ? () => embeddingBatches(valSrc, valOrder, bs, cache, embed, k, 1024) : undefined,
     };
-    const classes: ClassCount[] = scan.classes.map((name, i) => ({ name, images: scan.counts[i], train: split.perClass[i].train, val: split.perClass[i].val }));
+    const classes = classCounts(scan, split);
     const headParams = features * k + k;
     onProgress({
       type: 'start',
@@ -287,12 +287,7 @@ async function trainHead(o: FinetuneOptions, loaded: LoadedModel, model: OnnxMod
       frozen: ['(the whole ONNX backbone)'],
       settings,
       training: {
-        epochsRun: loop.epochsRun,
-        stoppedEarly: loop.stoppedEarly,
-        monitor: loop.monitor,
-        bestEpoch: loop.bestEpoch,
-        bestValue: loop.bestValue,
-        restored: loop.restored,
+        ...loopOutcome(loop),
         trainImages: trainSrc.length,
         valImages: valSrc.length,
         skippedFiles: skipped.length,
@@ -328,12 +323,7 @@ async function trainHead(o: FinetuneOptions, loaded: LoadedModel, model: OnnxMod
       modelPath: path.join(outputPath, file),
       labels,
       metrics,
-      epochsRun: loop.epochsRun,
-      stoppedEarly: loop.stoppedEarly,
-      monitor: loop.monitor,
-      bestEpoch: loop.bestEpoch,
-      bestValue: loop.bestValue,
-      restored: loop.restored,
+      ...loopOutcome(loop),
       trainSize: trainSrc.length,
       valSize: valSrc.length,
       skipped,

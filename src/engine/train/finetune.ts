@@ -20,7 +20,6 @@ import type { Normalization } from '../../protocol/model';
 import {
   augmentSummary,
   metricsCsv,
-  type ClassCount,
   type FinetuneResult,
   type FinetuneSettingsInput,
   type MonitorName,
@@ -34,7 +33,7 @@ import { openDiskEmbeddings } from '../embed/diskEmbeddingCache';
 import { applyFreezePlan } from './freeze';
 import { planHead, type HeadPlan } from './head';
 import { matchClasses } from './classNames';
-import { backendName, checkCancel as checkCancelOf, disposeJob, endProgress, jobMetadata, openLayersModel, outputFolder, relativeTo, saveModelFolder, siblingOutputPath, trainingNormalization, trainWithProgress, validationEvaluation, type JobNames } from './job';
+import { backendName, classCounts, loopOutcome, checkCancel as checkCancelOf, disposeJob, endProgress, jobMetadata, openLayersModel, outputFolder, relativeTo, saveModelFolder, siblingOutputPath, trainingNormalization, trainWithProgress, validationEvaluation, type JobNames } from './job';
 import type { Batch, Trainable, TrainData } from './loop';
 import { ParallelStepRunner } from './parallel';
 import { trainingStep, type CompiledStep } from './step';
@@ -317,7 +316,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
       checkCancel(signal);
     }
 
-    const classes: ClassCount[] = scan.classes.map((name, i) => ({ name, images: scan.counts[i], train: split.perClass[i].train, val: split.perClass[i].val }));
+    const classes = classCounts(scan, split);
     onProgress({
       type: 'start',
       modelPath: loaded.files.modelJsonPath,
@@ -389,12 +388,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
       frozen: frozenList,
       settings,
       training: {
-        epochsRun: loop.epochsRun,
-        stoppedEarly: loop.stoppedEarly,
-        monitor: loop.monitor,
-        bestEpoch: loop.bestEpoch,
-        bestValue: loop.bestValue,
-        restored: loop.restored,
+        ...loopOutcome(loop),
         trainImages: trainSrc.length,
         valImages: valSrc.length,
         skippedFiles: skipped.length,
@@ -429,12 +423,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
       outputPath,
       labels,
       metrics,
-      epochsRun: loop.epochsRun,
-      stoppedEarly: loop.stoppedEarly,
-      monitor: loop.monitor,
-      bestEpoch: loop.bestEpoch,
-      bestValue: loop.bestValue,
-      restored: loop.restored,
+      ...loopOutcome(loop),
       trainSize: trainSrc.length,
       valSize: valSrc.length,
       skipped,

@@ -11,7 +11,7 @@ import * as tf from '@tensorflow/tfjs';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Normalization } from '../../protocol/model';
-import { evaluationOf, type EpochMetrics, type Evaluation, type TrainProgress } from '../../protocol/train';
+import { evaluationOf, type ClassCount, type EpochMetrics, type Evaluation, type TrainProgress } from '../../protocol/train';
 import { currentBackend } from '../backend';
 import { CancelledError, EngineError } from '../errors';
 import { writeFolderAtomic } from '../io/atomic';
@@ -217,12 +217,22 @@ export async function saveResultFolder(
   return saved;
 }
 
+/** Each class's images and how the split shares them, for the 'start' message. */
+export function classCounts(scan: { classes: readonly string[]; counts: readonly number[] }, split: { perClass: readonly { train: number; val: number }[] }): ClassCount[] {
+  return scan.classes.map((name, i) => ({ name, images: scan.counts[i], train: split.perClass[i].train, val: split.perClass[i].val }));
+}
+
+/** What a run's loop did, as metadata.json, the result and the 'end' message all report it. */
+export function loopOutcome(loop: LoopResult): Pick<LoopResult, 'epochsRun' | 'stoppedEarly' | 'monitor' | 'bestEpoch' | 'bestValue' | 'restored'> {
+  return { epochsRun: loop.epochsRun, stoppedEarly: loop.stoppedEarly, monitor: loop.monitor, bestEpoch: loop.bestEpoch, bestValue: loop.bestValue, restored: loop.restored };
+}
+
 /** The 'end' progress message of a finished run. */
 export function endProgress(loop: LoopResult, outputPath: string, started: number, evaluation?: Evaluation): TrainProgress & { type: 'end' } {
   const seconds = (performance.now() - started) / 1000;
   return {
-    type: 'end', epochsRun: loop.epochsRun, stoppedEarly: loop.stoppedEarly, monitor: loop.monitor, bestEpoch: loop.bestEpoch, bestValue: loop.bestValue,
-    ...(Number.isFinite(loop.lastValue) ? { lastValue: loop.lastValue } : {}), restored: loop.restored, outputPath, seconds, ...(evaluation ? { evaluation } : {}),
+    type: 'end', ...loopOutcome(loop),
+    ...(Number.isFinite(loop.lastValue) ? { lastValue: loop.lastValue } : {}), outputPath, seconds, ...(evaluation ? { evaluation } : {}),
   };
 }
 

@@ -16,14 +16,8 @@ export interface BatchLogs {
   etaSec: number;
 }
 
-export interface EpochLogs {
-  loss: number;
-  acc: number;
-  val_loss?: number;
-  val_acc?: number;
-  lr: number;
-  imagesPerSec: number;
-  seconds: number;
+/** An epoch's metrics as saved (without its number, which the callback passes), and what the loop adds. */
+export interface EpochLogs extends Omit<EpochMetrics, 'epoch'> {
   etaSec: number;
   /** The monitored quantity improved. */
   improved: boolean;
